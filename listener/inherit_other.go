@@ -1,0 +1,5 @@
+//go:build !linux
+
+package listener
+
+func inherit() ([]Inherited, error) { return nil, notSupported("Inherit") }

@@ -1,0 +1,26 @@
+package listener
+
+// Trampoline rewrites a spawn of the program at path with argv and env so that the worker finds
+// LISTEN_PID equal to its own pid (see the package documentation for why and what it costs).
+// Start the process with the results instead of the inputs.
+//
+// It returns "/proc/self/exe", the running supervisor's own binary, which works even after that
+// file was replaced on disk, with argv unchanged and env plus HANDOFF_TRAMPOLINE=path. This
+// package's init function, running in that process, removes HANDOFF_TRAMPOLINE, sets LISTEN_PID
+// to its pid if LISTEN_FDS is set, and execs path with argv and the environment; the pid does
+// not change. If the exec fails it writes "handoff: exec <path>: <error>" to stderr and exits
+// with status 127. As with [syscall.StartProcess], path is not looked up in $PATH.
+//
+// When path is absolute and names the running executable itself, there is no second exec: the
+// result is path, and HANDOFF_TRAMPOLINE is set empty, which tells the init to set LISTEN_PID
+// and let the program run.
+//
+// env is not modified. The result drops env's LISTEN_PID and HANDOFF_TRAMPOLINE entries (the
+// trampoline sets them), and of several LISTEN_FDS or LISTEN_FDNAMES entries keeps only the last,
+// as os/exec does; so appending [Env] to os.Environ() works even if the supervisor's own
+// environment still holds socket-activation variables.
+//
+// On platforms other than Linux it returns its arguments unchanged.
+func Trampoline(path string, argv, env []string) (tpath string, targv, tenv []string) {
+	return trampoline(path, argv, env)
+}

@@ -1,0 +1,75 @@
+package listener
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+const selfExe = "/proc/self/exe"
+
+func init() { runTrampoline() }
+
+// runTrampoline is the child's half of Trampoline. It runs before main, in any program that
+// imports this package, and does nothing unless HANDOFF_TRAMPOLINE is set.
+func runTrampoline() {
+	target, ok := os.LookupEnv(envTrampoline)
+	if !ok {
+		return
+	}
+	os.Unsetenv(envTrampoline)
+	if _, ok := os.LookupEnv(envFds); ok {
+		os.Setenv(envPid, strconv.Itoa(os.Getpid()))
+	}
+	if target == "" {
+		return
+	}
+	err := syscall.Exec(target, os.Args, os.Environ())
+	fmt.Fprintf(os.Stderr, "handoff: exec %s: %v\n", target, err)
+	os.Exit(127)
+}
+
+func trampoline(path string, argv, env []string) (string, []string, []string) {
+	tpath, target := selfExe, path
+	if isSelf(path) {
+		tpath, target = path, ""
+	}
+	last := make(map[string]int, 2) // index of the last LISTEN_FDS and LISTEN_FDNAMES
+	for i, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == envFds || k == envNames {
+			last[k] = i
+		}
+	}
+	tenv := make([]string, 0, len(env)+1)
+	for i, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case envPid, envTrampoline:
+			continue
+		case envFds, envNames:
+			if last[k] != i {
+				continue
+			}
+		}
+		tenv = append(tenv, kv)
+	}
+	tenv = append(tenv, envTrampoline+"="+target)
+	return tpath, argv, tenv
+}
+
+// isSelf reports whether path is the running executable: same device and inode.
+func isSelf(path string) bool {
+	if !filepath.IsAbs(path) {
+		return false
+	}
+	self, err := os.Stat(selfExe)
+	if err != nil {
+		return false
+	}
+	fi, err := os.Stat(path)
+	return err == nil && os.SameFile(self, fi)
+}
