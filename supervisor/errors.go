@@ -1,0 +1,14 @@
+package supervisor
+
+import "errors"
+
+// Errors returned by the supervisor.
+var (
+	// ErrClosed is returned by Run when the supervisor was shut down or
+	// closed before it started, and by calls made after it stopped.
+	ErrClosed = errors.New("supervisor: closed")
+	// ErrRunning is returned by a second call of Run.
+	ErrRunning = errors.New("supervisor: already running")
+	// ErrNotSupported is returned on platforms other than Linux.
+	ErrNotSupported = errors.New("supervisor: not supported on this platform")
+)

@@ -1,0 +1,103 @@
+package supervisor
+
+import (
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/handoff-dev/handoff/listener"
+)
+
+// An Option configures a Supervisor.
+type Option interface{ apply(*options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+// options holds every setting with its default; New copies it, so a caller's
+// values are never written back.
+type options struct {
+	workers     int
+	addrs       []string
+	sockets     []*listener.Socket
+	logger      *zap.Logger
+	hooks       Hooks
+	minUptime   time.Duration
+	backoffMin  time.Duration
+	backoffMax  time.Duration
+	stopSignal  syscall.Signal
+	stopTimeout time.Duration
+	subreaper   bool
+}
+
+func defaultOptions() options {
+	return options{
+		workers:     1,
+		logger:      zap.NewNop(),
+		minUptime:   time.Second,
+		backoffMin:  100 * time.Millisecond,
+		backoffMax:  10 * time.Second,
+		stopSignal:  syscall.SIGTERM,
+		stopTimeout: 30 * time.Second,
+	}
+}
+
+// WithWorkers sets how many workers run at once (default 1).
+func WithWorkers(n int) Option { return optionFunc(func(o *options) { o.workers = n }) }
+
+// WithListen adds listening addresses, in the forms listener.ParseAddr
+// accepts ("tcp://127.0.0.1:8080", "web=unix:///run/app.sock", a bare
+// "host:port"). The supervisor binds them when Run starts, passes them to
+// every worker in order, and closes them when Run returns.
+func WithListen(addrs ...string) Option {
+	return optionFunc(func(o *options) { o.addrs = append(o.addrs, addrs...) })
+}
+
+// WithSockets passes sockets the caller opened (for example adopted from
+// systemd with listener.Adopt). They follow the WithListen addresses in the
+// workers' fd order. The caller keeps ownership and closes them after Run.
+func WithSockets(socks ...*listener.Socket) Option {
+	return optionFunc(func(o *options) { o.sockets = append(o.sockets, socks...) })
+}
+
+// WithLogger sets the logger (default: no logging).
+func WithLogger(l *zap.Logger) Option { return optionFunc(func(o *options) { o.logger = l }) }
+
+// WithHooks installs the hooks described on Hooks.
+func WithHooks(h Hooks) Option { return optionFunc(func(o *options) { o.hooks = h }) }
+
+// WithMinUptime sets how long a worker must stay up before its start counts
+// as a success, like supervisord's startsecs (default 1s). A worker that
+// exits sooner counts as a start failure and its replacement is delayed by
+// the backoff; a worker that stayed up is replaced at once and resets the
+// backoff of its slot.
+func WithMinUptime(d time.Duration) Option { return optionFunc(func(o *options) { o.minUptime = d }) }
+
+// WithBackoff sets the delay before restarting a slot after its first
+// consecutive start failure (min, default 100ms); each further failure
+// doubles it, up to max (default 10s).
+func WithBackoff(min, max time.Duration) Option {
+	return optionFunc(func(o *options) { o.backoffMin, o.backoffMax = min, max })
+}
+
+// WithStopSignal sets the signal that asks a worker to drain and exit
+// (default SIGTERM).
+func WithStopSignal(sig syscall.Signal) Option {
+	return optionFunc(func(o *options) { o.stopSignal = sig })
+}
+
+// WithStopTimeout bounds a graceful stop when Run's context is cancelled:
+// workers still alive after it get SIGKILL (default 30s). Shutdown uses its
+// own context's deadline instead.
+func WithStopTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.stopTimeout = d })
+}
+
+// WithSubreaper makes the supervisor a child subreaper
+// (PR_SET_CHILD_SUBREAPER), so that it also reaps orphaned grandchildren:
+// the mode for PID 1 in a container. In this mode the supervisor reaps every
+// child of the process, so os/exec in the same process cannot wait for its
+// own children; see package reap.
+func WithSubreaper() Option { return optionFunc(func(o *options) { o.subreaper = true }) }

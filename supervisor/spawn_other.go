@@ -1,0 +1,9 @@
+//go:build !linux
+
+package supervisor
+
+import "syscall"
+
+// sysProcAttr has nothing to add: starting workers fails earlier, in package
+// reap, with its ErrNotSupported.
+func sysProcAttr() *syscall.SysProcAttr { return nil }

@@ -1,0 +1,61 @@
+package supervisor
+
+import "time"
+
+// State is where a worker is in its life.
+type State int
+
+// The states of a worker.
+const (
+	// Starting: the process exists but is not ready yet.
+	Starting State = iota
+	// Ready: the worker is serving.
+	Ready
+	// Stopping: the worker was asked to exit (stop signal sent).
+	Stopping
+)
+
+func (s State) String() string {
+	switch s {
+	case Starting:
+		return "starting"
+	case Ready:
+		return "ready"
+	case Stopping:
+		return "stopping"
+	}
+	return "unknown"
+}
+
+// WorkerInfo describes one worker process.
+type WorkerInfo struct {
+	Slot       int
+	Pid        int
+	Generation uint64
+	State      State
+	Started    time.Time
+	// Restarts counts how many times this worker's slot was restarted
+	// after an exit the supervisor did not ask for.
+	Restarts int
+}
+
+// ExitCounts counts worker exits by cause.
+type ExitCounts struct {
+	// Clean: exit status 0. Failed: a non-zero exit status. Signaled:
+	// killed by a signal.
+	Clean, Failed, Signaled int
+	// StartFailures counts exits (and spawn errors) before the worker had
+	// been up for the minimum uptime; they drive the backoff.
+	StartFailures int
+}
+
+// Stats is a snapshot of the worker table.
+type Stats struct {
+	// Workers lists the live workers by slot.
+	Workers []WorkerInfo
+	// Generation is the current generation.
+	Generation uint64
+	// Restarts counts restarts after exits the supervisor did not ask for.
+	Restarts int
+	Exits    ExitCounts
+}

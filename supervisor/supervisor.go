@@ -1,0 +1,273 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/handoff-dev/handoff/listener"
+)
+
+// Command is the program every worker runs.
+type Command struct {
+	// Path is the program. A name without a slash is looked up in PATH
+	// when New is called.
+	Path string
+	// Args is the argv, starting with the program's name; empty means
+	// []string{Path}.
+	Args []string
+	// Env is the environment; nil means the supervisor's own. Variables of
+	// the socket-activation and notify protocols and handoff's own are
+	// replaced by the supervisor's values.
+	Env []string
+	// Dir is the working directory; "" means the supervisor's.
+	Dir string
+}
+
+// A Supervisor keeps a number of worker processes running on shared
+// listening sockets. Create it with New and start it with Run; its other
+// methods are safe to call from any goroutine.
+type Supervisor struct {
+	cmd   Command
+	addrs []listener.Addr
+	o     options
+	log   *zap.Logger
+
+	reqs  chan func(*table) // served by the run goroutine
+	stopC chan struct{}     // closed to begin a graceful stop
+	killC chan struct{}     // closed to SIGKILL whatever is left
+	done  chan struct{}     // closed when Run returns
+
+	stopOnce, killOnce sync.Once
+
+	mu    sync.Mutex
+	phase phase
+}
+
+type phase int
+
+const (
+	idle phase = iota
+	running
+	finished
+)
+
+// New checks the command and the options and returns a Supervisor that has
+// not started anything yet.
+func New(cmd Command, opts ...Option) (*Supervisor, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	addrs := make([]listener.Addr, 0, len(o.addrs))
+	for _, s := range o.addrs {
+		a, err := listener.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("supervisor: listen address: %w", err)
+		}
+		addrs = append(addrs, a)
+	}
+	if cmd.Path == "" {
+		return nil, errors.New("supervisor: command path is empty")
+	}
+	path, err := exec.LookPath(cmd.Path)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: command: %w", err)
+	}
+	cmd.Path = path
+	if len(cmd.Args) == 0 {
+		cmd.Args = []string{cmd.Path}
+	}
+	cmd.Args = slices.Clone(cmd.Args)
+	cmd.Env = slices.Clone(cmd.Env)
+	if o.logger == nil {
+		o.logger = zap.NewNop()
+	}
+	return &Supervisor{
+		cmd:   cmd,
+		addrs: addrs,
+		o:     o,
+		log:   o.logger,
+		reqs:  make(chan func(*table)),
+		stopC: make(chan struct{}),
+		killC: make(chan struct{}),
+		done:  make(chan struct{}),
+	}, nil
+}
+
+func (o *options) validate() error {
+	switch {
+	case o.workers < 1:
+		return fmt.Errorf("supervisor: workers must be at least 1, not %d", o.workers)
+	case o.minUptime < 0:
+		return fmt.Errorf("supervisor: minimum uptime %v is negative", o.minUptime)
+	case o.backoffMin <= 0 || o.backoffMax < o.backoffMin:
+		return fmt.Errorf("supervisor: backoff %v..%v: want 0 < min <= max", o.backoffMin, o.backoffMax)
+	case o.stopTimeout < 0:
+		return fmt.Errorf("supervisor: stop timeout %v is negative", o.stopTimeout)
+	case o.stopSignal == 0:
+		return errors.New("supervisor: stop signal is 0")
+	}
+	for i, s := range o.sockets {
+		if s == nil {
+			return fmt.Errorf("supervisor: socket %d is nil", i)
+		}
+	}
+	return nil
+}
+
+// Run binds the listening addresses, starts the workers and keeps them
+// running until ctx is cancelled (a graceful stop bounded by the stop
+// timeout), Shutdown or Close is called. It returns once every worker has
+// been reaped and everything it opened is closed; the error is nil after a
+// requested stop.
+func (s *Supervisor) Run(ctx context.Context) (err error) {
+	s.mu.Lock()
+	switch s.phase {
+	case running:
+		s.mu.Unlock()
+		return ErrRunning
+	case finished:
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.phase = running
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.phase = finished
+		s.mu.Unlock()
+		close(s.done)
+	}()
+
+	t, err := s.newTable()
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	return t.loop(ctx)
+}
+
+// Shutdown stops the supervisor gracefully: every worker gets the stop
+// signal and is not replaced when it exits. Workers still alive when ctx is
+// done get SIGKILL. Shutdown returns when Run has returned, with ctx's error
+// if it had to kill. Calling it before Run makes Run return ErrClosed.
+func (s *Supervisor) Shutdown(ctx context.Context) error {
+	if !s.beginStop() {
+		return nil
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		s.kill()
+		<-s.done
+		return ctx.Err()
+	}
+}
+
+// Close stops the supervisor at once: every worker gets SIGKILL. It returns
+// when Run has returned and is safe to call more than once.
+func (s *Supervisor) Close() error {
+	if !s.beginStop() {
+		return nil
+	}
+	s.kill()
+	<-s.done
+	return nil
+}
+
+// beginStop asks the run goroutine to stop and reports whether there is a
+// run to wait for.
+func (s *Supervisor) beginStop() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.phase == idle {
+		s.phase = finished
+		close(s.done)
+		return false
+	}
+	s.stopOnce.Do(func() { close(s.stopC) })
+	return true
+}
+
+func (s *Supervisor) kill() { s.killOnce.Do(func() { close(s.killC) }) }
+
+// Stats returns a snapshot of the worker table; the zero Stats before Run
+// starts or after it returns.
+func (s *Supervisor) Stats() Stats {
+	var st Stats
+	s.call(func(t *table) { st = t.stats() })
+	return st
+}
+
+// call runs f on the run goroutine and waits for it, or does nothing when
+// the supervisor is not running.
+func (s *Supervisor) call(f func(*table)) bool {
+	s.mu.Lock()
+	p := s.phase
+	s.mu.Unlock()
+	if p != running {
+		return false
+	}
+	ran := make(chan struct{})
+	select {
+	case s.reqs <- func(t *table) { f(t); close(ran) }:
+		<-ran
+		return true
+	case <-s.done:
+		return false
+	}
+}
+
+// The variables that tell a worker who it is (see WorkerIdentity).
+const (
+	EnvWorker        = "HANDOFF_WORKER"
+	EnvGeneration    = "HANDOFF_GENERATION"
+	EnvSupervisorPID = "HANDOFF_SUPERVISOR_PID"
+)
+
+// workerEnv is the environment of a new worker: the command's (or the
+// supervisor's) environment without the variables handoff owns, then the
+// worker's identity and the socket-activation variables.
+func (s *Supervisor) workerEnv(socks []*listener.Socket, slot int, gen uint64) []string {
+	base := s.cmd.Env
+	if base == nil {
+		base = os.Environ()
+	}
+	env := make([]string, 0, len(base)+6)
+	for _, kv := range base {
+		if !ownedVar(kv) {
+			env = append(env, kv)
+		}
+	}
+	env = append(env,
+		fmt.Sprintf("%s=%d", EnvWorker, slot),
+		fmt.Sprintf("%s=%d", EnvGeneration, gen),
+		fmt.Sprintf("%s=%d", EnvSupervisorPID, os.Getpid()),
+	)
+	return append(env, listener.Env(socks)...)
+}
+
+// ownedVar reports whether kv sets a variable the supervisor provides.
+func ownedVar(kv string) bool {
+	for _, name := range []string{
+		"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET",
+		"WATCHDOG_USEC", "WATCHDOG_PID",
+		EnvWorker, EnvGeneration, EnvSupervisorPID, "HANDOFF_TRAMPOLINE",
+	} {
+		if len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name {
+			return true
+		}
+	}
+	return false
+}

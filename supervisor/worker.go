@@ -1,0 +1,109 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/handoff-dev/handoff/listener"
+)
+
+// Handler is the body of a worker: it serves on the inherited listeners
+// until ctx is cancelled, which happens when the supervisor asks the worker
+// to stop (the stop signal, SIGTERM by default), then drains and returns.
+// The listeners are closed after it returns.
+type Handler func(ctx context.Context, ls []listener.Inherited) error
+
+// Identity tells a worker who it is, from the variables the supervisor set.
+type Identity struct {
+	Worker        int    // slot index, 0 to N-1
+	Generation    uint64 // the generation it belongs to
+	SupervisorPID int
+}
+
+// WorkerIdentity returns the identity the supervisor gave this process, and
+// false when the process was not started by a handoff supervisor.
+func WorkerIdentity() (Identity, bool) {
+	var id Identity
+	w, ok := os.LookupEnv(EnvWorker)
+	if !ok {
+		return id, false
+	}
+	var err1, err2, err3 error
+	id.Worker, err1 = strconv.Atoi(w)
+	id.Generation, err2 = strconv.ParseUint(os.Getenv(EnvGeneration), 10, 64)
+	id.SupervisorPID, err3 = strconv.Atoi(os.Getenv(EnvSupervisorPID))
+	return id, errors.Join(err1, err2, err3) == nil
+}
+
+// IsWorker reports whether this process was started by a handoff
+// supervisor as one of its workers.
+func IsWorker() bool {
+	_, ok := WorkerIdentity()
+	return ok
+}
+
+// RunWorker runs h as a worker: it takes the inherited listeners (from
+// handoff or from systemd socket activation), cancels h's context on SIGTERM
+// or SIGINT, and closes the listeners when h returns.
+func RunWorker(ctx context.Context, h Handler) error {
+	ls, err := listener.Inherit()
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return h(ctx, ls)
+}
+
+// RunWorkerHTTP runs h as an HTTP worker on every inherited listener; see
+// HTTPHandler.
+func RunWorkerHTTP(ctx context.Context, h http.Handler) error {
+	return RunWorker(ctx, HTTPHandler(&http.Server{Handler: h}))
+}
+
+// HTTPHandler returns a Handler that serves srv on every listener and, when
+// its context is cancelled, shuts srv down gracefully: in-flight requests
+// finish before it returns.
+func HTTPHandler(srv *http.Server) Handler {
+	return func(ctx context.Context, ls []listener.Inherited) error {
+		if srv.ReadHeaderTimeout == 0 {
+			srv.ReadHeaderTimeout = 30 * time.Second
+		}
+		errc := make(chan error, len(ls))
+		var wg sync.WaitGroup
+		for _, l := range ls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+					errc <- fmt.Errorf("serve %s: %w", l.Name, err)
+				}
+			}()
+		}
+		var err error
+		select {
+		case <-ctx.Done():
+		case err = <-errc:
+		}
+		err = errors.Join(err, srv.Shutdown(context.WithoutCancel(ctx)))
+		wg.Wait()
+		close(errc)
+		for e := range errc {
+			err = errors.Join(err, e)
+		}
+		return err
+	}
+}
