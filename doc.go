@@ -1,0 +1,58 @@
+// Package handoff runs servers without downtime. A supervisor process owns
+// the listening sockets and keeps N worker processes serving on them; the
+// kernel spreads connections over the workers, so the supervisor is never in
+// the data path. It reaps every exit and restarts crashed workers with
+// backoff.
+//
+// The code lives in three packages, with data flowing one way:
+//
+//   - listener: both sides of the socket handoff. The supervisor binds
+//     addresses (or adopts sockets systemd gave it); a worker inherits them.
+//   - reap: the one owner of wait(2). Exits in, statuses out.
+//   - supervisor: the worker table, restarts, hooks, and the one-call
+//     entry point supervisor.Serve for a binary that is both supervisor and
+//     worker.
+//
+// # The fd contract
+//
+// A worker is started with the systemd socket-activation protocol, so any
+// server that speaks it runs under handoff unchanged:
+//
+//   - fds 0, 1, 2: /dev/null, and the supervisor's stdout and stderr;
+//   - fd 3, 4, …: the listening sockets, in the order they were configured,
+//     in non-blocking mode;
+//   - LISTEN_FDS: how many sockets; LISTEN_FDNAMES: their names, separated
+//     by ':' ("unknown" for an unnamed one); LISTEN_PID: the worker's own pid
+//     (set by a re-exec trampoline, since the pid is only known after fork);
+//   - HANDOFF_WORKER (slot index, 0 to N-1), HANDOFF_GENERATION and
+//     HANDOFF_SUPERVISOR_PID: the worker's identity.
+//
+// Each worker runs in a process group of its own, so a terminal's ^C reaches
+// only the supervisor, which then stops the workers in order.
+//
+// # Signals
+//
+//	signal       supervisor (supervisor.Serve)          worker (supervisor.RunWorker)
+//	SIGTERM      stop gracefully: SIGTERM to workers,    drain: finish in-flight requests,
+//	SIGINT       SIGKILL after the stop timeout;         then exit 0
+//	             a second one kills at once
+//
+// # Under systemd
+//
+// The supervisor can itself be socket-activated: it adopts the sockets
+// systemd passes it (listener.Adopt) and hands them on to its workers.
+//
+//	[Unit]
+//	Description=my server under handoff
+//
+//	[Service]
+//	ExecStart=/usr/local/bin/myserver -listen tcp://0.0.0.0:8080 -workers 4
+//	KillMode=mixed
+//	TimeoutStopSec=40
+//
+//	[Install]
+//	WantedBy=multi-user.target
+//
+// KillMode=mixed sends SIGTERM to the supervisor alone, which drains its
+// workers, and SIGKILL to every process of the unit if it overruns.
+package handoff

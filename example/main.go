@@ -1,0 +1,94 @@
+// Command example is a supervised HTTP server: a supervisor that keeps
+// -workers copies of this same binary serving on the -listen sockets.
+//
+//	go run ./example -listen 127.0.0.1:8080 -workers 2
+//
+// Every response is 200 and names the worker that served it in the headers
+// X-Worker-Pid and X-Generation. With -worker the binary is only a worker:
+// it serves on sockets it inherited, from handoff or from systemd:
+//
+//	systemd-socket-activate -l 127.0.0.1:8080 ./example -worker
+//
+// SIGINT or SIGTERM stops it gracefully: in-flight requests finish, then
+// every process exits with status 0.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/handoff-dev/handoff/supervisor"
+)
+
+// listenFlag collects repeated -listen flags.
+type listenFlag []string
+
+func (l *listenFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listenFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func main() {
+	var listen listenFlag
+	flag.Var(&listen, "listen", "address to serve on, repeatable: host:port, tcp://, tcp4://, tcp6://, unix:///path, unix://@name, each optionally name=… (default 127.0.0.1:8080)")
+	workers := flag.Int("workers", 2, "number of worker processes")
+	worker := flag.Bool("worker", false, "run as a worker on inherited sockets (from handoff or systemd socket activation)")
+	minUptime := flag.Duration("min-uptime", time.Second, "how long a worker must stay up for its start to count as a success")
+	flag.Parse()
+	if len(listen) == 0 {
+		listen = listenFlag{"127.0.0.1:8080"}
+	}
+
+	log := newLogger()
+	defer log.Sync()
+
+	ctx := context.Background()
+	var err error
+	if *worker {
+		err = supervisor.RunWorkerHTTP(ctx, handler())
+	} else {
+		err = supervisor.ServeHTTP(ctx, handler(),
+			supervisor.WithListen(listen...),
+			supervisor.WithWorkers(*workers),
+			supervisor.WithMinUptime(*minUptime),
+			supervisor.WithLogger(log),
+		)
+	}
+	if err != nil {
+		log.Error("exiting", zap.Error(err))
+		os.Exit(1)
+	}
+}
+
+// handler answers every request with 200 and the serving worker's identity.
+func handler() http.Handler {
+	pid := strconv.Itoa(os.Getpid())
+	gen := "0"
+	if id, ok := supervisor.WorkerIdentity(); ok {
+		gen = strconv.FormatUint(id.Generation, 10)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Worker-Pid", pid)
+		w.Header().Set("X-Generation", gen)
+		fmt.Fprintf(w, "hello from worker %s (generation %s)\n", pid, gen)
+	})
+}
+
+// newLogger logs for people on a terminal, in colour, and as JSON lines
+// otherwise.
+func newLogger() *zap.Logger {
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		cfg := zap.NewDevelopmentEncoderConfig()
+		cfg.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		cfg.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
+		return zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(cfg), zapcore.Lock(os.Stderr), zap.InfoLevel))
+	}
+	return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(os.Stderr), zap.InfoLevel))
+}

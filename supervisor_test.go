@@ -1,0 +1,425 @@
+//go:build linux
+
+package handoff_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
+)
+
+// exampleBin is the example server, built once by TestMain.
+var exampleBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "handoff-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	exampleBin = filepath.Join(dir, "example")
+	build := exec.Command("go", "build", "-o", exampleBin, "./example")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the example:", err)
+		os.RemoveAll(dir)
+		os.Exit(2)
+	}
+	// Nothing a test starts may escape it: orphans become our children.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "PR_SET_CHILD_SUBREAPER:", err)
+		os.Exit(2)
+	}
+	code := 0
+	defer func() {
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}()
+	goleak.VerifyTestMain(exitCapture{m, &code})
+}
+
+// exitCapture lets TestMain clean up after goleak has run the tests.
+type exitCapture struct {
+	m    *testing.M
+	code *int
+}
+
+func (e exitCapture) Run() int { *e.code = e.m.Run(); return *e.code }
+
+// logLine is one JSON log line of the supervisor.
+type logLine struct {
+	Msg    string `json:"msg"`
+	Addr   string `json:"addr"`
+	Pid    int    `json:"pid"`
+	Worker int    `json:"worker"`
+	Status string `json:"status"`
+}
+
+// supervised is a running example supervisor.
+type supervised struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	pid    int
+	addr   string
+	logs   chan logLine  // every JSON log line, in order
+	quit   chan struct{} // closed at cleanup: the reader stops sending
+	reader sync.WaitGroup
+	waited bool
+	werr   error
+}
+
+// startExample starts the example's supervisor with args and waits until it
+// listens. Its stderr (shared by its workers) is read as JSON log lines.
+func startExample(t *testing.T, args ...string) *supervised {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exampleBin, args...)
+	cmd.Stderr = w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
+		t.Fatal(err)
+	}
+	s := &supervised{t: t, cmd: cmd, pid: cmd.Process.Pid, logs: make(chan logLine, 4096), quit: make(chan struct{})}
+	s.reader.Add(1)
+	go func() {
+		defer s.reader.Done()
+		defer r.Close()
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			var l logLine
+			if json.Unmarshal(sc.Bytes(), &l) != nil {
+				continue
+			}
+			select {
+			case s.logs <- l:
+			case <-s.quit:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(s.quit)
+		if !s.waited {
+			cmd.Process.Kill()
+			s.wait()
+		}
+		killOrphans(t)
+		s.reader.Wait()
+	})
+	s.addr = s.next("listening").Addr
+	return s
+}
+
+// wait waits for the supervisor to exit and returns its error.
+func (s *supervised) wait() error {
+	if !s.waited {
+		s.werr = s.cmd.Wait()
+		s.waited = true
+	}
+	return s.werr
+}
+
+// killOrphans kills and reaps the processes a test left behind: the test
+// process is a child subreaper, so a worker whose supervisor died becomes
+// its child.
+func killOrphans(t *testing.T) {
+	for _, pid := range children(t, os.Getpid()) {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			continue
+		}
+		var ws unix.WaitStatus
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err != nil {
+			unix.Wait4(pid, &ws, unix.WNOHANG, nil) // a zombie: reap it
+			unix.Close(fd)
+			continue
+		} else if exe != exampleBin {
+			unix.Close(fd)
+			continue
+		}
+		t.Errorf("process %d outlived its test; killing it", pid)
+		unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+		unix.Wait4(pid, &ws, 0, nil)
+		unix.Close(fd)
+	}
+}
+
+// next returns the next log line with message msg, failing the test at
+// the deadline.
+func (s *supervised) next(msg string) logLine {
+	s.t.Helper()
+	timeout := time.After(time.Until(deadline(s.t)))
+	for {
+		select {
+		case l, ok := <-s.logs:
+			if !ok {
+				s.t.Fatalf("supervisor log ended before %q", msg)
+			}
+			if l.Msg == msg {
+				return l
+			}
+		case <-timeout:
+			s.t.Fatalf("timed out waiting for log %q", msg)
+		}
+	}
+}
+
+func deadline(t *testing.T) time.Time {
+	if d, ok := t.Deadline(); ok {
+		return d.Add(-5 * time.Second)
+	}
+	return time.Now().Add(2 * time.Minute)
+}
+
+var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+
+// get makes one request on a new connection and returns the serving pid.
+func get(t *testing.T, addr string) int {
+	t.Helper()
+	resp, err := noKeepAlive.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("GET: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET: status %d", resp.StatusCode)
+	}
+	pid, err := strconv.Atoi(resp.Header.Get("X-Worker-Pid"))
+	if err != nil || resp.Header.Get("X-Generation") == "" {
+		t.Fatalf("GET: bad identity headers %v", resp.Header)
+	}
+	return pid
+}
+
+// children lists the pids whose parent is pid.
+func children(t *testing.T, pid int) []int {
+	t.Helper()
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var kids []int
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if k, err := strconv.Atoi(f); err == nil {
+				kids = append(kids, k)
+			}
+		}
+	}
+	return kids
+}
+
+// zombies lists the children of pid in state Z.
+func zombies(t *testing.T, pid int) []int {
+	t.Helper()
+	var zs []int
+	for _, k := range children(t, pid) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", k))
+		if err != nil {
+			continue
+		}
+		// The state follows the command name, which is in parentheses.
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && i+2 < len(b) && b[i+2] == 'Z' {
+			zs = append(zs, k)
+		}
+	}
+	return zs
+}
+
+func fdCount(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// pidfd opens a handle on pid, so that it can be signalled and watched
+// without a pid-reuse hazard.
+func pidfd(t *testing.T, pid int) int {
+	t.Helper()
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("pidfd_open %d: %v", pid, err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return fd
+}
+
+func alive(fd int) bool {
+	return !errors.Is(unix.PidfdSendSignal(fd, 0, nil, 0), unix.ESRCH)
+}
+
+// TestExample is the foundation's end-to-end test: three workers serve from
+// three pids; a killed worker is replaced and leaves no zombie; 50 restarts
+// leak no fd; SIGTERM ends everything with status 0.
+func TestExample(t *testing.T) {
+	sup := startExample(t, "-listen", "127.0.0.1:0", "-workers", "3", "-min-uptime", "0")
+	for range 3 {
+		sup.next("worker started")
+	}
+
+	// Three distinct workers answer.
+	seen := map[int]bool{}
+	for len(seen) < 3 && time.Now().Before(deadline(t)) {
+		seen[get(t, sup.addr)] = true
+	}
+	if len(seen) != 3 {
+		t.Fatalf("saw %d worker pids, want 3", len(seen))
+	}
+	kids := children(t, sup.pid)
+	for pid := range seen {
+		if !containsInt(kids, pid) {
+			t.Fatalf("worker %d is not a child of the supervisor %d (children %v)", pid, sup.pid, kids)
+		}
+	}
+	fds := fdCount(t, sup.pid)
+
+	// SIGKILL one worker: a new one serves within a second, no zombie.
+	var victim int
+	for pid := range seen {
+		victim = pid
+		break
+	}
+	killed := time.Now()
+	unix.PidfdSendSignal(pidfd(t, victim), unix.SIGKILL, nil, 0)
+	replacement := sup.next("worker started").Pid
+	for {
+		pid := get(t, sup.addr)
+		if pid == replacement {
+			break
+		}
+		if pid == victim {
+			t.Fatalf("killed worker %d still answered", victim)
+		}
+	}
+	if d := time.Since(killed); d > time.Second {
+		t.Errorf("replacement served %v after the kill, want within 1s", d)
+	} else {
+		t.Logf("replacement served %v after the kill", d)
+	}
+	if zs := zombies(t, sup.pid); len(zs) > 0 {
+		t.Errorf("zombies after a restart: %v", zs)
+	}
+
+	// 50 more restarts: the supervisor's fd count does not move.
+	current := replacement
+	for i := range 50 {
+		unix.PidfdSendSignal(pidfd(t, current), unix.SIGKILL, nil, 0)
+		l := sup.next("worker started")
+		if l.Pid == current {
+			t.Fatalf("restart %d: same pid %d", i, current)
+		}
+		current = l.Pid
+	}
+	if got := fdCount(t, sup.pid); got != fds {
+		t.Errorf("supervisor fds: %d before 50 restarts, %d after", fds, got)
+	}
+	if zs := zombies(t, sup.pid); len(zs) > 0 {
+		t.Errorf("zombies after 50 restarts: %v", zs)
+	}
+
+	// SIGTERM: exit status 0 and no worker left.
+	var handles []int
+	for _, k := range children(t, sup.pid) {
+		handles = append(handles, pidfd(t, k))
+	}
+	if len(handles) != 3 {
+		t.Errorf("supervisor has %d children before SIGTERM, want 3", len(handles))
+	}
+	sup.cmd.Process.Signal(syscall.SIGTERM)
+	if err := sup.wait(); err != nil {
+		t.Fatalf("supervisor exit after SIGTERM: %v", err)
+	}
+	for _, h := range handles {
+		if alive(h) {
+			t.Errorf("a worker outlived the supervisor")
+		}
+	}
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// TestExampleWorkerUnderSystemd runs the example's worker under systemd's
+// own socket activator, the reference peer for the fd contract.
+func TestExampleWorkerUnderSystemd(t *testing.T) {
+	activator, err := exec.LookPath("systemd-socket-activate")
+	if err != nil {
+		t.Skip("systemd-socket-activate is not installed (.ci/run installs it)")
+	}
+	sock := filepath.Join(t.TempDir(), "http.sock")
+	cmd := exec.Command(activator, "-l", sock, "--fdname=web", exampleBin, "-worker")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		r.Close()
+	}()
+	// The activator says when it listens; it execs the worker in place on
+	// the first connection.
+	sc := bufio.NewScanner(r)
+	for sc.Scan() && !strings.Contains(sc.Text(), "Listening on") {
+	}
+	go io.Copy(io.Discard, r)
+	client := &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}},
+	}
+	for i := range 3 {
+		resp, err := client.Get("http://worker/")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("X-Worker-Pid") != strconv.Itoa(cmd.Process.Pid) {
+			t.Fatalf("request %d: status %d, pid %q; want 200 from pid %d", i, resp.StatusCode, resp.Header.Get("X-Worker-Pid"), cmd.Process.Pid)
+		}
+	}
+	client.CloseIdleConnections()
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("worker exit after SIGTERM: %v", err)
+	}
+}
