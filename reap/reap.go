@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -177,7 +178,8 @@ type Process struct {
 	pidfd *os.File
 	rc    syscall.RawConn // pidfd's, for Signal and the watcher
 
-	done   chan struct{} // closed once status or err is set
+	done   chan struct{} // closed once status or err is set and pidfd closed
+	reaped atomic.Bool   // the exit was collected (or lost): set before pidfd closes
 	status Status
 	err    error // the exit was lost: someone else reaped the child
 }

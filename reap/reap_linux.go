@@ -184,13 +184,13 @@ func (r *Reaper) isClosing() bool {
 	return r.closing
 }
 
-// deliver publishes p's status, then releases its pidfd. Signal relies on the
-// order: a closed pidfd with Done closed means the process was reaped.
+// deliver releases p's pidfd, then publishes its status: once Done is
+// closed, no descriptor of p is left open. Signal tells a pidfd closed by
+// reaping from one closed by Close through p.reaped.
 func (r *Reaper) deliver(p *Process, st Status) {
 	r.forget(p)
 	p.status = st
-	close(p.done)
-	p.pidfd.Close()
+	p.finish()
 	r.opts.log.Debug("reaped", zap.Int("pid", st.Pid), zap.Stringer("status", st))
 }
 
@@ -198,8 +198,7 @@ func (r *Reaper) deliver(p *Process, st Status) {
 func (r *Reaper) lose(p *Process, err error) {
 	r.forget(p)
 	p.err = fmt.Errorf("reap: pid %d was reaped elsewhere: %w", p.pid, os.NewSyscallError("wait4", err))
-	close(p.done)
-	p.pidfd.Close()
+	p.finish()
 	r.opts.log.Warn("exit status lost", zap.Int("pid", p.pid), zap.Error(err))
 }
 
@@ -264,8 +263,7 @@ func (r *Reaper) drain() {
 			switch {
 			case x.p != nil:
 				x.p.status = x.st
-				close(x.p.done)
-				x.p.pidfd.Close()
+				x.p.finish()
 				r.opts.log.Debug("reaped", zap.Int("pid", x.st.Pid), zap.Stringer("status", x.st))
 			case r.opts.orphan != nil:
 				r.opts.orphan(x.st)
@@ -347,6 +345,13 @@ func (r *Reaper) close() {
 	r.mu.Unlock()
 }
 
+// finish closes p's pidfd and then Done; its status is already set.
+func (p *Process) finish() {
+	p.reaped.Store(true)
+	p.pidfd.Close()
+	close(p.done)
+}
+
 func (p *Process) signal(sig syscall.Signal) error {
 	var serr error
 	err := p.rc.Control(func(fd uintptr) {
@@ -354,7 +359,7 @@ func (p *Process) signal(sig syscall.Signal) error {
 	})
 	if err != nil {
 		// The pidfd is closed: reaped, lost, or the Reaper was closed.
-		if p.isDone() {
+		if p.reaped.Load() {
 			return os.ErrProcessDone
 		}
 		return ErrClosed
