@@ -52,6 +52,10 @@
 // [Inherit] returns the listeners passed to the process as [net.Listener] values, named; it
 // works as well for sockets from systemd or systemd-socket-activate as for sockets from handoff.
 //
+// A worker tells its supervisor it serves with [Ready], the sd_notify protocol's READY=1 sent to
+// $NOTIFY_SOCKET; [Notify] sends any other state (STATUS=..., STOPPING=1). Both do nothing when
+// NOTIFY_SOCKET is unset, so the same binary runs unsupervised, under handoff or under systemd.
+//
 // The package compiles everywhere but works on Linux only: elsewhere [Listen], [Adopt], [FromFd]
 // and [Inherit] return an error wrapping [ErrNotSupported], and [Trampoline] returns its
 // arguments unchanged.
