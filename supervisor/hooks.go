@@ -20,6 +20,10 @@ type Hooks struct {
 	// AfterSpawn is called once the worker process exists.
 	AfterSpawn func(w WorkerInfo)
 
+	// OnReady is called when a worker becomes ready (see Readiness); during
+	// a roll, before the worker it replaces is retired.
+	OnReady func(w WorkerInfo)
+
 	// OnExit is called for every worker exit the supervisor did not ask
 	// for, with its status. Returning false vetoes the restart: the slot
 	// stays empty until the next roll. It is not called for workers that

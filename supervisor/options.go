@@ -30,6 +30,13 @@ type options struct {
 	stopSignal  syscall.Signal
 	stopTimeout time.Duration
 	subreaper   bool
+
+	readiness    Readiness
+	readyTimeout time.Duration
+	surge        int
+	notifyAll    bool
+	signals      bool
+	upgradePath  string
 }
 
 func defaultOptions() options {
@@ -41,6 +48,10 @@ func defaultOptions() options {
 		backoffMax:  10 * time.Second,
 		stopSignal:  syscall.SIGTERM,
 		stopTimeout: 30 * time.Second,
+
+		readiness:    ReadyOnStart(),
+		readyTimeout: 60 * time.Second,
+		surge:        1,
 	}
 }
 
@@ -101,3 +112,72 @@ func WithStopTimeout(d time.Duration) Option {
 // child of the process, so os/exec in the same process cannot wait for its
 // own children; see package reap.
 func WithSubreaper() Option { return optionFunc(func(o *options) { o.subreaper = true }) }
+
+// Readiness says when a new worker counts as ready: serving, so that a roll
+// may retire the worker it replaces.
+type Readiness struct {
+	mode  readyMode
+	delay time.Duration
+}
+
+type readyMode int
+
+const (
+	readyStart readyMode = iota
+	readyNotify
+	readyDelay
+)
+
+// ReadyOnStart: a worker is ready as soon as its process exists. The
+// default, for programs that cannot say when they serve.
+func ReadyOnStart() Readiness { return Readiness{mode: readyStart} }
+
+// ReadyOnNotify: a worker is ready when it sends READY=1 to $NOTIFY_SOCKET,
+// as sd_notify does (in Go: listener.Ready).
+func ReadyOnNotify() Readiness { return Readiness{mode: readyNotify} }
+
+// ReadyAfter: a worker is ready once it has been up for d, for programs
+// that serve soon after starting but cannot notify.
+func ReadyAfter(d time.Duration) Readiness { return Readiness{mode: readyDelay, delay: d} }
+
+func (r Readiness) String() string {
+	switch r.mode {
+	case readyNotify:
+		return "notify"
+	case readyDelay:
+		return "delay:" + r.delay.String()
+	}
+	return "start"
+}
+
+// WithReadiness sets when a worker counts as ready (default ReadyOnStart).
+func WithReadiness(r Readiness) Option { return optionFunc(func(o *options) { o.readiness = r }) }
+
+// WithReadyTimeout bounds how long a worker may take to become ready
+// (default 60s). One that takes longer is killed and counts as a start
+// failure; during a roll, it aborts the roll.
+func WithReadyTimeout(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.readyTimeout = d })
+}
+
+// WithSurge sets how many new workers a roll starts at once, beyond the N
+// that serve (default 1). A roll never has fewer than N ready workers.
+func WithSurge(n int) Option { return optionFunc(func(o *options) { o.surge = n }) }
+
+// WithNotifyAccessAll accepts notify messages from any descendant of a
+// worker, like systemd's NotifyAccess=all; by default only the worker
+// process itself may send them (NotifyAccess=main). Messages from any other
+// process are dropped and counted.
+func WithNotifyAccessAll() Option { return optionFunc(func(o *options) { o.notifyAll = true }) }
+
+// WithSignals makes Run handle the process's signals: SIGHUP rolls the
+// workers, SIGUSR2 upgrades the supervisor in place, SIGTERM and SIGINT stop
+// gracefully (a second one kills), SIGTTIN and SIGTTOU add and remove a
+// worker. Serve uses it; only one supervisor in a process should.
+func WithSignals() Option { return optionFunc(func(o *options) { o.signals = true }) }
+
+// WithUpgradePath sets the binary Upgrade executes (default: the running
+// executable's path, which picks up a new build installed there).
+func WithUpgradePath(path string) Option {
+	return optionFunc(func(o *options) { o.upgradePath = path })
+}

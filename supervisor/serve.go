@@ -5,10 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
-
-	"go.uber.org/zap"
 )
 
 // Serve is the one-call entry point for a program that is both supervisor
@@ -22,9 +18,10 @@ import (
 //		if err != nil { log.Fatal(err) }
 //	}
 //
-// The supervisor stops gracefully on the first SIGINT or SIGTERM (bounded
-// by the stop timeout) and kills its workers on the second. Serve returns
-// nil after a requested stop.
+// The supervisor handles the process's signals (WithSignals: HUP rolls,
+// USR2 upgrades in place, TERM and INT stop) and waits for each worker's
+// READY=1 (ReadyOnNotify; HTTPHandler sends it); opts may override both.
+// Serve returns nil after a requested stop.
 func Serve(ctx context.Context, h Handler, opts ...Option) error {
 	if IsWorker() {
 		return RunWorker(ctx, h)
@@ -33,42 +30,15 @@ func Serve(ctx context.Context, h Handler, opts ...Option) error {
 	if err != nil {
 		return fmt.Errorf("supervisor: %w", err)
 	}
+	opts = append([]Option{WithReadiness(ReadyOnNotify()), WithSignals()}, opts...)
 	s, err := New(Command{Path: exe, Args: os.Args}, opts...)
 	if err != nil {
 		return err
 	}
-	return s.runWithSignals(ctx)
+	return s.Run(ctx)
 }
 
-// ServeHTTP is Serve for an http.Handler.
+// ServeHTTP is Serve for an http.Handler, served by HTTPHandler.
 func ServeHTTP(ctx context.Context, h http.Handler, opts ...Option) error {
 	return Serve(ctx, HTTPHandler(&http.Server{Handler: h}), opts...)
-}
-
-// runWithSignals runs the supervisor, stopping it gracefully on the first
-// SIGINT or SIGTERM and killing the workers on the second.
-func (s *Supervisor) runWithSignals(ctx context.Context) error {
-	sigs := make(chan os.Signal, 2048)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
-	for stops := 0; ; {
-		select {
-		case err := <-errc:
-			return err
-		case sig := <-sigs:
-			stops++
-			if stops == 1 {
-				s.log.Info("signal: stopping gracefully", zap.Stringer("signal", sig))
-				cancel()
-			} else {
-				s.log.Warn("signal again: killing workers", zap.Stringer("signal", sig))
-				s.kill()
-			}
-		}
-	}
 }

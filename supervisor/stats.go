@@ -37,6 +37,8 @@ type WorkerInfo struct {
 	// Restarts counts how many times this worker's slot was restarted
 	// after an exit the supervisor did not ask for.
 	Restarts int
+	// Status is the last STATUS= the worker sent to its notify socket.
+	Status string
 }
 
 // ExitCounts counts worker exits by cause.
@@ -51,11 +53,26 @@ type ExitCounts struct {
 
 // Stats is a snapshot of the worker table.
 type Stats struct {
-	// Workers lists the live workers by slot.
+	// Workers lists the workers in slots, by slot: each serving worker and,
+	// during a roll, the new worker that will replace it.
 	Workers []WorkerInfo
-	// Generation is the current generation.
-	Generation uint64
+	// Retiring counts workers that were asked to exit and have not yet.
+	Retiring int
+	// Generation is the generation serving; Rolling tells whether a roll
+	// to the next one is under way, and LastRollError why the last roll
+	// failed ("" if it did not).
+	Generation    uint64
+	Rolling       bool
+	LastRollError string
 	// Restarts counts restarts after exits the supervisor did not ask for.
 	Restarts int
 	Exits    ExitCounts
+	// NotifySocket is the workers' NOTIFY_SOCKET. ForeignNotify counts
+	// messages dropped because their sender was not a worker (or, with
+	// WithNotifyAccessAll, a worker's descendant); NotifyDropped counts the
+	// ones dropped as malformed, oversized or without credentials, and the
+	// file descriptors that came with messages and were closed.
+	NotifySocket  string
+	ForeignNotify int
+	NotifyDropped notifyDrops
 }

@@ -116,6 +116,12 @@ func (o *options) validate() error {
 		return fmt.Errorf("supervisor: stop timeout %v is negative", o.stopTimeout)
 	case o.stopSignal == 0:
 		return errors.New("supervisor: stop signal is 0")
+	case o.surge < 1:
+		return fmt.Errorf("supervisor: surge must be at least 1, not %d", o.surge)
+	case o.readyTimeout <= 0:
+		return fmt.Errorf("supervisor: ready timeout %v must be positive", o.readyTimeout)
+	case o.readiness.mode == readyDelay && o.readiness.delay < 0:
+		return fmt.Errorf("supervisor: readiness delay %v is negative", o.readiness.delay)
 	}
 	for i, s := range o.sockets {
 		if s == nil {
@@ -210,6 +216,59 @@ func (s *Supervisor) Stats() Stats {
 	return st
 }
 
+// Roll replaces every worker with a new one of the next generation, a
+// surge of new workers at a time, retiring an old worker only once its
+// replacement is ready: never fewer than N ready workers. If a new worker
+// fails to become ready, the roll stops, the old workers keep serving, and
+// Roll returns why. A roll requested while one runs is queued; requests
+// queued together are coalesced into one roll that starts after the current
+// one. Roll waits for the roll to end; ctx only bounds the wait.
+func (s *Supervisor) Roll(ctx context.Context) error {
+	return s.await(ctx, func(t *table, done chan<- error) { t.requestRoll(done) })
+}
+
+// Upgrade replaces the supervisor's own program in place: it checks that the
+// new binary starts (a preflight run), then execs it with the same pid,
+// handing over the listening sockets and the worker table; the new program
+// adopts the running workers. The new program must create its supervisor
+// the same way (supervisor.Serve does), and it finds the state in its
+// environment. On success Upgrade does not return: the process runs the new
+// program. On failure the supervisor keeps running as it was and Upgrade
+// returns why.
+func (s *Supervisor) Upgrade(ctx context.Context) error {
+	return s.await(ctx, func(t *table, done chan<- error) { t.requestUpgrade(done) })
+}
+
+// Scale sets the number of workers. New slots start at once; removed ones
+// retire their workers gracefully.
+func (s *Supervisor) Scale(ctx context.Context, n int) error {
+	if n < 1 {
+		return fmt.Errorf("supervisor: scale to %d: want at least 1 worker", n)
+	}
+	return s.await(ctx, func(t *table, done chan<- error) { t.scale(n); done <- nil })
+}
+
+// await sends a request that answers on done and waits for the answer.
+func (s *Supervisor) await(ctx context.Context, req func(*table, chan<- error)) error {
+	done := make(chan error, 1)
+	if !s.call(func(t *table) { req(t, done) }) {
+		return ErrClosed
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		select {
+		case err := <-done:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
+}
+
 // call runs f on the run goroutine and waits for it, or does nothing when
 // the supervisor is not running.
 func (s *Supervisor) call(f func(*table)) bool {
@@ -239,7 +298,7 @@ const (
 // workerEnv is the environment of a new worker: the command's (or the
 // supervisor's) environment without the variables handoff owns, then the
 // worker's identity and the socket-activation variables.
-func (s *Supervisor) workerEnv(socks []*listener.Socket, slot int, gen uint64) []string {
+func (s *Supervisor) workerEnv(socks []*listener.Socket, notify string, slot int, gen uint64) []string {
 	base := s.cmd.Env
 	if base == nil {
 		base = os.Environ()
@@ -254,6 +313,7 @@ func (s *Supervisor) workerEnv(socks []*listener.Socket, slot int, gen uint64) [
 		fmt.Sprintf("%s=%d", EnvWorker, slot),
 		fmt.Sprintf("%s=%d", EnvGeneration, gen),
 		fmt.Sprintf("%s=%d", EnvSupervisorPID, os.Getpid()),
+		"NOTIFY_SOCKET="+notify,
 	)
 	return append(env, listener.Env(socks)...)
 }
@@ -263,7 +323,7 @@ func ownedVar(kv string) bool {
 	for _, name := range []string{
 		"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET",
 		"WATCHDOG_USEC", "WATCHDOG_PID",
-		EnvWorker, EnvGeneration, EnvSupervisorPID, "HANDOFF_TRAMPOLINE",
+		EnvWorker, EnvGeneration, EnvSupervisorPID, "HANDOFF_TRAMPOLINE", envPreflight, envUpgradeState,
 	} {
 		if len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name {
 			return true

@@ -123,6 +123,7 @@ type fixture struct {
 	s       *supervisor.Supervisor
 	sock    *listener.Socket
 	spawned chan supervisor.WorkerInfo
+	ready   chan supervisor.WorkerInfo
 	exited  chan reap.Status
 	runErr  chan error
 }
@@ -142,11 +143,13 @@ func newFixture(t *testing.T, helper string, env []string, opts ...supervisor.Op
 		t:       t,
 		sock:    sock,
 		spawned: make(chan supervisor.WorkerInfo, 1024),
+		ready:   make(chan supervisor.WorkerInfo, 1024),
 		exited:  make(chan reap.Status, 1024),
 		runErr:  make(chan error, 1),
 	}
 	hooks := supervisor.Hooks{
 		AfterSpawn: func(w supervisor.WorkerInfo) { f.spawned <- w },
+		OnReady:    func(w supervisor.WorkerInfo) { f.ready <- w },
 		OnExit:     func(w supervisor.WorkerInfo, st reap.Status) bool { f.exited <- st; return true },
 	}
 	opts = append([]supervisor.Option{
@@ -183,6 +186,18 @@ func (f *fixture) waitSpawn(ctx context.Context) supervisor.WorkerInfo {
 		return w
 	case <-ctx.Done():
 		f.t.Fatal("timed out waiting for a worker to start")
+	}
+	panic("unreachable")
+}
+
+// waitReady returns the next worker to become ready.
+func (f *fixture) waitReady(ctx context.Context) supervisor.WorkerInfo {
+	f.t.Helper()
+	select {
+	case w := <-f.ready:
+		return w
+	case <-ctx.Done():
+		f.t.Fatal("timed out waiting for a worker to be ready")
 	}
 	panic("unreachable")
 }

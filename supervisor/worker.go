@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -70,40 +70,26 @@ func RunWorker(ctx context.Context, h Handler) error {
 
 // RunWorkerHTTP runs h as an HTTP worker on every inherited listener; see
 // HTTPHandler.
-func RunWorkerHTTP(ctx context.Context, h http.Handler) error {
-	return RunWorker(ctx, HTTPHandler(&http.Server{Handler: h}))
+func RunWorkerHTTP(ctx context.Context, h http.Handler, opts ...DrainOption) error {
+	return RunWorker(ctx, HTTPHandler(&http.Server{Handler: h}, opts...))
 }
 
-// HTTPHandler returns a Handler that serves srv on every listener and, when
-// its context is cancelled, shuts srv down gracefully: in-flight requests
-// finish before it returns.
-func HTTPHandler(srv *http.Server) Handler {
+// HTTPHandler returns a Handler that serves srv on every listener, tells
+// the supervisor it is ready (listener.Ready), and when its context is
+// cancelled drains without failing a request: see ServeAndDrain.
+func HTTPHandler(srv *http.Server, opts ...DrainOption) Handler {
 	return func(ctx context.Context, ls []listener.Inherited) error {
 		if srv.ReadHeaderTimeout == 0 {
 			srv.ReadHeaderTimeout = 30 * time.Second
 		}
-		errc := make(chan error, len(ls))
-		var wg sync.WaitGroup
-		for _, l := range ls {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-					errc <- fmt.Errorf("serve %s: %w", l.Name, err)
-				}
-			}()
+		nls := make([]net.Listener, len(ls))
+		for i, l := range ls {
+			nls[i] = l.Listener
 		}
-		var err error
-		select {
-		case <-ctx.Done():
-		case err = <-errc:
+		// The sockets already queue connections; Serve accepts them at once.
+		if err := listener.Ready(); err != nil {
+			return fmt.Errorf("worker: %w", err)
 		}
-		err = errors.Join(err, srv.Shutdown(context.WithoutCancel(ctx)))
-		wg.Wait()
-		close(errc)
-		for e := range errc {
-			err = errors.Join(err, e)
-		}
-		return err
+		return ServeAndDrain(ctx, srv, nls, opts...)
 	}
 }

@@ -1,0 +1,223 @@
+package supervisor_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/handoff-dev/handoff/listener"
+	"github.com/handoff-dev/handoff/supervisor"
+)
+
+func init() {
+	// notify serves like serve, after READY=1; if HANDOFF_GENERATION is
+	// TEST_FAIL_GEN, it exits 1 at once, and if it is TEST_MUTE_GEN or
+	// HANDOFF_WORKER is TEST_MUTE_SLOT, it never says it is ready.
+	helpers["notify"] = func() int {
+		gen := os.Getenv(supervisor.EnvGeneration)
+		if gen == os.Getenv("TEST_FAIL_GEN") {
+			return 1
+		}
+		if gen != os.Getenv("TEST_MUTE_GEN") && os.Getenv(supervisor.EnvWorker) != os.Getenv("TEST_MUTE_SLOT") {
+			go func() {
+				if err := listener.Ready(); err != nil {
+					panic(err)
+				}
+			}()
+		}
+		return serve(false)
+	}
+}
+
+// rollFixture runs workers of the "notify" helper with notify readiness,
+// and keeps the supervisor's log.
+type rollFixture struct {
+	*fixture
+	logs *observer.ObservedLogs
+}
+
+func newRollFixture(t *testing.T, env []string, opts ...supervisor.Option) *rollFixture {
+	t.Helper()
+	core, logs := observer.New(zap.InfoLevel)
+	opts = append([]supervisor.Option{
+		supervisor.WithReadiness(supervisor.ReadyOnNotify()),
+		supervisor.WithLogger(zap.New(core)),
+	}, opts...)
+	return &rollFixture{fixture: newFixture(t, "notify", env, opts...), logs: logs}
+}
+
+// TestRollReplacesEveryWorker rolls three workers twice: every worker is
+// replaced by one of the next generation, and at no moment are fewer than
+// three workers ready.
+func TestRollReplacesEveryWorker(t *testing.T) {
+	ctx := deadline(t)
+	f := newRollFixture(t, nil, supervisor.WithWorkers(3))
+	f.run(ctx)
+	old := map[int]bool{}
+	for range 3 {
+		old[f.waitReady(ctx).Pid] = true
+	}
+	for gen := uint64(2); gen <= 3; gen++ {
+		if err := f.s.Roll(ctx); err != nil {
+			t.Fatalf("roll to %d: %v", gen, err)
+		}
+		st := f.s.Stats()
+		if st.Generation != gen || st.Rolling || len(st.Workers) != 3 {
+			t.Fatalf("after the roll to %d: %+v", gen, st)
+		}
+		for _, w := range st.Workers {
+			if old[w.Pid] || w.Generation != gen || w.State != supervisor.Ready {
+				t.Fatalf("after the roll to %d: worker %+v", gen, w)
+			}
+			old[w.Pid] = true
+		}
+		// The old workers were told to go; they may still be draining.
+		if st.Retiring+int(st.Exits.Clean) < 3*int(gen-1) {
+			t.Fatalf("after the roll to %d: %d retiring, %d exited, want %d", gen, st.Retiring, st.Exits.Clean, 3*(gen-1))
+		}
+	}
+	// Replay the log: a worker retires only while N others are ready.
+	ready := map[int64]bool{}
+	for _, e := range f.logs.All() {
+		pid := e.ContextMap()["pid"]
+		switch e.Message {
+		case "worker ready":
+			ready[pid.(int64)] = true
+		case "retiring worker":
+			delete(ready, pid.(int64))
+			if len(ready) < 3 {
+				t.Fatalf("retired pid %v with only %d workers ready", pid, len(ready))
+			}
+		}
+	}
+}
+
+// TestRollAbortsOnFailure: a new generation that exits, or never becomes
+// ready, stops the roll; the old workers keep serving.
+func TestRollAbortsOnFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name, env, want string
+	}{
+		{"exits", "TEST_FAIL_GEN=2", "exited before it was ready"},
+		{"never ready", "TEST_MUTE_GEN=2", "not ready within 500ms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := deadline(t)
+			f := newRollFixture(t, []string{tc.env}, supervisor.WithWorkers(2),
+				supervisor.WithReadyTimeout(500*time.Millisecond))
+			f.run(ctx)
+			w1, w2 := f.waitReady(ctx), f.waitReady(ctx)
+			err := f.s.Roll(ctx)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Roll: %v, want an error saying %q", err, tc.want)
+			}
+			st := f.s.Stats()
+			if st.Generation != 1 || st.Rolling || !strings.Contains(st.LastRollError, tc.want) {
+				t.Fatalf("stats after the failed roll: %+v", st)
+			}
+			pids := map[int]bool{w1.Pid: true, w2.Pid: true}
+			for _, w := range st.Workers {
+				if !pids[w.Pid] {
+					t.Fatalf("worker %+v is not one of the old ones", w)
+				}
+			}
+			for range 4 {
+				if fields := strings.Fields(f.ask()); fields[2] != "1" {
+					t.Fatalf("generation %s answered after a failed roll", fields[2])
+				}
+			}
+		})
+	}
+}
+
+// TestRollsCoalesce: rolls requested during a roll share one roll after it.
+func TestRollsCoalesce(t *testing.T) {
+	ctx := deadline(t)
+	f := newRollFixture(t, nil, supervisor.WithReadiness(supervisor.ReadyAfter(300*time.Millisecond)))
+	f.run(ctx)
+	f.waitSpawn(ctx)
+	f.waitReady(ctx)
+	errs := make(chan error, 4)
+	go func() { errs <- f.s.Roll(ctx) }()
+	if w := f.waitSpawn(ctx); w.Generation != 2 {
+		t.Fatalf("first roll started generation %d", w.Generation)
+	}
+	for range 3 {
+		go func() { errs <- f.s.Roll(ctx) }()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := f.s.Stats(); st.Generation != 3 {
+		t.Fatalf("generation %d after one roll and three queued ones, want 3", st.Generation)
+	}
+	started := 0
+	for _, e := range f.logs.FilterMessage("worker started").All() {
+		if e.ContextMap()["generation"] == uint64(3) {
+			started++
+		}
+	}
+	if started != 1 {
+		t.Fatalf("%d workers started for generation 3, want 1", started)
+	}
+}
+
+func TestScale(t *testing.T) {
+	ctx := deadline(t)
+	f := newRollFixture(t, nil)
+	f.run(ctx)
+	f.waitReady(ctx)
+	if err := f.s.Scale(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	f.waitReady(ctx)
+	f.waitReady(ctx)
+	if st := f.s.Stats(); len(st.Workers) != 3 {
+		t.Fatalf("after scaling to 3: %+v", st)
+	}
+	if err := f.s.Scale(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.s.Stats(); len(st.Workers) != 1 || st.Workers[0].Slot != 0 {
+		t.Fatalf("after scaling to 1: %+v", st)
+	}
+	if err := f.s.Scale(ctx, 0); err == nil {
+		t.Fatal("Scale(0) succeeded")
+	}
+}
+
+// TestNotifyFromStranger: a process that is not a worker cannot make a
+// worker ready; its messages are counted.
+func TestNotifyFromStranger(t *testing.T) {
+	ctx := deadline(t)
+	f := newRollFixture(t, []string{"TEST_MUTE_SLOT=0"}, supervisor.WithReadyTimeout(time.Hour))
+	f.run(ctx)
+	f.waitSpawn(ctx)
+	t.Setenv("NOTIFY_SOCKET", f.s.Stats().NotifySocket)
+	for range 5 {
+		if _, err := listener.Notify("READY=1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The notify socket delivers in order: once slot 1's READY=1 is
+	// through, so are the stranger's messages, sent before it started.
+	if err := f.s.Scale(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if w := f.waitReady(ctx); w.Slot != 1 {
+		t.Fatalf("slot %d became ready, want only slot 1", w.Slot)
+	}
+	st := f.s.Stats()
+	if st.ForeignNotify != 5 {
+		t.Fatalf("foreign notify count %d, want 5", st.ForeignNotify)
+	}
+	if st.Workers[0].State != supervisor.Starting {
+		t.Fatalf("slot 0 is %v, want still starting", st.Workers[0].State)
+	}
+}

@@ -1,0 +1,25 @@
+//go:build !linux
+
+package supervisor
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"syscall"
+)
+
+var handledSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
+
+// Signals that do not exist here; they never arrive.
+const (
+	sigUpgrade = syscall.Signal(-2)
+	sigMore    = syscall.Signal(-3)
+	sigFewer   = syscall.Signal(-4)
+)
+
+func monotonicUsec() int64 { return 0 }
+
+func execInPlace(string, []string, []int, bool) error {
+	return fmt.Errorf("%w: %s", ErrNotSupported, runtime.GOOS)
+}
