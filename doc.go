@@ -30,12 +30,27 @@
 // Each worker runs in a process group of its own, so a terminal's ^C reaches
 // only the supervisor, which then stops the workers in order.
 //
+// # Generations, readiness and rolls
+//
+// Workers belong to a generation. A roll (SIGHUP, Supervisor.Roll) starts
+// workers of the next generation a surge at a time and retires an old worker
+// only once its replacement is ready, so N workers serve throughout. A
+// worker is ready when it sends READY=1 to $NOTIFY_SOCKET (the sd_notify
+// protocol; listener.Ready in Go), once spawned, or after a delay, as
+// configured. A new generation that fails stops the roll and the old one
+// keeps serving. An in-place upgrade (SIGUSR2, Supervisor.Upgrade) checks the
+// new binary, then execs it with the same pid; the new program adopts the
+// sockets and the running workers.
+//
 // # Signals
 //
-//	signal       supervisor (supervisor.Serve)          worker (supervisor.RunWorker)
-//	SIGTERM      stop gracefully: SIGTERM to workers,    drain: finish in-flight requests,
-//	SIGINT       SIGKILL after the stop timeout;         then exit 0
-//	             a second one kills at once
+//	signal        supervisor (supervisor.Serve)           worker (supervisor.RunWorker)
+//	SIGHUP        rolling restart                         -
+//	SIGUSR2       upgrade in place, same pid              -
+//	SIGTERM,      stop gracefully: the stop signal to     drain: finish in-flight requests,
+//	SIGINT        workers, SIGKILL after the stop         answer later ones with
+//	              timeout; a second one kills at once     "Connection: close", then exit 0
+//	SIGTTIN/TTOU  one worker more / fewer                 -
 //
 // # Under systemd
 //
@@ -46,13 +61,17 @@
 //	Description=my server under handoff
 //
 //	[Service]
+//	Type=notify
 //	ExecStart=/usr/local/bin/myserver -listen tcp://0.0.0.0:8080 -workers 4
+//	ExecReload=/bin/kill -HUP $MAINPID
 //	KillMode=mixed
 //	TimeoutStopSec=40
 //
 //	[Install]
 //	WantedBy=multi-user.target
 //
+// The supervisor sends READY=1 when its first generation is ready,
+// RELOADING=1 and READY=1 around a roll, and STOPPING=1 when it stops.
 // KillMode=mixed sends SIGTERM to the supervisor alone, which drains its
 // workers, and SIGKILL to every process of the unit if it overruns.
 package handoff

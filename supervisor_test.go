@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,8 +26,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// exampleBin is the example server, built once by TestMain.
-var exampleBin string
+// exampleBin is the example server, built once by TestMain; exampleV2 is
+// the same with X-Version "v2", to upgrade to.
+var exampleBin, exampleV2 string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "handoff-e2e-")
@@ -34,13 +36,18 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	exampleBin = filepath.Join(dir, "example")
-	build := exec.Command("go", "build", "-o", exampleBin, "./example")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the example:", err)
-		os.RemoveAll(dir)
-		os.Exit(2)
+	exampleBin, exampleV2 = filepath.Join(dir, "example"), filepath.Join(dir, "example-v2")
+	for _, b := range [][]string{
+		{"go", "build", "-o", exampleBin, "./example"},
+		{"go", "build", "-ldflags", "-X main.version=v2", "-o", exampleV2, "./example"},
+	} {
+		build := exec.Command(b[0], b[1:]...)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building the example:", err)
+			os.RemoveAll(dir)
+			os.Exit(2)
+		}
 	}
 	// Nothing a test starts may escape it: orphans become our children.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -65,11 +72,13 @@ func (e exitCapture) Run() int { *e.code = e.m.Run(); return *e.code }
 
 // logLine is one JSON log line of the supervisor.
 type logLine struct {
-	Msg    string `json:"msg"`
-	Addr   string `json:"addr"`
-	Pid    int    `json:"pid"`
-	Worker int    `json:"worker"`
-	Status string `json:"status"`
+	Msg        string `json:"msg"`
+	Addr       string `json:"addr"`
+	Pid        int    `json:"pid"`
+	Worker     int    `json:"worker"`
+	Generation uint64 `json:"generation"`
+	Status     string `json:"status"`
+	Error      string `json:"error"`
 }
 
 // supervised is a running example supervisor.
@@ -86,14 +95,21 @@ type supervised struct {
 }
 
 // startExample starts the example's supervisor with args and waits until it
-// listens. Its stderr (shared by its workers) is read as JSON log lines.
+// listens.
 func startExample(t *testing.T, args ...string) *supervised {
+	t.Helper()
+	return startSupervisor(t, exampleBin, args...)
+}
+
+// startSupervisor starts the supervisor bin with args and waits until it
+// listens. Its stderr (shared by its workers) is read as JSON log lines.
+func startSupervisor(t *testing.T, bin string, args ...string) *supervised {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exampleBin, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = w
 	err = cmd.Start()
 	w.Close()
@@ -142,7 +158,8 @@ func (s *supervised) wait() error {
 
 // killOrphans kills and reaps the processes a test left behind: the test
 // process is a child subreaper, so a worker whose supervisor died becomes
-// its child.
+// its child. Tests here do not run in parallel, so at a test's end every
+// child of the test process is its leftover.
 func killOrphans(t *testing.T) {
 	for _, pid := range children(t, os.Getpid()) {
 		fd, err := unix.PidfdOpen(pid, 0)
@@ -150,17 +167,11 @@ func killOrphans(t *testing.T) {
 			continue
 		}
 		var ws unix.WaitStatus
-		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err != nil {
-			unix.Wait4(pid, &ws, unix.WNOHANG, nil) // a zombie: reap it
-			unix.Close(fd)
-			continue
-		} else if exe != exampleBin {
-			unix.Close(fd)
-			continue
+		if _, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
+			t.Errorf("process %d outlived its test; killing it", pid)
+			unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
 		}
-		t.Errorf("process %d outlived its test; killing it", pid)
-		unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
-		unix.Wait4(pid, &ws, 0, nil)
+		unix.Wait4(pid, &ws, 0, nil) // a zombie has no exe: just reap it
 		unix.Close(fd)
 	}
 }
@@ -280,7 +291,7 @@ func alive(fd int) bool {
 func TestExample(t *testing.T) {
 	sup := startExample(t, "-listen", "127.0.0.1:0", "-workers", "3", "-min-uptime", "0")
 	for range 3 {
-		sup.next("worker started")
+		sup.next("worker ready")
 	}
 
 	// Three distinct workers answer.
@@ -307,7 +318,7 @@ func TestExample(t *testing.T) {
 	}
 	killed := time.Now()
 	unix.PidfdSendSignal(pidfd(t, victim), unix.SIGKILL, nil, 0)
-	replacement := sup.next("worker started").Pid
+	replacement := sup.next("worker ready").Pid
 	for {
 		pid := get(t, sup.addr)
 		if pid == replacement {
@@ -326,11 +337,13 @@ func TestExample(t *testing.T) {
 		t.Errorf("zombies after a restart: %v", zs)
 	}
 
-	// 50 more restarts: the supervisor's fd count does not move.
+	// 50 more restarts of a serving worker: the supervisor's fd count does
+	// not move. (A worker killed before it is ready would count as a start
+	// failure, and its restarts would back off.)
 	current := replacement
 	for i := range 50 {
 		unix.PidfdSendSignal(pidfd(t, current), unix.SIGKILL, nil, 0)
-		l := sup.next("worker started")
+		l := sup.next("worker ready")
 		if l.Pid == current {
 			t.Fatalf("restart %d: same pid %d", i, current)
 		}
@@ -421,5 +434,262 @@ func TestExampleWorkerUnderSystemd(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("worker exit after SIGTERM: %v", err)
+	}
+}
+
+// load is a set of keep-alive HTTP clients that never retry: each POSTs in
+// a loop on its own connection (Go's client never retries a POST) and
+// records who answered.
+type load struct {
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+
+	mu       sync.Mutex
+	ok       int
+	failed   int
+	errs     []string         // the first few failures
+	served   map[uint64][]int // generation → pids that answered
+	versions map[string]int   // X-Version → responses
+	pids     map[int]uint64   // pid → its generation
+	waiters  []loadWaiter
+}
+
+// loadWaiter is closed when the successes reach n.
+type loadWaiter struct {
+	n    int
+	done chan struct{}
+}
+
+func startLoad(t *testing.T, addr string, clients int) *load {
+	l := &load{stop: make(chan struct{}), served: map[uint64][]int{}, versions: map[string]int{}, pids: map[int]uint64{}}
+	for i := range clients {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			tr := &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Transport: tr, Timeout: 15 * time.Second}
+			for n := 0; ; n++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				body := fmt.Sprintf("client %d request %d", i, n)
+				resp, err := c.Post("http://"+addr+"/", "text/plain", strings.NewReader(body))
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				l.record(resp, err)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) record(resp *http.Response, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.failed++
+		if len(l.errs) < 10 {
+			l.errs = append(l.errs, err.Error())
+		}
+		return
+	}
+	l.ok++
+	l.waiters = slices.DeleteFunc(l.waiters, func(w loadWaiter) bool {
+		if l.ok >= w.n {
+			close(w.done)
+			return true
+		}
+		return false
+	})
+	pid, _ := strconv.Atoi(resp.Header.Get("X-Worker-Pid"))
+	gen, _ := strconv.ParseUint(resp.Header.Get("X-Generation"), 10, 64)
+	l.versions[resp.Header.Get("X-Version")]++
+	if _, seen := l.pids[pid]; !seen {
+		l.pids[pid] = gen
+		l.served[gen] = append(l.served[gen], pid)
+	}
+}
+
+// count returns the successes and failures so far.
+func (l *load) count() (ok, failed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ok, l.failed
+}
+
+// waitRequests waits until n more requests have succeeded.
+func (l *load) waitRequests(t *testing.T, n int) {
+	t.Helper()
+	l.mu.Lock()
+	w := loadWaiter{n: l.ok + n, done: make(chan struct{})}
+	l.waiters = append(l.waiters, w)
+	l.mu.Unlock()
+	select {
+	case <-w.done:
+	case <-time.After(time.Until(deadline(t))):
+		ok, failed := l.count()
+		t.Fatalf("load stalled: %d successes, %d failures", ok, failed)
+	}
+}
+
+func (l *load) finish() {
+	l.stopOnce.Do(func() { close(l.stop) })
+	l.wg.Wait()
+}
+
+// until returns the log lines up to and including the next one with
+// message msg that satisfies match.
+func (s *supervised) until(msg string, match func(logLine) bool) []logLine {
+	s.t.Helper()
+	var lines []logLine
+	timeout := time.After(time.Until(deadline(s.t)))
+	for {
+		select {
+		case l, ok := <-s.logs:
+			if !ok {
+				s.t.Fatalf("supervisor log ended before %q", msg)
+			}
+			lines = append(lines, l)
+			if l.Msg == msg && (match == nil || match(l)) {
+				return lines
+			}
+		case <-timeout:
+			s.t.Fatalf("timed out waiting for log %q", msg)
+		}
+	}
+}
+
+// TestZeroDowntime is the promise of handoff: under 32 keep-alive clients
+// that never retry, 10 rolling restarts and 2 in-place upgrades of the
+// supervisor (one to a rebuilt binary), then an upgrade to a broken binary,
+// fail no request; every roll changes every worker pid; the supervisor's
+// pid never changes.
+func TestZeroDowntime(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "server")
+	copyFile(t, exampleBin, bin)
+	sup := startSupervisor(t, bin, "-listen", "127.0.0.1:0", "-workers", "3")
+	for range 3 {
+		sup.next("worker ready")
+	}
+	l := startLoad(t, sup.addr, 32)
+	defer func() {
+		l.finish()
+		ok, failed := l.count()
+		t.Logf("%d requests, %d failed; generations served %v; versions %v", ok+failed, failed, len(l.served), l.versions)
+		if failed > 0 || ok == 0 {
+			t.Errorf("%d of %d requests failed: %q", failed, ok+failed, l.errs)
+		}
+	}()
+	l.waitRequests(t, 200)
+
+	upgrade := func(wantExe string) {
+		t.Helper()
+		before := children(t, sup.pid)
+		sup.cmd.Process.Signal(syscall.SIGUSR2)
+		sup.until("supervisor upgraded in place", func(ll logLine) bool {
+			if ll.Pid != sup.pid {
+				t.Fatalf("upgraded supervisor has pid %d, want %d", ll.Pid, sup.pid)
+			}
+			return true
+		})
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", sup.pid)); exe != wantExe {
+			t.Fatalf("supervisor runs %q after the upgrade, want %q", exe, wantExe)
+		}
+		after := children(t, sup.pid)
+		for _, pid := range before {
+			if !containsInt(after, pid) {
+				// A draining worker may have exited meanwhile; a serving one must be adopted.
+				t.Logf("child %d gone after the upgrade", pid)
+			}
+		}
+		l.waitRequests(t, 100)
+	}
+
+	for gen := uint64(2); gen <= 11; gen++ {
+		sup.cmd.Process.Signal(syscall.SIGHUP)
+		lines := sup.until("roll complete", func(ll logLine) bool { return ll.Generation == gen })
+		started := 0
+		for _, ll := range lines {
+			if ll.Msg == "worker started" && ll.Generation == gen {
+				started++
+			}
+			if ll.Msg == "roll failed; the previous generation keeps serving" {
+				t.Fatalf("roll to generation %d failed: %s", gen, ll.Error)
+			}
+		}
+		if started != 3 {
+			t.Fatalf("roll to generation %d started %d workers, want 3", gen, started)
+		}
+		l.waitRequests(t, 100)
+		switch gen {
+		case 5:
+			upgrade(bin) // same binary
+		case 8:
+			// A rebuilt binary replaces the old one on disk, as an install would.
+			copyFile(t, exampleV2, bin+".new")
+			if err := os.Rename(bin+".new", bin); err != nil {
+				t.Fatal(err)
+			}
+			upgrade(bin)
+		}
+	}
+
+	// A broken binary: the preflight catches it and nothing changes.
+	if err := os.WriteFile(bin+".new", []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(bin+".new", bin); err != nil {
+		t.Fatal(err)
+	}
+	sup.cmd.Process.Signal(syscall.SIGUSR2)
+	sup.until("upgrade failed; the supervisor keeps running", nil)
+	l.waitRequests(t, 200)
+
+	// Every generation was served by its own pids.
+	l.mu.Lock()
+	owner := map[int]uint64{}
+	for gen, pids := range l.served {
+		for _, pid := range pids {
+			if g, dup := owner[pid]; dup {
+				t.Errorf("pid %d served generations %d and %d", pid, g, gen)
+			}
+			owner[pid] = gen
+		}
+	}
+	if len(l.served) != 11 {
+		t.Errorf("responses came from generations %v, want 1 to 11", l.served)
+	}
+	if l.versions["v2"] == 0 {
+		t.Errorf("no response from the rebuilt binary: versions %v", l.versions)
+	}
+	l.mu.Unlock()
+
+	if err := syscall.Kill(sup.pid, 0); err != nil {
+		t.Fatalf("supervisor %d after the broken upgrade: %v", sup.pid, err)
+	}
+	l.finish()
+	sup.cmd.Process.Signal(syscall.SIGTERM)
+	if err := sup.wait(); err != nil {
+		t.Fatalf("supervisor exit after SIGTERM: %v", err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o755); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -4,7 +4,9 @@
 //	go run ./example -listen 127.0.0.1:8080 -workers 2
 //
 // Every response is 200 and names the worker that served it in the headers
-// X-Worker-Pid and X-Generation. With -worker the binary is only a worker:
+// X-Worker-Pid, X-Generation and X-Version. SIGHUP rolls the workers to a new
+// generation without failing a request; SIGUSR2 replaces the supervisor
+// in place with the binary now at its path (same pid, workers kept). With -worker the binary is only a worker:
 // it serves on sockets it inherited, from handoff or from systemd:
 //
 //	systemd-socket-activate -l 127.0.0.1:8080 ./example -worker
@@ -28,6 +30,10 @@ import (
 
 	"github.com/handoff-dev/handoff/supervisor"
 )
+
+// version is set at build time (-ldflags "-X main.version=…") and sent in
+// the X-Version header, so a rebuilt binary can be told from the old one.
+var version = "dev"
 
 // listenFlag collects repeated -listen flags.
 type listenFlag []string
@@ -77,6 +83,7 @@ func handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Worker-Pid", pid)
 		w.Header().Set("X-Generation", gen)
+		w.Header().Set("X-Version", version)
 		fmt.Fprintf(w, "hello from worker %s (generation %s)\n", pid, gen)
 	})
 }
