@@ -98,18 +98,20 @@ type supervised struct {
 // listens.
 func startExample(t *testing.T, args ...string) *supervised {
 	t.Helper()
-	return startSupervisor(t, exampleBin, args...)
+	return startSupervisor(t, exampleBin, nil, args...)
 }
 
-// startSupervisor starts the supervisor bin with args and waits until it
-// listens. Its stderr (shared by its workers) is read as JSON log lines.
-func startSupervisor(t *testing.T, bin string, args ...string) *supervised {
+// startSupervisor starts the supervisor bin with args, and env added to
+// the test's environment, and waits until it listens. Its stderr (shared by
+// its workers) is read as JSON log lines.
+func startSupervisor(t *testing.T, bin string, env []string, args ...string) *supervised {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = w
 	err = cmd.Start()
 	w.Close()
@@ -576,7 +578,7 @@ func (s *supervised) until(msg string, match func(logLine) bool) []logLine {
 func TestZeroDowntime(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "server")
 	copyFile(t, exampleBin, bin)
-	sup := startSupervisor(t, bin, "-listen", "127.0.0.1:0", "-workers", "3")
+	sup := startSupervisor(t, bin, nil, "-listen", "127.0.0.1:0", "-workers", "3")
 	for range 3 {
 		sup.next("worker ready")
 	}
@@ -691,5 +693,113 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o755); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// sdMessage is a datagram the supervisor sent to its service manager.
+type sdMessage struct {
+	pid  int32
+	text string
+}
+
+// fakeSystemd listens where a service manager would, in the abstract
+// namespace, and returns the NOTIFY_SOCKET value and the messages.
+func fakeSystemd(t *testing.T) (string, <-chan sdMessage) {
+	t.Helper()
+	name := fmt.Sprintf("@handoff-e2e-%d-%d", os.Getpid(), time.Now().UnixNano())
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _ := conn.SyscallConn()
+	rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1) })
+	msgs := make(chan sdMessage, 256)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf, oob := make([]byte, 4096), make([]byte, 1024)
+		for {
+			n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+			if err != nil {
+				return
+			}
+			m := sdMessage{text: string(buf[:n])}
+			if cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+				for _, c := range cmsgs {
+					if cred, err := unix.ParseUnixCredentials(&c); err == nil {
+						m.pid = cred.Pid
+					}
+				}
+			}
+			select {
+			case msgs <- m:
+			default: // the test stopped listening
+			}
+		}
+	}()
+	t.Cleanup(func() { conn.Close(); <-done })
+	return name, msgs
+}
+
+// expectSd waits for a message from pid that contains every line of want.
+func expectSd(t *testing.T, msgs <-chan sdMessage, pid int, want ...string) string {
+	t.Helper()
+	timeout := time.After(time.Until(deadline(t)))
+	for {
+		select {
+		case m := <-msgs:
+			lines := strings.Split(m.text, "\n")
+			ok := int(m.pid) == pid
+			for _, w := range want {
+				ok = ok && slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, w) })
+			}
+			if ok {
+				return m.text
+			}
+		case <-timeout:
+			t.Fatalf("timed out waiting for %q from pid %d", want, pid)
+		}
+	}
+}
+
+// TestSupervisorUnderSystemd: the supervisor tells its service manager
+// when it is ready, reloading and stopping; TTIN and TTOU scale; and a
+// burst of SIGHUP right after SIGUSR2, landing in the exec window, neither
+// kills the supervisor nor loses the roll it asks for.
+func TestSupervisorUnderSystemd(t *testing.T) {
+	sock, msgs := fakeSystemd(t)
+	sup := startSupervisor(t, exampleBin, []string{"NOTIFY_SOCKET=" + sock}, "-listen", "127.0.0.1:0", "-workers", "2")
+	expectSd(t, msgs, sup.pid, "READY=1", "STATUS=2 workers ready, generation 1")
+	if got := get(t, sup.addr); got == 0 {
+		t.Fatal("no worker pid")
+	}
+
+	sup.cmd.Process.Signal(syscall.SIGHUP)
+	expectSd(t, msgs, sup.pid, "RELOADING=1", "MONOTONIC_USEC=")
+	expectSd(t, msgs, sup.pid, "READY=1", "STATUS=2 workers ready, generation 2")
+
+	sup.cmd.Process.Signal(syscall.SIGTTIN)
+	sup.until("worker ready", func(l logLine) bool { return l.Worker == 2 })
+	sup.cmd.Process.Signal(syscall.SIGTTOU)
+	sup.until("retiring worker", func(l logLine) bool { return l.Worker == 2 })
+
+	// The exec window: HUPs sent right after USR2.
+	sup.cmd.Process.Signal(syscall.SIGUSR2)
+	for range 50 {
+		sup.cmd.Process.Signal(syscall.SIGHUP)
+	}
+	sup.until("supervisor upgraded in place", func(l logLine) bool { return l.Pid == sup.pid })
+	// The HUPs that came before the exec were queued into one roll, which
+	// the new program runs; those that land after it are rolls as usual.
+	sup.until("roll complete", func(l logLine) bool { return l.Generation >= 3 })
+	if err := syscall.Kill(sup.pid, 0); err != nil {
+		t.Fatalf("supervisor after the signal burst: %v", err)
+	}
+	get(t, sup.addr)
+
+	sup.cmd.Process.Signal(syscall.SIGTERM)
+	expectSd(t, msgs, sup.pid, "STOPPING=1")
+	if err := sup.wait(); err != nil {
+		t.Fatalf("supervisor exit after SIGTERM: %v", err)
 	}
 }
