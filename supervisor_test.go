@@ -803,3 +803,50 @@ func TestSupervisorUnderSystemd(t *testing.T) {
 		t.Fatalf("supervisor exit after SIGTERM: %v", err)
 	}
 }
+
+// TestSupervisorKilled: after kill -9 of the supervisor, every worker sees
+// its liveness pipe close and exits within a second; none is left orphaned.
+// (The test process is a child subreaper, so the orphans become its
+// children, and it reaps them.)
+func TestSupervisorKilled(t *testing.T) {
+	sup := startExample(t, "-listen", "127.0.0.1:0", "-workers", "3")
+	var workers []int
+	for range 3 {
+		workers = append(workers, sup.next("worker ready").Pid)
+	}
+	fds := make([]unix.PollFd, len(workers))
+	for i, pid := range workers {
+		fds[i] = unix.PollFd{Fd: int32(pidfd(t, pid)), Events: unix.POLLIN}
+	}
+	killed := time.Now()
+	sup.cmd.Process.Kill()
+	sup.wait()
+	// A pidfd polls readable when its process has exited. Ten seconds is
+	// ten times the promise: past it, the workers are not coming down.
+	giveUp := time.Now().Add(10 * time.Second)
+	for left := len(fds); left > 0; {
+		if time.Now().After(giveUp) {
+			t.Fatalf("%d workers still alive 10s after the supervisor was killed", left)
+		}
+		if _, err := unix.Poll(fds, int(time.Until(giveUp).Milliseconds())); err != nil && err != unix.EINTR {
+			t.Fatal(err)
+		}
+		left = 0
+		for i := range fds {
+			if fds[i].Revents&unix.POLLIN == 0 {
+				left++
+			}
+		}
+	}
+	took := time.Since(killed)
+	t.Logf("all %d workers exited %v after the supervisor was killed", len(workers), took)
+	if took > time.Second {
+		t.Errorf("workers took %v to exit, want within 1s", took)
+	}
+	for _, pid := range workers {
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(pid, &ws, 0, nil); err != nil {
+			t.Errorf("reaping orphaned worker %d: %v", pid, err)
+		}
+	}
+}

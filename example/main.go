@@ -4,7 +4,8 @@
 //	go run ./example -listen 127.0.0.1:8080 -workers 2
 //
 // Every response is 200 and names the worker that served it in the headers
-// X-Worker-Pid, X-Generation and X-Version. SIGHUP rolls the workers to a new
+// X-Worker-Pid, X-Generation and X-Version; ?sleep=DUR (up to a minute)
+// delays it. SIGHUP rolls the workers to a new
 // generation without failing a request; SIGUSR2 replaces the supervisor
 // in place with the binary now at its path (same pid, workers kept). With -worker the binary is only a worker:
 // it serves on sockets it inherited, from handoff or from systemd:
@@ -81,6 +82,13 @@ func handler() http.Handler {
 		gen = strconv.FormatUint(id.Generation, 10)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// ?sleep=DUR holds the request, to have some in flight.
+		if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil && d > 0 {
+			select {
+			case <-time.After(min(d, time.Minute)):
+			case <-r.Context().Done():
+			}
+		}
 		w.Header().Set("X-Worker-Pid", pid)
 		w.Header().Set("X-Generation", gen)
 		w.Header().Set("X-Version", version)

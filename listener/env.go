@@ -12,6 +12,9 @@ const (
 	envPid        = "LISTEN_PID"
 	envTrampoline = "HANDOFF_TRAMPOLINE"
 
+	envWatchdogUsec = "WATCHDOG_USEC"
+	envWatchdogPid  = "WATCHDOG_PID"
+
 	// firstFd is SD_LISTEN_FDS_START: the first passed socket is fd 3.
 	firstFd = 3
 	// maxFds bounds LISTEN_FDS. It is far above any real use and keeps a corrupt value from

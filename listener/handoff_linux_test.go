@@ -151,9 +151,16 @@ func TestTrampolineRewrite(t *testing.T) {
 		{"sh", "/proc/self/exe", "sh"},     // relative: never taken for the running binary
 		{"/nonexistent", "/proc/self/exe", "/nonexistent"},
 	} {
-		path, _, tenv := Trampoline(tc.in, argv, []string{"A=1"})
-		if path != tc.path || tenv[len(tenv)-1] != "HANDOFF_TRAMPOLINE="+tc.target {
-			t.Errorf("Trampoline(%s) = %s with %q; want %s with HANDOFF_TRAMPOLINE=%s", tc.in, path, tenv, tc.path, tc.target)
+		for _, env := range [][]string{{"A=1", "LISTEN_FDS=1"}, {"A=1", "WATCHDOG_USEC=1000"}} {
+			path, _, tenv := Trampoline(tc.in, argv, env)
+			if path != tc.path || tenv[len(tenv)-1] != "HANDOFF_TRAMPOLINE="+tc.target {
+				t.Errorf("Trampoline(%s, %q) = %s with %q; want %s with HANDOFF_TRAMPOLINE=%s", tc.in, env, path, tenv, tc.path, tc.target)
+			}
+		}
+		// Nothing to set: no trampoline.
+		path, _, tenv := Trampoline(tc.in, argv, []string{"A=1", "LISTEN_PID=3", "WATCHDOG_PID=4"})
+		if path != tc.in || !slices.Equal(tenv, []string{"A=1"}) {
+			t.Errorf("Trampoline(%s) without sockets or watchdog = %s with %q; want %s with [A=1]", tc.in, path, tenv, tc.in)
 		}
 	}
 }
@@ -194,7 +201,7 @@ func TestTrampolineReplacedBinary(t *testing.T) {
 func TestTrampolineMissingTarget(t *testing.T) {
 	checkFdLeak(t)
 	const target = "/nonexistent/handoff-worker"
-	path, argv, env := Trampoline(target, []string{"worker"}, os.Environ())
+	path, argv, env := Trampoline(target, []string{"worker"}, append(os.Environ(), "LISTEN_FDS=1"))
 	c := start(t, path, argv, env, nil, nil)
 	if st := c.wait(t); st.ExitCode() != 127 {
 		t.Errorf("trampoline to a missing program: %v, want exit status 127", st)

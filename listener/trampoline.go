@@ -7,13 +7,15 @@ package listener
 // It returns "/proc/self/exe", the running supervisor's own binary, which works even after that
 // file was replaced on disk, with argv unchanged and env plus HANDOFF_TRAMPOLINE=path. This
 // package's init function, running in that process, removes HANDOFF_TRAMPOLINE, sets LISTEN_PID
-// to its pid if LISTEN_FDS is set, and execs path with argv and the environment; the pid does
+// to its pid if LISTEN_FDS is set (and WATCHDOG_PID if WATCHDOG_USEC is), and execs path with
+// argv and the environment; the pid does
 // not change. If the exec fails it writes "handoff: exec <path>: <error>" to stderr and exits
 // with status 127. As with [syscall.StartProcess], path is not looked up in $PATH.
 //
 // When path is absolute and names the running executable itself, there is no second exec: the
 // result is path, and HANDOFF_TRAMPOLINE is set empty, which tells the init to set LISTEN_PID
-// and let the program run.
+// and let the program run. When env sets neither LISTEN_FDS nor WATCHDOG_USEC, there is nothing
+// to set, and the spawn goes straight to path.
 //
 // env is not modified. The result drops env's LISTEN_PID and HANDOFF_TRAMPOLINE entries (the
 // trampoline sets them), and of several LISTEN_FDS or LISTEN_FDNAMES entries keeps only the last,

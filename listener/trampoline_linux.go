@@ -24,6 +24,9 @@ func runTrampoline() {
 	if _, ok := os.LookupEnv(envFds); ok {
 		os.Setenv(envPid, strconv.Itoa(os.Getpid()))
 	}
+	if _, ok := os.LookupEnv(envWatchdogUsec); ok {
+		os.Setenv(envWatchdogPid, strconv.Itoa(os.Getpid()))
+	}
 	if target == "" {
 		return
 	}
@@ -37,6 +40,7 @@ func trampoline(path string, argv, env []string) (string, []string, []string) {
 	if isSelf(path) {
 		tpath, target = path, ""
 	}
+	needed := false                 // nothing to set if there are no sockets and no watchdog
 	last := make(map[string]int, 2) // index of the last LISTEN_FDS and LISTEN_FDNAMES
 	for i, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
@@ -48,14 +52,20 @@ func trampoline(path string, argv, env []string) (string, []string, []string) {
 	for i, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case envPid, envTrampoline:
+		case envPid, envTrampoline, envWatchdogPid:
 			continue
 		case envFds, envNames:
 			if last[k] != i {
 				continue
 			}
+			needed = true
+		case envWatchdogUsec:
+			needed = true
 		}
 		tenv = append(tenv, kv)
+	}
+	if !needed {
+		return path, argv, tenv
 	}
 	tenv = append(tenv, envTrampoline+"="+target)
 	return tpath, argv, tenv

@@ -37,6 +37,13 @@ type options struct {
 	notifyAll    bool
 	signals      bool
 	upgradePath  string
+
+	watchdog       time.Duration
+	watchdogSignal syscall.Signal
+	watchdogGrace  time.Duration
+	maxLifetime    time.Duration
+	lifetimeJitter time.Duration
+	maxFailures    int
 }
 
 func defaultOptions() options {
@@ -52,6 +59,9 @@ func defaultOptions() options {
 		readiness:    ReadyOnStart(),
 		readyTimeout: 60 * time.Second,
 		surge:        1,
+
+		watchdogSignal: syscall.SIGABRT,
+		watchdogGrace:  3 * time.Second,
 	}
 }
 
@@ -181,3 +191,32 @@ func WithSignals() Option { return optionFunc(func(o *options) { o.signals = tru
 func WithUpgradePath(path string) Option {
 	return optionFunc(func(o *options) { o.upgradePath = path })
 }
+
+// WithWatchdog enables the sd_notify watchdog: each worker gets
+// WATCHDOG_USEC (and WATCHDOG_PID, its own pid) and must send WATCHDOG=1
+// at least every d (Go workers: RunWorker pings at half the interval). A
+// worker that misses it, or sends WATCHDOG=trigger, gets the watchdog
+// signal, then SIGKILL after the grace period, and is replaced.
+func WithWatchdog(d time.Duration) Option { return optionFunc(func(o *options) { o.watchdog = d }) }
+
+// WithWatchdogSignal sets the signal a hung worker gets first (default
+// SIGABRT, so that it can dump its stacks) and how long it has to exit
+// before SIGKILL (default 3s).
+func WithWatchdogSignal(sig syscall.Signal, grace time.Duration) Option {
+	return optionFunc(func(o *options) { o.watchdogSignal, o.watchdogGrace = sig, grace })
+}
+
+// WithMaxLifetime recycles each worker after it has been up for d plus a
+// random part of jitter, so that workers do not all recycle at once. A
+// recycled worker is replaced as in a roll: its replacement must be ready
+// before it retires.
+func WithMaxLifetime(d, jitter time.Duration) Option {
+	return optionFunc(func(o *options) { o.maxLifetime, o.lifetimeJitter = d, jitter })
+}
+
+// WithMaxStartFailures makes Run give up after n consecutive start
+// failures of one slot (a worker that cannot be started, or that exits
+// before it has been up for the minimum uptime): it stops the other workers
+// and returns an error saying why, like systemd's start limit. The default,
+// 0, retries forever with backoff.
+func WithMaxStartFailures(n int) Option { return optionFunc(func(o *options) { o.maxFailures = n }) }

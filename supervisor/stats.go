@@ -75,4 +75,8 @@ type Stats struct {
 	NotifySocket  string
 	ForeignNotify int
 	NotifyDropped notifyDrops
+	// WatchdogKills counts workers the watchdog signalled; Recycled, the
+	// ones replaced at their maximum lifetime.
+	WatchdogKills int
+	Recycled      int
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -83,6 +84,13 @@ func New(cmd Command, opts ...Option) (*Supervisor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: command: %w", err)
 	}
+	if cmd.Dir != "" {
+		if fi, err := os.Stat(cmd.Dir); err != nil {
+			return nil, fmt.Errorf("supervisor: working directory: %w", err)
+		} else if !fi.IsDir() {
+			return nil, fmt.Errorf("supervisor: working directory %s is not a directory", cmd.Dir)
+		}
+	}
 	cmd.Path = path
 	if len(cmd.Args) == 0 {
 		cmd.Args = []string{cmd.Path}
@@ -122,6 +130,14 @@ func (o *options) validate() error {
 		return fmt.Errorf("supervisor: ready timeout %v must be positive", o.readyTimeout)
 	case o.readiness.mode == readyDelay && o.readiness.delay < 0:
 		return fmt.Errorf("supervisor: readiness delay %v is negative", o.readiness.delay)
+	case o.watchdog < 0 || o.watchdog > 0 && o.watchdog < time.Millisecond:
+		return fmt.Errorf("supervisor: watchdog interval %v: want 0 (off) or at least 1ms", o.watchdog)
+	case o.watchdogSignal == 0 || o.watchdogGrace < 0:
+		return fmt.Errorf("supervisor: watchdog signal %d with grace %v", o.watchdogSignal, o.watchdogGrace)
+	case o.maxLifetime < 0 || o.lifetimeJitter < 0:
+		return fmt.Errorf("supervisor: lifetime %v with jitter %v: want non-negative", o.maxLifetime, o.lifetimeJitter)
+	case o.maxFailures < 0:
+		return fmt.Errorf("supervisor: max start failures %d is negative", o.maxFailures)
 	}
 	for i, s := range o.sockets {
 		if s == nil {
@@ -293,6 +309,9 @@ const (
 	EnvWorker        = "HANDOFF_WORKER"
 	EnvGeneration    = "HANDOFF_GENERATION"
 	EnvSupervisorPID = "HANDOFF_SUPERVISOR_PID"
+	// EnvLivenessFd names the worker's read end of the liveness pipe: it
+	// reads end-of-file when the supervisor is gone (see RunWorker).
+	EnvLivenessFd = "HANDOFF_LIVENESS_FD"
 )
 
 // workerEnv is the environment of a new worker: the command's (or the
@@ -315,6 +334,9 @@ func (s *Supervisor) workerEnv(socks []*listener.Socket, notify string, slot int
 		fmt.Sprintf("%s=%d", EnvSupervisorPID, os.Getpid()),
 		"NOTIFY_SOCKET="+notify,
 	)
+	if s.o.watchdog > 0 {
+		env = append(env, fmt.Sprintf("WATCHDOG_USEC=%d", s.o.watchdog.Microseconds()))
+	}
 	return append(env, listener.Env(socks)...)
 }
 
@@ -323,7 +345,7 @@ func ownedVar(kv string) bool {
 	for _, name := range []string{
 		"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET",
 		"WATCHDOG_USEC", "WATCHDOG_PID",
-		EnvWorker, EnvGeneration, EnvSupervisorPID, "HANDOFF_TRAMPOLINE", envPreflight, envUpgradeState,
+		EnvWorker, EnvGeneration, EnvSupervisorPID, EnvLivenessFd, "HANDOFF_TRAMPOLINE", envPreflight, envUpgradeState,
 	} {
 		if len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name {
 			return true

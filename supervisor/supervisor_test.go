@@ -486,6 +486,10 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"zero workers", supervisor.Command{Path: exe}, []supervisor.Option{supervisor.WithWorkers(0)}, "workers"},
 		{"bad address", supervisor.Command{Path: exe}, []supervisor.Option{supervisor.WithListen("udp://1.2.3.4:5")}, "udp"},
 		{"bad backoff", supervisor.Command{Path: exe}, []supervisor.Option{supervisor.WithBackoff(time.Second, time.Millisecond)}, "backoff"},
+		{"missing directory", supervisor.Command{Path: exe, Dir: "/nonexistent/dir"}, nil, "/nonexistent/dir"},
+		{"directory is a file", supervisor.Command{Path: exe, Dir: "/etc/passwd"}, nil, "not a directory"},
+		{"bad surge", supervisor.Command{Path: exe}, []supervisor.Option{supervisor.WithSurge(0)}, "surge"},
+		{"bad watchdog", supervisor.Command{Path: exe}, []supervisor.Option{supervisor.WithWatchdog(time.Microsecond)}, "watchdog"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := supervisor.New(tc.cmd, tc.opts...)

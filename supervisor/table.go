@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime"
 	"slices"
@@ -31,9 +33,12 @@ type table struct {
 	socks   []*listener.Socket // passed to workers, in fd order
 	owned   []*listener.Socket // the part of socks that Run closes
 	devnull *os.File
-	notify  *notifySocket
-	notes   chan notifyMsg
-	sigs    chan os.Signal // nil without WithSignals
+	// liveness is a pipe whose read end every worker holds; only this
+	// process holds the write end, so workers read EOF once it is gone.
+	liveR, liveW *os.File
+	notify       *notifySocket
+	notes        chan notifyMsg
+	sigs         chan os.Signal // nil without WithSignals
 
 	gen   uint64 // generation of new workers outside a roll
 	slots []*slot
@@ -55,10 +60,13 @@ type table struct {
 	announcedReady bool
 	wake           *time.Timer
 
+	fatal       error // Run gives up with this (WithMaxStartFailures)
 	lastRollErr error
 	restarts    int
 	exitsBy     ExitCounts
 	foreign     int // notify messages from processes that are not workers
+	hung        int // workers the watchdog signalled
+	recycled    int // workers replaced at their maximum lifetime
 }
 
 // slot is one of the N places a worker runs in.
@@ -76,7 +84,10 @@ type worker struct {
 	info     WorkerInfo
 	proc     *reap.Process
 	readyAt  time.Time // zero until ready
-	deadline time.Time // Starting: ready (delay) or timeout; Stopping: SIGKILL
+	deadline time.Time // Starting: ready (delay) or timeout; Stopping or hung: SIGKILL
+	pingBy   time.Time // the watchdog's next ping is due by then; zero: off
+	expireAt time.Time // recycle then (WithMaxLifetime); zero: never
+	hung     bool      // the watchdog signalled it
 	status   string    // the last STATUS= it sent
 }
 
@@ -168,6 +179,9 @@ func (t *table) open() (err error) {
 	if t.notify, err = openNotifySocket(); err != nil {
 		return fmt.Errorf("supervisor: %w", err)
 	}
+	if t.liveR, t.liveW, err = os.Pipe(); err != nil {
+		return fmt.Errorf("supervisor: liveness pipe: %w", err)
+	}
 	t.slots = make([]*slot, t.o.workers)
 	for i := range t.slots {
 		t.slots[i] = &slot{index: i}
@@ -209,8 +223,10 @@ func (t *table) close() {
 	if t.reaper != nil {
 		t.reaper.Close()
 	}
-	if t.devnull != nil {
-		t.devnull.Close()
+	for _, f := range []*os.File{t.devnull, t.liveR, t.liveW} {
+		if f != nil {
+			f.Close()
+		}
 	}
 	for _, sock := range t.owned {
 		sock.Close()
@@ -255,7 +271,7 @@ func (t *table) loop(ctx context.Context) error {
 		}
 	}
 	t.log.Info("stopped", zap.Int("restarts", t.restarts))
-	return nil
+	return t.fatal
 }
 
 // rearm sets the wake timer to the earliest deadline in the table.
@@ -268,6 +284,8 @@ func (t *table) rearm() {
 	}
 	for w := range t.live {
 		earliest(w.deadline)
+		earliest(w.pingBy)
+		earliest(w.expireAt)
 	}
 	if !t.stopping {
 		for _, sl := range t.slots {
@@ -286,13 +304,20 @@ func (t *table) rearm() {
 func (t *table) onTimer() {
 	now := time.Now()
 	for w := range t.live {
+		if !w.pingBy.IsZero() && !now.Before(w.pingBy) {
+			t.watchdogFire(w, "missed its watchdog ping")
+		}
+		if !w.expireAt.IsZero() && !now.Before(w.expireAt) {
+			w.expireAt = time.Time{}
+			t.recycle(w)
+		}
 		if w.deadline.IsZero() || now.Before(w.deadline) {
 			continue
 		}
 		w.deadline = time.Time{}
 		switch {
-		case w.info.State == Stopping:
-			t.log.Warn("worker did not stop in time: killing", workerFields(w.info)...)
+		case w.info.State == Stopping || w.hung:
+			t.log.Warn("worker did not exit in time: killing", workerFields(w.info)...)
 			t.signal(w, syscall.SIGKILL)
 		case t.o.readiness.mode != readyNotify:
 			t.ready(w) // start and delay readiness
@@ -300,8 +325,7 @@ func (t *table) onTimer() {
 			t.log.Error("worker not ready in time: killing", append(workerFields(w.info),
 				zap.Duration("ready_timeout", t.o.readyTimeout))...)
 			if sl := t.slotOf(w); sl != nil && sl.next == w {
-				t.exitsBy.StartFailures++
-				t.abortRoll(fmt.Errorf("new worker %d (slot %d) not ready within %v", w.info.Pid, sl.index, t.o.readyTimeout))
+				t.failNext(sl, fmt.Errorf("new worker %d (slot %d) not ready within %v", w.info.Pid, sl.index, t.o.readyTimeout))
 				continue
 			}
 			t.signal(w, syscall.SIGKILL) // its exit counts as a start failure
@@ -370,6 +394,15 @@ func (t *table) spawn(sl *slot, gen uint64) (*worker, error) {
 		},
 		proc: proc,
 	}
+	if t.o.watchdog > 0 {
+		w.pingBy = now.Add(t.o.watchdog)
+	}
+	if t.o.maxLifetime > 0 {
+		w.expireAt = now.Add(t.o.maxLifetime)
+		if t.o.lifetimeJitter > 0 {
+			w.expireAt = w.expireAt.Add(rand.N(t.o.lifetimeJitter))
+		}
+	}
 	t.track(w)
 	t.log.Info("worker started", workerFields(w.info)...)
 	if h := t.o.hooks.AfterSpawn; h != nil {
@@ -418,6 +451,10 @@ func (t *table) track(w *worker) {
 // start starts the process described by sp. Every file is handed over as a
 // raw descriptor: fds 0-2, the sockets from fd 3, then the extra files.
 func (t *table) start(sp *Spawn) (proc *reap.Process, err error) {
+	// The trampoline would only exit 127; say what is wrong instead.
+	if _, err := exec.LookPath(sp.Path); err != nil {
+		return nil, err
+	}
 	std, err := rawFds([]*os.File{sp.Stdin, sp.Stdout, sp.Stderr})
 	if err != nil {
 		return nil, err
@@ -426,12 +463,17 @@ func (t *table) start(sp *Spawn) (proc *reap.Process, err error) {
 	if err != nil {
 		return nil, err
 	}
-	path, argv, env := listener.Trampoline(sp.Path, sp.Args, sp.Env)
+	live, err := rawFds([]*os.File{t.liveR})
+	if err != nil {
+		return nil, err
+	}
+	env := append(slices.Clip(sp.Env), fmt.Sprintf("%s=%d", EnvLivenessFd, len(std)+len(t.socks)+len(extra)))
+	path, argv, env := listener.Trampoline(sp.Path, sp.Args, env)
 	cerr := listener.ControlAll(t.socks, func(socks []uintptr) {
 		proc, err = t.reaper.Start(path, argv, &syscall.ProcAttr{
 			Dir:   sp.Dir,
 			Env:   env,
-			Files: slices.Concat(std, socks, extra),
+			Files: slices.Concat(std, socks, extra, live),
 			Sys:   sysProcAttr(),
 		})
 	})
@@ -462,12 +504,33 @@ func rawFds(files []*os.File) ([]uintptr, error) {
 }
 
 func (t *table) startFailed(sl *slot, err error) {
-	sl.failures++
-	t.exitsBy.StartFailures++
+	t.failed(sl, err)
 	d := t.backoff(sl.failures)
 	sl.notBefore = time.Now().Add(d)
-	t.log.Error("worker start failed", zap.Int("worker", sl.index), zap.Error(err),
+	t.failureLog(sl)("worker start failed", zap.Int("worker", sl.index), zap.Error(err),
 		zap.Int("failures", sl.failures), zap.Duration("retry_in", d))
+}
+
+// failed counts a start failure of sl, and gives up when there have been
+// too many in a row (WithMaxStartFailures).
+func (t *table) failed(sl *slot, err error) {
+	sl.failures++
+	t.exitsBy.StartFailures++
+	if n := t.o.maxFailures; n > 0 && sl.failures >= n && t.fatal == nil {
+		t.fatal = fmt.Errorf("supervisor: worker %d failed to start %d times in a row, giving up: %w", sl.index, sl.failures, err)
+		t.log.Error("too many start failures: stopping", zap.Error(t.fatal))
+		t.stop(t.o.stopTimeout)
+	}
+}
+
+// failureLog returns the logger for sl's failures: the first three of a
+// run, then only the 4th, 8th, 16th…, so a crash loop does not flood the
+// log; the others go to debug.
+func (t *table) failureLog(sl *slot) func(string, ...zap.Field) {
+	if n := sl.failures; n <= 3 || n&(n-1) == 0 {
+		return t.log.Warn
+	}
+	return t.log.Debug
 }
 
 // backoff is the delay after n consecutive start failures.
@@ -571,10 +634,8 @@ func (t *table) onExit(e exit) {
 		t.schedule()
 		return
 	case sl.next == w:
-		sl.next = nil
-		t.exitsBy.StartFailures++
 		t.log.Error("new worker exited before it was ready", fields...)
-		t.abortRoll(fmt.Errorf("new worker %d (slot %d) exited before it was ready: %s", w.info.Pid, sl.index, st))
+		t.failNext(sl, fmt.Errorf("new worker %d (slot %d) exited before it was ready: %s", w.info.Pid, sl.index, st))
 		return
 	}
 	sl.w = nil
@@ -582,8 +643,7 @@ func (t *table) onExit(e exit) {
 	if up {
 		sl.failures = 0
 	} else {
-		sl.failures++
-		t.exitsBy.StartFailures++
+		t.failed(sl, fmt.Errorf("worker %d exited after %v: %s", w.info.Pid, st.Time.Sub(w.info.Started).Round(time.Millisecond), st))
 	}
 	restart := true
 	if h := t.o.hooks.OnExit; h != nil {
@@ -602,8 +662,8 @@ func (t *table) onExit(e exit) {
 	sl.notBefore = time.Now().Add(delay)
 	sl.restarts++
 	t.restarts++
-	t.log.Warn("worker died; restarting", append(fields,
-		zap.Bool("start_failure", !up), zap.Duration("delay", delay))...)
+	t.failureLog(sl)("worker died; restarting", append(fields,
+		zap.Bool("start_failure", !up), zap.Int("failures", sl.failures), zap.Duration("delay", delay))...)
 	t.schedule()
 }
 
@@ -696,6 +756,65 @@ func (t *table) abortRoll(err error) {
 	t.afterOperation()
 }
 
+// failNext ends sl's replacement worker, which failed: during a roll, the
+// roll stops; for a recycling, the serving worker stays and is recycled
+// again after the backoff.
+func (t *table) failNext(sl *slot, err error) {
+	if w := sl.next; w != nil {
+		sl.next = nil
+		w.info.State = Stopping
+		t.signal(w, syscall.SIGKILL)
+	}
+	if t.roll != nil {
+		t.exitsBy.StartFailures++
+		t.abortRoll(err)
+		return
+	}
+	t.failed(sl, err)
+	d := t.backoff(sl.failures)
+	if sl.w != nil {
+		sl.w.expireAt = time.Now().Add(d)
+	}
+	t.log.Error("replacement failed; the worker keeps serving", zap.Int("worker", sl.index), zap.Error(err),
+		zap.Duration("retry_in", d))
+}
+
+// watchdogFire signals a worker that stopped pinging (or asked for it),
+// and kills it after the grace period; it is then replaced.
+func (t *table) watchdogFire(w *worker, why string) {
+	w.pingBy = time.Time{}
+	if w.hung || w.info.State == Stopping {
+		return
+	}
+	w.hung = true
+	w.deadline = time.Now().Add(t.o.watchdogGrace)
+	t.hung++
+	t.log.Error("watchdog: worker "+why, append(workerFields(w.info),
+		zap.Stringer("signal", t.o.watchdogSignal), zap.Duration("kill_after", t.o.watchdogGrace))...)
+	t.signal(w, t.o.watchdogSignal)
+}
+
+// recycle replaces w, which reached its maximum lifetime, through the same
+// readiness-gated path as a roll.
+func (t *table) recycle(w *worker) {
+	sl := t.slotOf(w)
+	if sl == nil || sl.w != w || t.stopping {
+		return
+	}
+	if sl.next != nil || t.roll != nil || w.info.State != Ready {
+		w.expireAt = time.Now().Add(t.o.backoffMin) // being replaced already, or not yet serving
+		return
+	}
+	t.log.Info("recycling worker at its maximum lifetime", workerFields(w.info)...)
+	nw, err := t.spawn(sl, w.info.Generation)
+	if err != nil {
+		t.failNext(sl, err)
+		return
+	}
+	sl.next = nw
+	t.recycled++
+}
+
 // afterOperation starts what waited for a roll or upgrade to end.
 func (t *table) afterOperation() {
 	if t.stopping || t.roll != nil {
@@ -749,6 +868,12 @@ func (t *table) onNotify(m notifyMsg) {
 	}
 	if m.Status != "" {
 		w.status = m.Status
+	}
+	if m.Watchdog && t.o.watchdog > 0 && !w.hung {
+		w.pingBy = time.Now().Add(t.o.watchdog)
+	}
+	if m.WatchdogTrigger {
+		t.watchdogFire(w, "asked for the watchdog (WATCHDOG=trigger)")
 	}
 	if m.Ready && t.o.readiness.mode == readyNotify {
 		t.ready(w)
@@ -836,6 +961,8 @@ func (t *table) stats() Stats {
 		NotifySocket:  t.notify.Name(),
 		ForeignNotify: t.foreign,
 		NotifyDropped: t.notify.dropped(),
+		WatchdogKills: t.hung,
+		Recycled:      t.recycled,
 	}
 	if t.lastRollErr != nil {
 		st.LastRollError = t.lastRollErr.Error()

@@ -65,6 +65,7 @@ type upgradeState struct {
 	Generation     uint64
 	Sockets        []stateSocket
 	NotifyFd       int
+	LivenessFds    [2]int // read and write ends
 	Workers        []stateWorker
 	Slots          []stateSlot
 	Restarts       int
@@ -85,6 +86,9 @@ type stateWorker struct {
 	Started    time.Time
 	ReadyAt    time.Time
 	Deadline   time.Time
+	PingBy     time.Time
+	ExpireAt   time.Time
+	Hung       bool
 	Restarts   int
 }
 
@@ -105,8 +109,9 @@ func takeUpgradeState() (*upgradeState, error) {
 	if err := json.Unmarshal([]byte(v), &st); err != nil {
 		return nil, fmt.Errorf("supervisor: %s: %w", envUpgradeState, err)
 	}
-	if st.NotifyFd < 3 || st.Generation == 0 {
-		return nil, fmt.Errorf("supervisor: %s: notify fd %d, generation %d", envUpgradeState, st.NotifyFd, st.Generation)
+	if st.NotifyFd < 3 || st.LivenessFds[0] < 3 || st.LivenessFds[1] < 3 || st.Generation == 0 {
+		return nil, fmt.Errorf("supervisor: %s: notify fd %d, liveness fds %v, generation %d",
+			envUpgradeState, st.NotifyFd, st.LivenessFds, st.Generation)
 	}
 	for _, s := range st.Sockets {
 		if s.Fd < 3 {
@@ -136,6 +141,11 @@ func (t *table) snapshot() (*upgradeState, error) {
 	if err := t.notify.Control(func(fd uintptr) { st.NotifyFd = int(fd) }); err != nil {
 		return nil, err
 	}
+	live, err := rawFds([]*os.File{t.liveR, t.liveW})
+	if err != nil {
+		return nil, err
+	}
+	st.LivenessFds = [2]int{int(live[0]), int(live[1])}
 	for _, sl := range t.slots {
 		st.Slots = append(st.Slots, stateSlot{Failures: sl.failures, Restarts: sl.restarts, Vetoed: sl.vetoed})
 	}
@@ -148,6 +158,7 @@ func (t *table) snapshot() (*upgradeState, error) {
 		st.Workers = append(st.Workers, stateWorker{
 			Pid: w.info.Pid, Slot: w.info.Slot, Generation: w.info.Generation, State: w.info.State,
 			Started: w.info.Started, ReadyAt: w.readyAt, Deadline: w.deadline, Restarts: w.info.Restarts,
+			PingBy: w.pingBy, ExpireAt: w.expireAt, Hung: w.hung,
 		})
 	}
 	return st, nil
@@ -171,6 +182,13 @@ func (t *table) resume(st *upgradeState) (err error) {
 	if t.notify, err = notifySocketFromFd(st.NotifyFd); err != nil {
 		return fmt.Errorf("supervisor: inherited notify socket: %w", err)
 	}
+	t.liveR = os.NewFile(uintptr(st.LivenessFds[0]), "liveness")
+	t.liveW = os.NewFile(uintptr(st.LivenessFds[1]), "liveness")
+	for _, f := range []*os.File{t.liveR, t.liveW} {
+		if err := setCloexec(f); err != nil {
+			return fmt.Errorf("supervisor: inherited liveness pipe: %w", err)
+		}
+	}
 	t.gen, t.restarts, t.exitsBy, t.announcedReady = st.Generation, st.Restarts, st.Exits, st.AnnouncedReady
 	t.slots = make([]*slot, t.o.workers)
 	for i := range t.slots {
@@ -190,6 +208,7 @@ func (t *table) resume(st *upgradeState) (err error) {
 			info: WorkerInfo{Slot: sw.Slot, Pid: sw.Pid, Generation: sw.Generation, State: sw.State,
 				Started: sw.Started, Restarts: sw.Restarts},
 			proc: proc, readyAt: sw.ReadyAt, deadline: sw.Deadline,
+			pingBy: sw.PingBy, expireAt: sw.ExpireAt, hung: sw.Hung,
 		}
 		t.track(w)
 		adopted++
@@ -377,7 +396,7 @@ func (t *table) exec(path string) error {
 			env = append(env, kv)
 		}
 	}
-	fds := []int{st.NotifyFd}
+	fds := []int{st.NotifyFd, st.LivenessFds[0], st.LivenessFds[1]}
 	for _, s := range st.Sockets {
 		fds = append(fds, s.Fd)
 	}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -51,8 +53,13 @@ func IsWorker() bool {
 }
 
 // RunWorker runs h as a worker: it takes the inherited listeners (from
-// handoff or from systemd socket activation), cancels h's context on SIGTERM
-// or SIGINT, and closes the listeners when h returns.
+// handoff or from systemd socket activation) and cancels h's context on
+// SIGTERM or SIGINT; it closes the listeners when h returns.
+//
+// Started by handoff, it also pings the watchdog when one is set
+// (listener.Watchdog), and watches the liveness pipe: if the supervisor
+// dies, even by SIGKILL, h's context is cancelled and the process exits
+// after at most LivenessGrace, so no worker outlives its supervisor.
 func RunWorker(ctx context.Context, h Handler) error {
 	ls, err := listener.Inherit()
 	if err != nil {
@@ -65,7 +72,71 @@ func RunWorker(ctx context.Context, h Handler) error {
 	}()
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return h(ctx, ls)
+	ctx, cancel := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	live, err := livenessPipe()
+	if err != nil {
+		cancel()
+		return fmt.Errorf("worker: %w", err)
+	}
+	if live != nil {
+		bg.Go(func() { watchLiveness(live, cancel) })
+	}
+	bg.Go(func() {
+		if err := listener.Watchdog(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "handoff worker:", err)
+		}
+	})
+	err = h(ctx, ls)
+	cancel()
+	if live != nil {
+		live.Close() // ends watchLiveness
+	}
+	bg.Wait()
+	return err
+}
+
+// LivenessGrace is how long a worker whose supervisor died may drain
+// before RunWorker ends the process.
+const LivenessGrace = 500 * time.Millisecond
+
+// livenessPipe returns the read end of the supervisor's liveness pipe, or
+// nil when the process was not started by a handoff supervisor.
+func livenessPipe() (*os.File, error) {
+	v, ok := os.LookupEnv(EnvLivenessFd)
+	if !ok {
+		return nil, nil
+	}
+	os.Unsetenv(EnvLivenessFd)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil, fmt.Errorf("%s=%q is not a descriptor", EnvLivenessFd, v)
+	}
+	f := os.NewFile(uintptr(fd), "liveness")
+	if err := setCloexec(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s=%d: %w", EnvLivenessFd, fd, err)
+	}
+	return f, nil
+}
+
+// watchLiveness waits for end-of-file on the liveness pipe: the supervisor
+// is gone. It then cancels the worker's context and ends the process after
+// LivenessGrace. It returns early when f is closed.
+func watchLiveness(f *os.File, cancel context.CancelFunc) {
+	var b [1]byte
+	for {
+		_, err := f.Read(b[:])
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return // closed by RunWorker
+		}
+	}
+	fmt.Fprintf(os.Stderr, "handoff worker %d: the supervisor is gone; exiting\n", os.Getpid())
+	cancel()
+	time.AfterFunc(LivenessGrace, func() { os.Exit(1) })
 }
 
 // RunWorkerHTTP runs h as an HTTP worker on every inherited listener; see

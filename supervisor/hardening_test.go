@@ -1,0 +1,223 @@
+package supervisor_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+	"golang.org/x/sys/unix"
+
+	"github.com/handoff-dev/handoff/listener"
+	"github.com/handoff-dev/handoff/supervisor"
+)
+
+func init() {
+	// watchdog says it is ready, pings the watchdog for TEST_PING_FOR,
+	// then stops pinging while it keeps serving: a hung worker. Its reply
+	// line is the watchdog interval it was given. With TEST_IGNORE_ABRT it
+	// ignores SIGABRT, so only SIGKILL ends it.
+	helpers["watchdog"] = func() int {
+		if os.Getenv("TEST_IGNORE_ABRT") != "" {
+			signal.Ignore(syscall.SIGABRT)
+		}
+		d, ok := listener.WatchdogInterval()
+		pingFor, _ := time.ParseDuration(os.Getenv("TEST_PING_FOR"))
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), pingFor)
+			defer cancel()
+			if err := listener.Ready(); err != nil {
+				panic(err)
+			}
+			if err := listener.Watchdog(ctx); err != nil {
+				panic(err)
+			}
+		}()
+		return serveWith(false, func() string { return fmt.Sprintf("%v %t", d, ok) })
+	}
+}
+
+// TestWatchdogReplacesHungWorker: a worker that stops pinging gets the
+// watchdog signal, then SIGKILL if it ignores it, and is replaced; while it
+// pinged, it was left alone.
+func TestWatchdogReplacesHungWorker(t *testing.T) {
+	const (
+		interval = 200 * time.Millisecond
+		pingFor  = time.Second
+	)
+	for _, tc := range []struct {
+		name   string
+		env    string
+		signal syscall.Signal // what ended it
+	}{
+		{"aborts", "", syscall.SIGABRT},
+		{"ignores SIGABRT", "TEST_IGNORE_ABRT=1", syscall.SIGKILL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := deadline(t)
+			f := newFixture(t, "watchdog", []string{"TEST_PING_FOR=" + pingFor.String(), tc.env, "GOTRACEBACK=single"},
+				supervisor.WithReadiness(supervisor.ReadyOnNotify()),
+				supervisor.WithWatchdog(interval),
+				supervisor.WithWatchdogSignal(syscall.SIGABRT, 300*time.Millisecond))
+			f.run(ctx)
+			w := f.waitReady(ctx)
+			if got := f.ask(); got != interval.String()+" true" {
+				t.Fatalf("worker's watchdog: %q, want %v enabled for its own pid", got, interval)
+			}
+			st := <-f.exited
+			if st.Pid != w.Pid {
+				t.Fatalf("exit of %d, want the hung worker %d", st.Pid, w.Pid)
+			}
+			// A Go program dies of SIGABRT with exit status 2 after dumping
+			// its goroutines.
+			if tc.signal == syscall.SIGABRT && st.Code != 2 && st.Signal != syscall.SIGABRT ||
+				tc.signal == syscall.SIGKILL && st.Signal != syscall.SIGKILL {
+				t.Fatalf("hung worker ended with %v, want it ended by %v", st, tc.signal)
+			}
+			if up := st.Time.Sub(w.Started); up < pingFor+interval {
+				t.Fatalf("worker killed after %v, while it still pinged (for %v)", up, pingFor)
+			}
+			nw := f.waitReady(ctx)
+			if nw.Slot != w.Slot || nw.Pid == w.Pid {
+				t.Fatalf("replacement %+v for %+v", nw, w)
+			}
+			if s := f.s.Stats(); s.WatchdogKills != 1 {
+				t.Fatalf("watchdog kills %d, want 1", s.WatchdogKills)
+			}
+		})
+	}
+}
+
+// TestMaxLifetimeRecycles: workers are replaced at their maximum lifetime,
+// each only once its replacement is ready, in the same generation.
+func TestMaxLifetimeRecycles(t *testing.T) {
+	ctx := deadline(t)
+	f := newRollFixture(t, nil, supervisor.WithWorkers(2),
+		supervisor.WithMaxLifetime(300*time.Millisecond, 100*time.Millisecond))
+	f.run(ctx)
+	first := map[int]bool{f.waitReady(ctx).Pid: true, f.waitReady(ctx).Pid: true}
+	for range 4 {
+		w := f.waitReady(ctx)
+		if first[w.Pid] || w.Generation != 1 {
+			t.Fatalf("recycled worker %+v: want a new pid in generation 1", w)
+		}
+	}
+	if st := f.s.Stats(); st.Recycled < 4 || st.Generation != 1 {
+		t.Fatalf("stats %+v: want at least 4 recycled in generation 1", st)
+	}
+	ready := map[int64]bool{}
+	for _, e := range f.logs.All() {
+		pid, _ := e.ContextMap()["pid"].(int64)
+		switch e.Message {
+		case "worker ready":
+			ready[pid] = true
+		case "retiring worker":
+			delete(ready, pid)
+			if len(ready) < 2 {
+				t.Fatalf("retired pid %d with only %d workers ready", pid, len(ready))
+			}
+		}
+	}
+}
+
+// TestCrashLoop: a command that exits at once, 1,000 times in a row. The
+// backoff reaches its cap, the supervisor answers calls throughout, and the
+// log gets a handful of lines, not 1,000.
+func TestCrashLoop(t *testing.T) {
+	ctx := deadline(t)
+	const exits = 1000
+	core, logs := observer.New(zapcore.InfoLevel)
+	spawned := make(chan supervisor.WorkerInfo, exits+16)
+	s, err := supervisor.New(supervisor.Command{Path: "/bin/false"},
+		supervisor.WithLogger(zap.New(core)),
+		supervisor.WithBackoff(time.Millisecond, 4*time.Millisecond),
+		supervisor.WithHooks(supervisor.Hooks{AfterSpawn: func(w supervisor.WorkerInfo) { spawned <- w }}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &before)
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	var last time.Time
+	for i := range exits {
+		select {
+		case <-spawned:
+		case <-ctx.Done():
+			t.Fatalf("%d starts before the deadline", i)
+		}
+		now := time.Now()
+		if i > 10 && now.Sub(last) < 4*time.Millisecond {
+			t.Fatalf("start %d came %v after the previous one, under the backoff cap", i, now.Sub(last))
+		}
+		last = now
+		if i%100 == 0 {
+			if st := s.Stats(); st.Exits.StartFailures < i {
+				t.Fatalf("stats at start %d: %+v", i, st)
+			}
+		}
+	}
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	unix.Getrusage(unix.RUSAGE_SELF, &after)
+	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
+	lines := logs.FilterMessage("worker died; restarting").Len()
+	t.Logf("%d exits: %d log lines at info or above, supervisor CPU %v (%v per exit)", exits, lines, cpu, cpu/exits)
+	if lines > 16 {
+		t.Fatalf("%d log lines for %d deaths: the log is not rate-limited", lines, exits)
+	}
+}
+
+// TestGivesUpAfterMaxStartFailures: with a start limit, Run stops and says
+// why; a command deleted after New is a start failure like any other.
+func TestGivesUpAfterMaxStartFailures(t *testing.T) {
+	gone := filepath.Join(t.TempDir(), "vanishing")
+	b, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(gone, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path, want string
+		before           func()
+	}{
+		{"exits at once", "/bin/false", "exit status 1", nil},
+		{"deleted after New", gone, "no such file", func() { os.Remove(gone) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := deadline(t)
+			fds := fdCount(t)
+			s, err := supervisor.New(supervisor.Command{Path: tc.path},
+				supervisor.WithLogger(zap.NewNop()),
+				supervisor.WithBackoff(time.Millisecond, 2*time.Millisecond),
+				supervisor.WithMaxStartFailures(5))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.before != nil {
+				tc.before()
+			}
+			err = s.Run(ctx)
+			if err == nil || !strings.Contains(err.Error(), "failed to start 5 times") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Run: %v, want it to give up after 5 failures, saying %q", err, tc.want)
+			}
+			if got := fdCount(t); got != fds {
+				t.Errorf("fds: %d before, %d after", fds, got)
+			}
+		})
+	}
+}
