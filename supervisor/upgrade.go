@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -365,7 +367,8 @@ func (t *table) exec(path string) error {
 			return err
 		}
 		t.reaper = r
-		for w := range t.live {
+		// track re-inserts into t.live: range over a copy.
+		for _, w := range slices.Collect(maps.Keys(t.live)) {
 			select {
 			case <-w.proc.Done():
 				continue // its watcher delivers the exit
