@@ -221,3 +221,50 @@ func TestGivesUpAfterMaxStartFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestUpgradeExecFailureKeepsRunning: an upgrade whose exec fails after a
+// good preflight (the binary lost its exec bit in between) leaves the
+// supervisor running as it was: its workers re-adopted, still restarted
+// when they die, and a later roll works.
+func TestUpgradeExecFailureKeepsRunning(t *testing.T) {
+	ctx := deadline(t)
+	script := filepath.Join(t.TempDir(), "new-supervisor")
+	body := "#!/bin/sh\necho handoff-preflight-ok\nchmod -x \"$0\"\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, "serve", nil, supervisor.WithWorkers(2), supervisor.WithMinUptime(0),
+		supervisor.WithUpgradePath(script))
+	f.run(ctx)
+	w1, w2 := f.waitSpawn(ctx), f.waitSpawn(ctx)
+	fds := fdCount(t)
+	err := f.s.Upgrade(ctx)
+	if err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("Upgrade: %v, want the exec's permission error", err)
+	}
+	if got := fdCount(t); got != fds {
+		t.Errorf("fds: %d before the failed upgrade, %d after", fds, got)
+	}
+	st := f.s.Stats()
+	if len(st.Workers) != 2 {
+		t.Fatalf("after the failed upgrade: %+v", st)
+	}
+	// The re-adopted workers are watched: a death is seen and replaced.
+	if err := syscall.Kill(w1.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if ex := <-f.exited; ex.Pid != w1.Pid {
+		t.Fatalf("exit of %d, want %d", ex.Pid, w1.Pid)
+	}
+	if nw := f.waitSpawn(ctx); nw.Slot != w1.Slot {
+		t.Fatalf("replacement %+v for slot %d", nw, w1.Slot)
+	}
+	if err := f.s.Roll(ctx); err != nil {
+		t.Fatalf("roll after the failed upgrade: %v", err)
+	}
+	for _, w := range f.s.Stats().Workers {
+		if w.Pid == w2.Pid || w.Generation != 2 {
+			t.Fatalf("after the roll: %+v", w)
+		}
+	}
+}
