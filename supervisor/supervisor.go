@@ -40,10 +40,11 @@ type Supervisor struct {
 	o     options
 	log   *zap.Logger
 
-	reqs  chan func(*table) // served by the run goroutine
-	stopC chan struct{}     // closed to begin a graceful stop
-	killC chan struct{}     // closed to SIGKILL whatever is left
-	done  chan struct{}     // closed when Run returns
+	reqs    chan func(*table) // served by the run goroutine
+	stopC   chan struct{}     // closed to begin a graceful stop
+	killC   chan struct{}     // closed to SIGKILL whatever is left
+	running chan struct{}     // closed when Run's table is up
+	done    chan struct{}     // closed when Run returns
 
 	stopOnce, killOnce sync.Once
 
@@ -101,14 +102,15 @@ func New(cmd Command, opts ...Option) (*Supervisor, error) {
 		o.logger = zap.NewNop()
 	}
 	return &Supervisor{
-		cmd:   cmd,
-		addrs: addrs,
-		o:     o,
-		log:   o.logger,
-		reqs:  make(chan func(*table)),
-		stopC: make(chan struct{}),
-		killC: make(chan struct{}),
-		done:  make(chan struct{}),
+		cmd:     cmd,
+		addrs:   addrs,
+		o:       o,
+		log:     o.logger,
+		reqs:    make(chan func(*table)),
+		stopC:   make(chan struct{}),
+		killC:   make(chan struct{}),
+		running: make(chan struct{}),
+		done:    make(chan struct{}),
 	}, nil
 }
 
@@ -176,8 +178,17 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer t.close()
+	close(s.running)
 	return t.loop(ctx)
 }
+
+// Running returns a channel that is closed once Run has bound its sockets
+// and taken over (or resumed) its worker table: from then on Stats, Roll,
+// Upgrade and Scale reach it. It stays open if Run fails before that.
+func (s *Supervisor) Running() <-chan struct{} { return s.running }
+
+// Done returns a channel that is closed when Run has returned.
+func (s *Supervisor) Done() <-chan struct{} { return s.done }
 
 // Shutdown stops the supervisor gracefully: every worker gets the stop
 // signal and is not replaced when it exits. Workers still alive when ctx is

@@ -50,6 +50,15 @@ func init() {
 	}
 }
 
+// Resuming reports whether this process is the new program of an in-place
+// upgrade whose state its supervisor has not taken over yet: the sockets
+// and workers will come from the old program (so, for instance, a program
+// adopted from systemd is not there to adopt again). Ask before Run.
+func Resuming() bool {
+	_, ok := os.LookupEnv(envUpgradeState)
+	return ok
+}
+
 // takeEarlySignals returns the channel init registered, or a new one.
 func takeEarlySignals() chan os.Signal {
 	early.Lock()
@@ -92,6 +101,7 @@ type stateWorker struct {
 	ExpireAt   time.Time
 	Hung       bool
 	Restarts   int
+	Status     string
 }
 
 type stateSlot struct {
@@ -160,7 +170,7 @@ func (t *table) snapshot() (*upgradeState, error) {
 		st.Workers = append(st.Workers, stateWorker{
 			Pid: w.info.Pid, Slot: w.info.Slot, Generation: w.info.Generation, State: w.info.State,
 			Started: w.info.Started, ReadyAt: w.readyAt, Deadline: w.deadline, Restarts: w.info.Restarts,
-			PingBy: w.pingBy, ExpireAt: w.expireAt, Hung: w.hung,
+			PingBy: w.pingBy, ExpireAt: w.expireAt, Hung: w.hung, Status: w.status,
 		})
 	}
 	return st, nil
@@ -177,7 +187,7 @@ func (t *table) resume(st *upgradeState) (err error) {
 		t.owned = append(t.owned, sock)
 	}
 	t.socks = t.owned
-	if n := len(t.s.addrs) + len(t.o.sockets); n != len(t.socks) {
+	if n := len(t.s.addrs) + len(t.o.sockets); n > 0 && n != len(t.socks) {
 		t.log.Warn("the inherited sockets are kept; the configured ones are ignored",
 			zap.Int("inherited", len(t.socks)), zap.Int("configured", n))
 	}
@@ -192,7 +202,9 @@ func (t *table) resume(st *upgradeState) (err error) {
 		}
 	}
 	t.gen, t.restarts, t.exitsBy, t.announcedReady = st.Generation, st.Restarts, st.Exits, st.AnnouncedReady
-	t.slots = make([]*slot, t.o.workers)
+	// The old program's slots, not the configured count: a Scale since
+	// start is the newer wish.
+	t.slots = make([]*slot, max(len(st.Slots), 1))
 	for i := range t.slots {
 		t.slots[i] = &slot{index: i}
 		if i < len(st.Slots) {
@@ -210,7 +222,7 @@ func (t *table) resume(st *upgradeState) (err error) {
 			info: WorkerInfo{Slot: sw.Slot, Pid: sw.Pid, Generation: sw.Generation, State: sw.State,
 				Started: sw.Started, Restarts: sw.Restarts},
 			proc: proc, readyAt: sw.ReadyAt, deadline: sw.Deadline,
-			pingBy: sw.PingBy, expireAt: sw.ExpireAt, hung: sw.Hung,
+			pingBy: sw.PingBy, expireAt: sw.ExpireAt, hung: sw.Hung, status: sw.Status,
 		}
 		t.track(w)
 		adopted++
