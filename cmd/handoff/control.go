@@ -1,0 +1,188 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The control protocol, spoken over the control socket: the client sends one
+// request line, the server answers with one line of JSON and closes the
+// connection.
+//
+//	request  = command [SP argument] LF       at most maxRequestLine bytes
+//	command  = "status" / "reload" / "upgrade" / "scale"
+//	response = JSON object LF                 {"ok":true,"status":{…}}
+//	                                          {"ok":false,"error":"…"}
+//
+// Words are separated by spaces or tabs; a CR before the LF is ignored, and
+// so is a missing LF at the end of the stream. Only printable ASCII is
+// accepted. scale takes the number of workers, 1 to maxWorkers, in decimal.
+// Every successful answer carries the status after the command: reload
+// answers when the roll is over, scale once the new slots are started or
+// the removed ones retiring. A successful upgrade does not answer: the
+// connection ends when the supervisor execs the new program.
+const (
+	maxRequestLine = 256
+	maxWorkers     = 4096
+)
+
+// op is a control command.
+type op int
+
+const (
+	opStatus op = iota + 1
+	opReload
+	opUpgrade
+	opScale
+)
+
+func (o op) String() string {
+	switch o {
+	case opStatus:
+		return "status"
+	case opReload:
+		return "reload"
+	case opUpgrade:
+		return "upgrade"
+	case opScale:
+		return "scale"
+	}
+	return "op(" + strconv.Itoa(int(o)) + ")"
+}
+
+// parseOp returns the command named name.
+func parseOp(name string) (op, bool) {
+	for o := opStatus; o <= opScale; o++ {
+		if o.String() == name {
+			return o, true
+		}
+	}
+	return 0, false
+}
+
+// command is a parsed request.
+type command struct {
+	op      op
+	workers int // scale only
+}
+
+// String returns the request line for c, without the LF.
+func (c command) String() string {
+	if c.op == opScale {
+		return fmt.Sprintf("scale %d", c.workers)
+	}
+	return c.op.String()
+}
+
+// parseCommand parses one request line, with or without its line end. The
+// error says what is wrong, quoting at most a short piece of the input.
+func parseCommand(line []byte) (command, error) {
+	s := string(line)
+	s = strings.TrimSuffix(s, "\n")
+	s = strings.TrimSuffix(s, "\r")
+	if len(s) > maxRequestLine {
+		return command{}, fmt.Errorf("request longer than %d bytes", maxRequestLine)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 || c > 0x7e) && c != '\t' {
+			return command{}, fmt.Errorf("request holds byte %#02x at offset %d: only printable ASCII is allowed", c, i)
+		}
+	}
+	words := strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' })
+	if len(words) == 0 {
+		return command{}, errors.New("empty request: want status, reload, upgrade or scale N")
+	}
+	o, ok := parseOp(words[0])
+	if !ok {
+		return command{}, fmt.Errorf("unknown command %s: want status, reload, upgrade or scale N", quoteShort(words[0]))
+	}
+	c := command{op: o}
+	if o == opScale {
+		if len(words) != 2 {
+			return command{}, errors.New("scale takes one argument, the number of workers")
+		}
+		n, err := parseWorkers(words[1])
+		if err != nil {
+			return command{}, fmt.Errorf("scale: %w", err)
+		}
+		c.workers = n
+		return c, nil
+	}
+	if len(words) > 1 {
+		return command{}, fmt.Errorf("%s takes no argument, got %s", c.op, quoteShort(words[1]))
+	}
+	return c, nil
+}
+
+// parseWorkers parses a number of workers: decimal digits, 1 to maxWorkers.
+func parseWorkers(s string) (int, error) {
+	if s == "" || len(s) > 9 || strings.Trim(s, "0123456789") != "" {
+		return 0, fmt.Errorf("number of workers %s is not a decimal number", quoteShort(s))
+	}
+	n, _ := strconv.Atoi(s) // at most 9 digits: no overflow
+	if n < 1 || n > maxWorkers {
+		return 0, fmt.Errorf("number of workers %d is out of range: want 1 to %d", n, maxWorkers)
+	}
+	return n, nil
+}
+
+// quoteShort quotes s for an error message, cut to a length that cannot
+// flood a log.
+func quoteShort(s string) string {
+	const max = 32
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// response is the server's answer.
+type response struct {
+	OK     bool          `json:"ok"`
+	Error  string        `json:"error,omitempty"`
+	Status *statusReport `json:"status,omitempty"`
+}
+
+// statusReport is the state of a running handoff, as status prints it.
+type statusReport struct {
+	Pid     int    `json:"pid"`
+	Version string `json:"version"`
+	// Started is when the process started; ExecTime when the program now
+	// running started: later than Started after an upgrade in place.
+	// Upgraded tells that this program was started by an upgrade in place.
+	Started  time.Time `json:"started"`
+	ExecTime time.Time `json:"exec_time"`
+	Upgraded bool      `json:"upgraded"`
+	Command  []string  `json:"command"`
+
+	Generation    uint64 `json:"generation"`
+	Rolling       bool   `json:"rolling"`
+	LastRollError string `json:"last_roll_error,omitempty"`
+	// Retiring counts workers asked to exit that have not yet.
+	Retiring int            `json:"retiring"`
+	Restarts int            `json:"restarts"`
+	Exits    exitsReport    `json:"exits"`
+	Workers  []workerReport `json:"workers"`
+}
+
+type exitsReport struct {
+	Clean         int `json:"clean"`
+	Failed        int `json:"failed"`
+	Signaled      int `json:"signaled"`
+	StartFailures int `json:"start_failures"`
+}
+
+type workerReport struct {
+	Slot          int       `json:"slot"`
+	Pid           int       `json:"pid"`
+	Generation    uint64    `json:"generation"`
+	State         string    `json:"state"`
+	Started       time.Time `json:"started"`
+	UptimeSeconds float64   `json:"uptime_seconds"`
+	Restarts      int       `json:"restarts"`
+	// Status is the last STATUS= the worker sent to its notify socket.
+	Status string `json:"status,omitempty"`
+}

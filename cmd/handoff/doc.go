@@ -1,0 +1,72 @@
+// Command handoff runs an existing server without downtime: it owns the
+// listening sockets and keeps N copies of the server running on them as
+// workers, replacing them a few at a time on a rolling restart, so that no
+// connection is refused and no request fails.
+//
+//	go install github.com/handoff-dev/handoff/cmd/handoff@latest
+//	handoff -listen tcp://127.0.0.1:8080 -workers 4 -ready notify -pidfile /tmp/app.pid -- gunicorn app:app
+//
+// The server gets its sockets the systemd way (fd 3, 4, … with LISTEN_FDS,
+// LISTEN_FDNAMES and LISTEN_PID, its own pid) and NOTIFY_SOCKET for
+// sd_notify, so anything that supports socket activation runs under handoff
+// unchanged: gunicorn, uvicorn --fd 3, a Go server using listener.Inherit,
+// servers built on libsystemd.
+//
+// # Flags
+//
+//	-listen ADDR            listen on ADDR, repeatable, in fd order: tcp://host:port,
+//	                        tcp4://, tcp6://, unix:///path, unix://@abstract or
+//	                        host:port, each optionally name= (its LISTEN_FDNAMES name);
+//	                        optional when systemd passes handoff its sockets
+//	-workers N              how many workers (default 1)
+//	-ready MODE             when a new worker is ready: notify (READY=1), start,
+//	                        or delay:DURATION (default start)
+//	-ready-timeout D        how long a new worker may take to be ready (default 1m)
+//	-stop-timeout D         how long a worker may drain before SIGKILL (default 30s)
+//	-stop-signal SIG        the signal that asks a worker to drain (default TERM)
+//	-watchdog D             require WATCHDOG=1 from each worker this often (default off)
+//	-pidfile PATH           write handoff's pid there; the control socket is then
+//	                        PATH.ctl/control.sock unless -control says otherwise
+//	-control PATH           the control socket (mode 0600, in a directory of mode 0700)
+//	-log-format FORMAT      console or json (default: console on a terminal, else json)
+//	-subreaper              reap orphaned grandchildren too (PID 1 in a container)
+//	-version                print the version
+//
+// handoff -h prints each flag with an example.
+//
+// # Signals
+//
+// SIGHUP rolls the workers to a new generation: a new worker starts, and the
+// one it replaces is asked to stop (the stop signal) only once the new one is
+// ready. SIGUSR2 upgrades handoff itself in place: the binary at its path is
+// checked, then executed with the same pid and arguments, and it adopts the
+// sockets and the running workers. SIGTERM or SIGINT stops: every worker gets
+// the stop signal, then SIGKILL after the stop timeout; a second one kills at
+// once. SIGTTIN and SIGTTOU add and remove a worker.
+//
+// # Control subcommands
+//
+//	handoff status  -pidfile PATH     workers, pids, generation, state, uptime, restarts
+//	handoff reload  -pidfile PATH     roll, and wait until the new generation serves
+//	handoff upgrade -pidfile PATH     upgrade in place, and check that it happened
+//	handoff scale N -pidfile PATH     run N workers
+//
+// Each finds the running handoff through its pid file, or takes -control
+// PATH, and talks to it over the control socket; -json prints the answer as
+// JSON. The protocol is one request line ("status", "reload", "upgrade",
+// "scale 4") and one line of JSON in answer; a successful upgrade does not
+// answer, since the process execs the new program, which recreates the
+// control socket at the same path.
+//
+// # Exit status
+//
+// 0 after a requested stop (or a control command that succeeded), 2 for a
+// bad command line, with a message naming the flag or value, and 1 for
+// anything else.
+//
+// # Under systemd
+//
+// handoff sends READY=1 once its first workers are ready (Type=notify),
+// RELOADING=1 and READY=1 around a roll, and adopts the sockets of a .socket
+// unit, which then replaces -listen. See README.md for the unit files.
+package main

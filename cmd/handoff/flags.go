@@ -1,0 +1,345 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/handoff-dev/handoff/listener"
+	"github.com/handoff-dev/handoff/supervisor"
+)
+
+// usageError is a bad command line; handoff exits with status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// serveConfig is the command line of the supervisor.
+type serveConfig struct {
+	listen       []string
+	workers      int
+	ready        readyFlag
+	readyTimeout time.Duration
+	stopTimeout  time.Duration
+	stopSignal   signalFlag
+	watchdog     time.Duration
+	pidfile      string
+	control      string
+	logFormat    logFormatFlag
+	subreaper    bool
+	version      bool
+	command      []string
+}
+
+// serveFlags declares the supervisor's flags, with their defaults, in cfg.
+func serveFlags(cfg *serveConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("handoff", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported by the caller, help by printHelp
+	*cfg = serveConfig{
+		workers:      1,
+		ready:        readyFlag{r: supervisor.ReadyOnStart(), s: "start"},
+		readyTimeout: 60 * time.Second,
+		stopTimeout:  30 * time.Second,
+		stopSignal:   signalFlag{sig: syscall.SIGTERM, s: "TERM"},
+	}
+	fs.Var((*listenFlag)(&cfg.listen), "listen", "")
+	fs.IntVar(&cfg.workers, "workers", cfg.workers, "")
+	fs.Var(&cfg.ready, "ready", "")
+	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", cfg.readyTimeout, "")
+	fs.DurationVar(&cfg.stopTimeout, "stop-timeout", cfg.stopTimeout, "")
+	fs.Var(&cfg.stopSignal, "stop-signal", "")
+	fs.DurationVar(&cfg.watchdog, "watchdog", 0, "")
+	fs.StringVar(&cfg.pidfile, "pidfile", "", "")
+	fs.StringVar(&cfg.control, "control", "", "")
+	fs.Var(&cfg.logFormat, "log-format", "")
+	fs.BoolVar(&cfg.subreaper, "subreaper", false, "")
+	fs.BoolVar(&cfg.version, "version", false, "")
+	return fs
+}
+
+// parseServe parses the supervisor's command line: flags, then the command
+// to run, best after "--". Errors are usageErrors, or flag.ErrHelp.
+func parseServe(args []string) (*serveConfig, error) {
+	var cfg serveConfig
+	fs := serveFlags(&cfg)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err}
+	}
+	if cfg.version {
+		return &cfg, nil
+	}
+	cfg.command = fs.Args()
+	switch {
+	case len(cfg.command) == 0:
+		return nil, usagef("no command to run: put it after the flags, e.g. handoff -listen tcp://127.0.0.1:8080 -- gunicorn app:app")
+	case cfg.command[0] == "":
+		return nil, usagef("the command to run is an empty string")
+	case cfg.workers < 1 || cfg.workers > maxWorkers:
+		return nil, usagef("-workers %d: want 1 to %d", cfg.workers, maxWorkers)
+	case cfg.readyTimeout <= 0:
+		return nil, usagef("-ready-timeout %v: want a positive duration, e.g. 30s", cfg.readyTimeout)
+	case cfg.stopTimeout <= 0:
+		return nil, usagef("-stop-timeout %v: want a positive duration, e.g. 30s", cfg.stopTimeout)
+	case cfg.watchdog < 0 || cfg.watchdog > 0 && cfg.watchdog < time.Millisecond:
+		return nil, usagef("-watchdog %v: want 0 (off) or at least 1ms, e.g. 10s", cfg.watchdog)
+	}
+	var err error
+	if cfg.pidfile, err = absPath("-pidfile", cfg.pidfile); err != nil {
+		return nil, err
+	}
+	if cfg.control, err = absPath("-control", cfg.control); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// absPath makes a path flag's value absolute, so that the log names the
+// real file and an upgraded program finds the same one.
+func absPath(name, p string) (string, error) {
+	if p == "" {
+		return "", nil
+	}
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return "", usagef("%s %q: %v", name, p, err)
+	}
+	return a, nil
+}
+
+// listenFlag collects -listen addresses, checked as they are given.
+type listenFlag []string
+
+func (l *listenFlag) String() string { return strings.Join(*l, " ") }
+
+func (l *listenFlag) Set(s string) error {
+	if _, err := listener.ParseAddr(s); err != nil {
+		return err
+	}
+	*l = append(*l, s)
+	return nil
+}
+
+// readyFlag is -ready: notify, start or delay:DUR.
+type readyFlag struct {
+	r supervisor.Readiness
+	s string
+}
+
+func (f *readyFlag) String() string { return f.s }
+
+func (f *readyFlag) Set(s string) error {
+	switch {
+	case s == "notify":
+		f.r = supervisor.ReadyOnNotify()
+	case s == "start":
+		f.r = supervisor.ReadyOnStart()
+	case strings.HasPrefix(s, "delay:"):
+		d, err := time.ParseDuration(strings.TrimPrefix(s, "delay:"))
+		if err != nil || d < 0 {
+			return fmt.Errorf("want delay:DURATION with a duration of 0 or more, e.g. delay:2s")
+		}
+		f.r = supervisor.ReadyAfter(d)
+	default:
+		return errors.New("want notify, start or delay:DURATION")
+	}
+	f.s = s
+	return nil
+}
+
+// signalFlag is -stop-signal: a name, with or without SIG, or a number.
+type signalFlag struct {
+	sig syscall.Signal
+	s   string
+}
+
+func (f *signalFlag) String() string { return f.s }
+
+func (f *signalFlag) Set(s string) error {
+	sig, err := parseSignal(s)
+	if err != nil {
+		return err
+	}
+	f.sig, f.s = sig, s
+	return nil
+}
+
+// logFormatFlag is -log-format; "" picks console on a terminal, JSON
+// otherwise.
+type logFormatFlag string
+
+func (f *logFormatFlag) String() string { return string(*f) }
+
+func (f *logFormatFlag) Set(s string) error {
+	if s != "console" && s != "json" {
+		return errors.New("want console or json")
+	}
+	*f = logFormatFlag(s)
+	return nil
+}
+
+// clientConfig is the command line of a control subcommand.
+type clientConfig struct {
+	op      op
+	workers int // scale
+	pidfile string
+	control string
+	json    bool
+	timeout time.Duration
+}
+
+func clientFlags(cfg *clientConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("handoff "+cfg.op.String(), flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg.timeout = 2 * time.Minute
+	fs.StringVar(&cfg.pidfile, "pidfile", "", "")
+	fs.StringVar(&cfg.control, "control", "", "")
+	fs.BoolVar(&cfg.json, "json", false, "")
+	fs.DurationVar(&cfg.timeout, "timeout", cfg.timeout, "")
+	return fs
+}
+
+// parseClient parses "handoff status|reload|upgrade|scale N [flags]"; the
+// flags may come before or after N.
+func parseClient(o op, args []string) (*clientConfig, error) {
+	cfg := &clientConfig{op: o}
+	fs := clientFlags(cfg)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{fmt.Errorf("%s: %w", o, err)}
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	switch {
+	case o == opScale && len(pos) != 1:
+		return nil, usagef("scale takes one argument, the number of workers, e.g. handoff scale 4 -pidfile /run/app/handoff.pid")
+	case o == opScale:
+		n, err := parseWorkers(pos[0])
+		if err != nil {
+			return nil, usagef("scale: %v", err)
+		}
+		cfg.workers = n
+	case len(pos) > 0:
+		return nil, usagef("%s takes no argument, got %q", o, pos[0])
+	}
+	switch {
+	case cfg.pidfile == "" && cfg.control == "":
+		return nil, usagef("%s: say which handoff with -pidfile PATH or -control PATH", o)
+	case cfg.timeout <= 0:
+		return nil, usagef("%s: -timeout %v: want a positive duration, e.g. 30s", o, cfg.timeout)
+	}
+	return cfg, nil
+}
+
+// helpText documents every flag with an example; a test checks that none
+// is missing.
+const helpText = `handoff runs a server as N worker processes on listening sockets it owns,
+and replaces them without dropping a connection.
+
+Usage:
+  handoff [flags] -- COMMAND [ARG...]      supervise COMMAND
+  handoff status  [-json] (-pidfile PATH | -control PATH)
+  handoff reload  [-json] (-pidfile PATH | -control PATH)
+  handoff upgrade [-json] (-pidfile PATH | -control PATH)
+  handoff scale N [-json] (-pidfile PATH | -control PATH)
+
+COMMAND gets the sockets the systemd way: fd 3, 4, ... with LISTEN_FDS,
+LISTEN_FDNAMES and LISTEN_PID (its own pid), and NOTIFY_SOCKET for sd_notify.
+Servers that speak socket activation (gunicorn, uvicorn --fd, Go with
+listener.Inherit, anything built on libsystemd) run unchanged.
+
+Flags:
+  -listen ADDR
+      Listen on ADDR and pass the socket to every worker; repeatable, in fd
+      order. tcp://host:port, tcp4://, tcp6://[::1]:port, unix:///path,
+      unix://@abstract, or host:port. A name= prefix names the fd in
+      LISTEN_FDNAMES. Optional when systemd passes handoff its sockets
+      (a .socket unit): they follow the -listen ones.
+      e.g. -listen tcp://0.0.0.0:8080 -listen admin=unix:///run/app/admin.sock
+  -workers N
+      How many workers run at once (default 1).
+      e.g. -workers 4
+  -ready notify|start|delay:DURATION
+      When a new worker counts as ready, so that a rolling restart may retire
+      the one it replaces: notify waits for READY=1 on NOTIFY_SOCKET; start
+      counts it ready once spawned; delay:D once it has run for D
+      (default start).
+      e.g. -ready notify
+  -ready-timeout DURATION
+      How long a new worker may take to be ready before it is killed; during
+      a roll this stops the roll and the old workers keep serving (default 1m).
+      e.g. -ready-timeout 30s
+  -stop-timeout DURATION
+      How long a worker asked to stop may drain before SIGKILL (default 30s).
+      e.g. -stop-timeout 1m
+  -stop-signal SIGNAL
+      The signal that asks a worker to drain and exit, by name or number
+      (default TERM).
+      e.g. -stop-signal QUIT
+  -watchdog DURATION
+      Require WATCHDOG=1 on NOTIFY_SOCKET from each worker at least this
+      often; a worker that misses it is killed and replaced. Workers get
+      WATCHDOG_USEC (default 0: off).
+      e.g. -watchdog 10s
+  -pidfile PATH
+      Write handoff's pid to PATH. The control subcommands find this
+      handoff by it; unless -control says otherwise, the control socket is
+      PATH.ctl/control.sock.
+      e.g. -pidfile /run/app/handoff.pid
+  -control PATH
+      Serve the control subcommands on a unix socket at PATH (mode 0600), in
+      a directory only handoff's user may enter (created with mode 0700).
+      e.g. -control /run/app/control/handoff.sock
+  -log-format console|json
+      console: a line per event for people; json: a JSON object per line
+      (default: console on a terminal, json otherwise).
+      e.g. -log-format json
+  -subreaper
+      Become a child subreaper: reap orphaned grandchildren too, as PID 1 in
+      a container should.
+      e.g. -subreaper
+  -version
+      Print the version and exit.
+      e.g. -version
+
+Flags of status, reload, upgrade and scale:
+  -pidfile PATH     find the handoff through its pid file
+                    e.g. handoff status -pidfile /run/app/handoff.pid
+  -control PATH     talk to the control socket at PATH
+                    e.g. handoff reload -control /run/app/control/handoff.sock
+  -json             print the answer as JSON, for scripts
+                    e.g. handoff status -json -pidfile /run/app/handoff.pid
+  -timeout DURATION how long to wait for the answer (default 2m)
+                    e.g. handoff reload -timeout 5m -pidfile /run/app/handoff.pid
+
+Signals to handoff: HUP rolls the workers to a new generation; USR2 upgrades
+handoff in place (same pid, workers kept); TERM or INT stops (a second one
+kills); TTIN and TTOU add and remove a worker.
+
+Exit status: 0 after a requested stop, 2 for a bad command line, 1 otherwise.
+
+Example:
+  handoff -listen tcp://127.0.0.1:8080 -workers 4 -ready notify -pidfile /tmp/app.pid -- gunicorn app:app
+  handoff status -pidfile /tmp/app.pid
+  handoff reload -pidfile /tmp/app.pid
+`
+
+func printHelp(w io.Writer) { io.WriteString(w, helpText) }

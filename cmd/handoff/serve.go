@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/handoff-dev/handoff/listener"
+	"github.com/handoff-dev/handoff/supervisor"
+)
+
+// controlDirSuffix and controlSocketName place the control socket next to
+// the pid file when -control is not given: PIDFILE.ctl/control.sock.
+const (
+	controlDirSuffix  = ".ctl"
+	controlSocketName = "control.sock"
+)
+
+// defaultControlPath is the control socket of the handoff whose pid file is
+// pidfile.
+func defaultControlPath(pidfile string) string {
+	return filepath.Join(pidfile+controlDirSuffix, controlSocketName)
+}
+
+// serve runs the supervisor until it is stopped and returns the exit status.
+func serve(cfg *serveConfig, stderr *os.File, start time.Time) int {
+	log := newLogger(cfg.logFormat, stderr)
+	defer log.Sync()
+	err := supervise(cfg, log, start)
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue):
+		return usageFailed(stderr, err)
+	}
+	log.Error("handoff exits", zap.Error(err))
+	return exitFailure
+}
+
+// supervise sets up the sockets, the pid file and the control socket, and
+// runs the supervisor. The error is nil after a requested stop.
+func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
+	// After an upgrade the sockets come from the old program: neither
+	// -listen nor LISTEN_FDS is needed (the first program consumed it).
+	resumed := supervisor.Resuming()
+	socks, err := listener.Adopt()
+	switch {
+	case errors.Is(err, listener.ErrNoListeners):
+		if err != listener.ErrNoListeners {
+			// LISTEN_FDS was set, but for another process.
+			log.Warn("ignoring the socket-activation variables", zap.Error(err))
+		}
+	case err != nil:
+		return fmt.Errorf("sockets from systemd: %w", err)
+	}
+	defer func() {
+		for _, s := range socks {
+			s.Close()
+		}
+	}()
+	if len(cfg.listen) == 0 && len(socks) == 0 && !resumed {
+		return usagef("no socket to pass on: give -listen ADDR, or start handoff from a systemd .socket unit")
+	}
+
+	opts := []supervisor.Option{
+		supervisor.WithLogger(log),
+		supervisor.WithSignals(),
+		supervisor.WithListen(cfg.listen...),
+		supervisor.WithSockets(socks...),
+		supervisor.WithWorkers(cfg.workers),
+		supervisor.WithReadiness(cfg.ready.r),
+		supervisor.WithReadyTimeout(cfg.readyTimeout),
+		supervisor.WithStopTimeout(cfg.stopTimeout),
+		supervisor.WithStopSignal(cfg.stopSignal.sig),
+		supervisor.WithWatchdog(cfg.watchdog),
+	}
+	if cfg.subreaper {
+		opts = append(opts, supervisor.WithSubreaper())
+	}
+	sup, err := supervisor.New(supervisor.Command{Path: cfg.command[0], Args: cfg.command}, opts...)
+	if err != nil {
+		return usageError{err}
+	}
+
+	// After an upgrade in place the workers are already running, and only
+	// this program can supervise them: the control socket and the pid file
+	// are then not worth stopping for.
+	setupFailed := func(err error) error {
+		if resumed {
+			log.Error("carrying on without it after the upgrade", zap.Error(err))
+			return nil
+		}
+		return err
+	}
+	runDone := make(chan struct{})
+	control, ownDir := cfg.control, false
+	if control == "" && cfg.pidfile != "" {
+		control, ownDir = defaultControlPath(cfg.pidfile), true
+	}
+	if control != "" {
+		inst := instance{pid: os.Getpid(), version: versionString(), execTime: start, upgraded: resumed, command: cfg.command}
+		inst.started = processStart(start)
+		cs, err := listenControl(control, ownDir, sup, runDone, inst, log)
+		if err != nil {
+			if err := setupFailed(err); err != nil {
+				return err
+			}
+		} else {
+			defer cs.Close()
+		}
+	}
+	// After the control socket, which refuses to start a second handoff with
+	// the same pid file.
+	if cfg.pidfile != "" {
+		if err := writePidfile(cfg.pidfile, log); err != nil {
+			if err := setupFailed(err); err != nil {
+				return err
+			}
+		}
+		defer removePidfile(cfg.pidfile, log) // if it names this process
+	}
+
+	fields := []zap.Field{
+		zap.String("version", versionString()), zap.Int("pid", os.Getpid()),
+		zap.String("command", strings.Join(cfg.command, " ")), zap.Int("workers", cfg.workers),
+		zap.String("ready", cfg.ready.s),
+	}
+	if len(socks) > 0 {
+		names := make([]string, len(socks))
+		for i, s := range socks {
+			names[i] = s.Name() + "=" + s.Addr().String()
+		}
+		fields = append(fields, zap.Strings("systemd_sockets", names))
+	}
+	if control != "" {
+		fields = append(fields, zap.String("control", control))
+	}
+	if resumed {
+		log.Info("handoff resuming after an upgrade in place", fields...)
+	} else {
+		log.Info("handoff starting", fields...)
+	}
+	defer close(runDone) // deferred last, so it runs before the control socket closes
+	return sup.Run(context.Background())
+}
