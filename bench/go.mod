@@ -3,6 +3,7 @@ module github.com/handoff-dev/handoff/bench
 go 1.26.8
 
 require (
+	github.com/cloudflare/tableflip v1.2.3
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sys v0.50.0
 )

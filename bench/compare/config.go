@@ -1,0 +1,129 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Scenario names, for -only and the report.
+const (
+	scThroughput = "throughput"
+	scRestarts   = "restarts"
+	scUpgrades   = "upgrades"
+	scSpawn      = "spawn"
+	scReap       = "reap"
+	scFootprint  = "footprint"
+)
+
+var allScenarios = []string{scThroughput, scRestarts, scUpgrades, scSpawn, scReap, scFootprint}
+
+// config is the harness's flags.
+type config struct {
+	out       string
+	only      []string
+	rounds    int
+	clients   int
+	workers   int
+	window    time.Duration // throughput's measurement window
+	steady    time.Duration // steady window before restarts
+	restarts  int
+	upgrades  int
+	every     time.Duration
+	spawn     int
+	footprint []int
+	paced     int
+	flood     int
+	limit     time.Duration
+	noInstall bool
+	verbose   bool
+	warmup    time.Duration // load before any window, not measured
+	tail      time.Duration // load after the last restart's window
+}
+
+func (c config) runs(scenario string) bool { return slices.Contains(c.only, scenario) }
+
+// flags renders the configuration as the flags that reproduce it.
+func (c config) flags() string {
+	fp := make([]string, len(c.footprint))
+	for i, n := range c.footprint {
+		fp[i] = strconv.Itoa(n)
+	}
+	return fmt.Sprintf("-only %s -rounds %d -clients %d -workers %d -window %v -steady %v -restarts %d -upgrades %d -every %v -spawn %d -footprint %s -paced %d -flood %d -limit %v",
+		strings.Join(c.only, ","), c.rounds, c.clients, c.workers, c.window, c.steady, c.restarts, c.upgrades, c.every,
+		c.spawn, strings.Join(fp, ","), c.paced, c.flood, c.limit)
+}
+
+// parseFlags parses the command line; usage goes to w.
+func parseFlags(args []string, w io.Writer) (config, error) {
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	fs.SetOutput(w)
+	c := config{warmup: 500 * time.Millisecond, tail: time.Second}
+	var only, footprint string
+	fs.StringVar(&c.out, "out", "results", "directory for BENCHMARKS.md and the plots")
+	fs.StringVar(&only, "only", strings.Join(allScenarios, ","), "scenarios to run, comma-separated: "+strings.Join(allScenarios, ", "))
+	fs.IntVar(&c.rounds, "rounds", 2, "rounds: every subject runs once per round, rounds interleaved (A B A B)")
+	fs.IntVar(&c.clients, "clients", 64, "concurrent keep-alive clients, one connection each, that never retry")
+	fs.IntVar(&c.workers, "workers", 2, "worker processes of handoff, gunicorn and nginx")
+	fs.DurationVar(&c.window, "window", 4*time.Second, "throughput: measurement window per run")
+	fs.DurationVar(&c.steady, "steady", 2*time.Second, "restarts and upgrades: steady window before the first signal")
+	fs.IntVar(&c.restarts, "restarts", 20, "restarts per run, one every -every")
+	fs.IntVar(&c.upgrades, "upgrades", 10, "upgrades per run, one every -every")
+	fs.DurationVar(&c.every, "every", time.Second, "pace of restarts and upgrades")
+	fs.IntVar(&c.spawn, "spawn", 100, "spawn: workers started at once, by handoff and by os.StartProcess")
+	fs.StringVar(&footprint, "footprint", "10,100,1000", "footprint: worker counts at which the supervisor's threads and RSS are read")
+	fs.IntVar(&c.paced, "paced", 500, "reap: exits one at a time")
+	fs.IntVar(&c.flood, "flood", 5000, "reap: exits at once")
+	fs.DurationVar(&c.limit, "limit", 9*time.Minute+30*time.Second, "bound on the whole run, apt-get and build included; scenarios that would not fit are skipped")
+	fs.BoolVar(&c.noInstall, "no-install", false, "never apt-get install a missing peer; skip it")
+	fs.BoolVar(&c.verbose, "v", false, "copy every subject's output to stderr")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for s := range strings.SplitSeq(only, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(allScenarios, s) {
+			return c, fmt.Errorf("-only: unknown scenario %q (want some of %s)", s, strings.Join(allScenarios, ", "))
+		}
+		if !slices.Contains(c.only, s) {
+			c.only = append(c.only, s)
+		}
+	}
+	for s := range strings.SplitSeq(footprint, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 5000 {
+			return c, fmt.Errorf("-footprint: %q is not a worker count in [1, 5000]", s)
+		}
+		c.footprint = append(c.footprint, n)
+	}
+	switch {
+	case c.out == "":
+		return c, fmt.Errorf("-out is empty")
+	case c.rounds < 1 || c.rounds > 10:
+		return c, fmt.Errorf("-rounds %d out of range [1, 10]", c.rounds)
+	case c.clients < 1 || c.clients > 4096:
+		return c, fmt.Errorf("-clients %d out of range [1, 4096]", c.clients)
+	case c.workers < 1 || c.workers > 64:
+		return c, fmt.Errorf("-workers %d out of range [1, 64]", c.workers)
+	case c.window <= 0 || c.steady <= 0 || c.every <= 0:
+		return c, fmt.Errorf("-window %v, -steady %v and -every %v must be positive", c.window, c.steady, c.every)
+	case c.every < 200*time.Millisecond:
+		return c, fmt.Errorf("-every %v: at least 200ms, so that a restart can complete", c.every)
+	case c.restarts < 1 || c.upgrades < 1:
+		return c, fmt.Errorf("-restarts %d and -upgrades %d must be at least 1", c.restarts, c.upgrades)
+	case c.spawn < 1 || c.spawn > 5000:
+		return c, fmt.Errorf("-spawn %d out of range [1, 5000]", c.spawn)
+	case c.paced < 1 || c.flood < 1 || c.flood > 20000:
+		return c, fmt.Errorf("-paced %d must be at least 1 and -flood %d in [1, 20000]", c.paced, c.flood)
+	case c.limit <= 0:
+		return c, fmt.Errorf("-limit %v must be positive", c.limit)
+	}
+	return c, nil
+}

@@ -1,0 +1,39 @@
+// Command compare runs handoff and its peers side by side, on one machine in
+// one invocation, and writes the results as Markdown tables and SVG plots:
+//
+//	cd bench && go run ./compare            # everything: about 7-9 minutes on 2 cores
+//	go run ./compare -only restarts -rounds 1
+//
+// Scenarios (each subject runs once per round, rounds interleaved A B A B):
+//
+//  1. throughput: handoff's example with 2 workers on one shared socket
+//     against one Go process (GOMAXPROCS=2) serving the same handler and
+//     2 Go processes on SO_REUSEPORT sockets (handoff's supervisor has no
+//     SO_REUSEPORT mode: its workers always share one socket).
+//  2. restarts: a restart every second for 20 s under 64 keep-alive clients
+//     that never retry: handoff (SIGHUP, a rolling restart), tableflip
+//     (SIGHUP, an upgrade), gunicorn gthread (SIGHUP), nginx
+//     (nginx -s reload). Failures by kind, latency and throughput.
+//  3. upgrades: 10 in-place upgrades of the supervisor under the same load:
+//     handoff (SIGUSR2), tableflip (its upgrade is its restart), nginx's
+//     binary upgrade (USR2, WINCH, QUIT; nginx then runs as a daemon,
+//     because a foreground master refuses USR2).
+//  4. spawn and reap: workers spawned-to-ready per second, handoff against
+//     os.StartProcess of the same binary plus an accepted request; reap
+//     latency, paced and under a flood of exits, handoff's reap package
+//     against os.Process.Wait; the supervisor's threads and RSS at 10, 100
+//     and 1,000 workers.
+//
+// It builds what it runs (the example, bench/peers/goserver,
+// bench/peers/tableflip), installs gunicorn and nginx from Debian's packages
+// when they are missing (apt-get, as root; -no-install to skip; a peer that
+// cannot be had is skipped with a message), and writes
+// results/BENCHMARKS.md, results/restarts.svg and results/upgrades.svg.
+//
+// Traffic goes only to 127.0.0.1. Every wait is bounded, and the whole run
+// by -limit. The harness is a child subreaper: whatever a subject leaves
+// behind becomes its child and is killed and reaped by pid when the subject
+// stops, and again at exit.
+//
+// Linux only, like the supervisor.
+package main
