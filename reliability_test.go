@@ -3,9 +3,7 @@
 package handoff_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -107,7 +105,7 @@ func TestWorkerKilledMidRequest(t *testing.T) {
 // is left; with the limit raised the start succeeds, and lowered again the
 // supervisor still stops cleanly.
 func TestEMFILEWhileSpawning(t *testing.T) {
-	sup, err := startRsup(t, exampleBin, nil, "-listen", "127.0.0.1:0", "-workers", "1", "-min-uptime", "0")
+	sup, err := startSupervisorWith(t, exampleBin, nil, nil, "-listen", "127.0.0.1:0", "-workers", "1", "-min-uptime", "0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +132,7 @@ func TestEMFILEWhileSpawning(t *testing.T) {
 	if err := unix.Prlimit(sup.pid, unix.RLIMIT_NOFILE, &old, nil); err != nil {
 		t.Fatal(err)
 	}
-	sup.until("worker ready", func(l rlog) bool { return l.Worker == 1 })
+	sup.until("worker ready", func(l logLine) bool { return l.Worker == 1 })
 	// The 1st to 4th failures are logged, then every power of two: a spin
 	// would have logged the 8th, 16th, 32nd… by now.
 	if n := sup.count("worker start failed"); n > 5 {
@@ -185,7 +183,7 @@ func TestEAGAINFromProcessLimit(t *testing.T) {
 	}
 
 	attr := &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	sup, err := startRsup(t, bin, attr, "-listen", "127.0.0.1:0", "-workers", "1", "-min-uptime", "0")
+	sup, err := startSupervisorWith(t, bin, attr, nil, "-listen", "127.0.0.1:0", "-workers", "1", "-min-uptime", "0")
 	if err != nil {
 		t.Skipf("cannot start the supervisor as uid %d: %v", nobody, err)
 	}
@@ -227,7 +225,7 @@ func TestEAGAINFromProcessLimit(t *testing.T) {
 	}
 
 	// The limit raised, the next retry starts the worker.
-	started := sup.until("worker ready", func(l rlog) bool { return l.Worker == 1 })
+	started := sup.until("worker ready", func(l logLine) bool { return l.Worker == 1 })
 	kids := children(t, sup.pid)
 	slices.Sort(kids)
 	want := []int{serving, started[len(started)-1].Pid}
@@ -245,11 +243,11 @@ func TestEAGAINFromProcessLimit(t *testing.T) {
 // "scaling" holds the whole storm's effect. The supervisor keeps serving
 // and its descriptor count does not move.
 func TestSIGHUPStorm(t *testing.T) {
-	sup, err := startRsup(t, exampleBin, nil, "-listen", "127.0.0.1:0", "-workers", "3", "-min-uptime", "0")
+	sup, err := startSupervisorWith(t, exampleBin, nil, nil, "-listen", "127.0.0.1:0", "-workers", "3", "-min-uptime", "0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lines []rlog
+	var lines []logLine
 	for range 3 {
 		lines = append(lines, sup.until("worker ready", nil)...)
 	}
@@ -269,7 +267,7 @@ func TestSIGHUPStorm(t *testing.T) {
 	// if no roll started before the marker's "scaling", none is queued.
 	for {
 		if g := runningRoll(lines); g != 0 {
-			lines = append(lines, sup.untilAny(func(l rlog) bool {
+			lines = append(lines, sup.untilAny(func(l logLine) bool {
 				return l.Generation == g && (l.Msg == "roll complete" || strings.HasPrefix(l.Msg, "roll failed"))
 			})...)
 		}
@@ -281,7 +279,7 @@ func TestSIGHUPStorm(t *testing.T) {
 		marked := sup.until("scaling", nil)
 		lines = append(lines, marked...)
 		workers = marked[len(marked)-1].To
-		if !slices.ContainsFunc(marked, func(l rlog) bool { return l.Msg == "rolling" }) {
+		if !slices.ContainsFunc(marked, func(l logLine) bool { return l.Msg == "rolling" }) {
 			break
 		}
 	}
@@ -290,7 +288,7 @@ func TestSIGHUPStorm(t *testing.T) {
 		lines = append(lines, sup.until("scaling", nil)...)
 	}
 	// The worker scaled down last is retired after the "scaling" line.
-	lines = append(lines, sup.until("retiring worker", func(l rlog) bool { return l.Worker == 3 })...)
+	lines = append(lines, sup.until("retiring worker", func(l logLine) bool { return l.Worker == 3 })...)
 
 	var hups, duringFirst int
 	var rolls []uint64
@@ -378,13 +376,13 @@ func TestSoak(t *testing.T) {
 	t.Logf("seed %d (HANDOFF_SOAK_SEED=%d replays it), %v", seed, seed, dur)
 	rng := rand.New(rand.NewPCG(seed, 0))
 
-	sup, err := startRsup(t, exampleBin, nil, "-listen", "127.0.0.1:0", "-workers", "4", "-min-uptime", "0")
+	sup, err := startSupervisorWith(t, exampleBin, nil, nil, "-listen", "127.0.0.1:0", "-workers", "4", "-min-uptime", "0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &soak{t: t, sup: sup, slots: map[int]int{}, retiring: map[int]bool{}, killed: map[int]bool{}, gen: 1}
 	for len(s.slots) < 4 {
-		s.await(func(l rlog) bool { return l.Msg == "worker ready" })
+		s.await(func(l logLine) bool { return l.Msg == "worker ready" })
 	}
 	s.load = startOwnedLoad(sup.addr, 16, "/?sleep=10ms")
 	defer s.load.finish()
@@ -466,7 +464,7 @@ func TestSoak(t *testing.T) {
 // soak is TestSoak's state, kept from the supervisor's log.
 type soak struct {
 	t        *testing.T
-	sup      *rsup
+	sup      *supervised
 	load     *ownedLoad
 	slots    map[int]int  // slot → its serving worker
 	retiring map[int]bool // workers asked to exit that have not yet
@@ -483,9 +481,9 @@ type soakKill struct {
 
 // await reads the log until a line satisfies match, keeping the state and
 // failing the test on a line that should not be there.
-func (s *soak) await(match func(rlog) bool) rlog {
+func (s *soak) await(match func(logLine) bool) logLine {
 	s.t.Helper()
-	lines := s.sup.untilAny(func(l rlog) bool {
+	lines := s.sup.untilAny(func(l logLine) bool {
 		s.keep(l)
 		return match(l)
 	})
@@ -496,7 +494,7 @@ func (s *soak) await(match func(rlog) bool) rlog {
 // something went wrong: a worker died that was not killed, a roll or an
 // upgrade failed, a start failed, the watchdog fired (a foreign
 // WATCHDOG=trigger taken for a worker's), the notify socket broke.
-func (s *soak) keep(l rlog) {
+func (s *soak) keep(l logLine) {
 	s.t.Helper()
 	switch {
 	case l.Msg == "worker ready":
@@ -520,7 +518,7 @@ func (s *soak) keep(l rlog) {
 // connection has answered, so that the owner of every connection is known.
 func (s *soak) quiesce() {
 	for len(s.retiring) > 0 {
-		s.await(func(l rlog) bool { return l.Msg == "worker exited" })
+		s.await(func(l logLine) bool { return l.Msg == "worker exited" })
 	}
 	s.load.waitOwned(s.t)
 }
@@ -539,18 +537,18 @@ func (s *soak) kill(rng *rand.Rand) {
 	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil {
 		s.t.Fatalf("kill worker %d: %v", victim, err)
 	}
-	s.await(func(l rlog) bool { return l.Msg == "worker ready" && l.Worker == slot })
+	s.await(func(l logLine) bool { return l.Msg == "worker ready" && l.Worker == slot })
 }
 
 func (s *soak) roll() {
 	s.sup.cmd.Process.Signal(syscall.SIGHUP)
 	s.gen++
-	s.await(func(l rlog) bool { return l.Msg == "roll complete" && l.Generation == s.gen })
+	s.await(func(l logLine) bool { return l.Msg == "roll complete" && l.Generation == s.gen })
 }
 
 func (s *soak) upgrade() {
 	s.sup.cmd.Process.Signal(syscall.SIGUSR2)
-	l := s.await(func(l rlog) bool { return l.Msg == "supervisor upgraded in place" })
+	l := s.await(func(l logLine) bool { return l.Msg == "supervisor upgraded in place" })
 	if l.Pid != s.sup.pid {
 		s.t.Fatalf("upgraded supervisor has pid %d, want %d", l.Pid, s.sup.pid)
 	}
@@ -777,7 +775,7 @@ func countInts(s []int) map[int]int {
 	return m
 }
 
-func countMsg(lines []rlog, msg string) int {
+func countMsg(lines []logLine, msg string) int {
 	n := 0
 	for _, l := range lines {
 		if l.Msg == msg {
@@ -975,151 +973,16 @@ func (l *ownedLoad) finish() {
 	l.wg.Wait()
 }
 
-// rlog is a supervisor log line with the fields these tests read beyond
-// logLine's.
-type rlog struct {
-	logLine
-	Ts       float64 `json:"ts"` // seconds since the epoch
-	Signal   string  `json:"signal"`
-	Failures int     `json:"failures"`
-	RetryIn  float64 `json:"retry_in"` // seconds
-	From     int     `json:"from"`
-	To       int     `json:"to"`
-}
-
-// rsup is a running supervisor, as supervised, whose log lines are rlogs.
-type rsup struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	pid    int
-	addr   string
-	logs   chan rlog
-	quit   chan struct{}
-	reader sync.WaitGroup
-	seen   []rlog // every line until has returned
-	junkMu sync.Mutex
-	junk   []string // the first lines that were not JSON: a crash's message
-	waited bool
-	werr   error
-}
-
-// startRsup starts the supervisor bin with args, the test's environment and
-// attr, and waits until it listens. It returns an error only if the process
-// cannot be started.
-func startRsup(t *testing.T, bin string, attr *syscall.SysProcAttr, args ...string) (*rsup, error) {
-	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = w
-	cmd.SysProcAttr = attr
-	err = cmd.Start()
-	w.Close()
-	if err != nil {
-		r.Close()
-		return nil, err
-	}
-	s := &rsup{t: t, cmd: cmd, pid: cmd.Process.Pid, logs: make(chan rlog, 4096), quit: make(chan struct{})}
-	s.reader.Add(1)
-	go func() {
-		defer s.reader.Done()
-		defer r.Close()
-		defer close(s.logs)
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			var l rlog
-			if json.Unmarshal(sc.Bytes(), &l) != nil {
-				s.junkMu.Lock()
-				if len(s.junk) < 10 {
-					s.junk = append(s.junk, sc.Text())
-				}
-				s.junkMu.Unlock()
-				continue
-			}
-			select {
-			case s.logs <- l:
-			case <-s.quit:
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		close(s.quit)
-		if !s.waited {
-			cmd.Process.Kill()
-			s.wait()
-		}
-		killOrphans(t)
-		s.reader.Wait()
-	})
-	s.addr = s.next("listening").Addr
-	return s, nil
-}
-
-func (s *rsup) wait() error {
-	if !s.waited {
-		s.werr = s.cmd.Wait()
-		s.waited = true
-	}
-	return s.werr
-}
-
-func (s *rsup) signal(sig unix.Signal) {
-	s.t.Helper()
-	if err := s.cmd.Process.Signal(sig); err != nil {
-		s.t.Fatalf("signal %v: %v", sig, err)
-	}
-}
-
-func (s *rsup) next(msg string) rlog {
-	s.t.Helper()
-	lines := s.until(msg, nil)
-	return lines[len(lines)-1]
-}
-
-// untilAny returns the log lines up to and including the next one that
-// satisfies match.
-func (s *rsup) untilAny(match func(rlog) bool) []rlog {
-	s.t.Helper()
-	return s.until("", func(l rlog) bool { return match(l) })
-}
-
-// until returns the log lines up to and including the next one with
-// message msg ("": any) that satisfies match (nil: any).
-func (s *rsup) until(msg string, match func(rlog) bool) []rlog {
-	s.t.Helper()
-	var lines []rlog
-	timeout := time.After(time.Until(deadline(s.t)))
-	for {
-		select {
-		case l, ok := <-s.logs:
-			if !ok {
-				s.junkMu.Lock()
-				defer s.junkMu.Unlock()
-				s.t.Fatalf("supervisor log ended before %q: %v; it wrote:\n%s", msg, s.wait(), strings.Join(s.junk, "\n"))
-			}
-			lines = append(lines, l)
-			s.seen = append(s.seen, l)
-			if (msg == "" || l.Msg == msg) && (match == nil || match(l)) {
-				return lines
-			}
-		case <-timeout:
-			s.t.Fatalf("timed out waiting for log %q", msg)
-		}
-	}
-}
-
 // count returns how many lines until has returned had message msg.
-func (s *rsup) count(msg string) int { return countMsg(s.seen, msg) }
+func (s *supervised) count(msg string) int { return countMsg(s.seen, msg) }
 
 // startFailures reads the start failures of slot until the one numbered
 // last, checks that none of them started a worker in between and that the
 // retry delay doubled each time (the backoff: no spin), and returns them.
-func (s *rsup) startFailures(t *testing.T, slot, last int) []rlog {
+func (s *supervised) startFailures(t *testing.T, slot, last int) []logLine {
 	t.Helper()
-	var fails []rlog
-	for _, l := range s.until("worker start failed", func(l rlog) bool { return l.Worker == slot && l.Failures == last }) {
+	var fails []logLine
+	for _, l := range s.until("worker start failed", func(l logLine) bool { return l.Worker == slot && l.Failures == last }) {
 		switch {
 		case l.Msg == "worker start failed" && l.Worker == slot:
 			fails = append(fails, l)
@@ -1143,7 +1006,7 @@ func (s *rsup) startFailures(t *testing.T, slot, last int) []rlog {
 
 // runningRoll returns the generation of the roll that lines leave running,
 // or 0.
-func runningRoll(lines []rlog) uint64 {
+func runningRoll(lines []logLine) uint64 {
 	var g uint64
 	for _, l := range lines {
 		switch {
@@ -1158,10 +1021,10 @@ func runningRoll(lines []rlog) uint64 {
 
 // waitRetired waits until every worker retired in lines (and in the lines
 // read meanwhile) has exited.
-func (s *rsup) waitRetired(t *testing.T, lines []rlog) {
+func (s *supervised) waitRetired(t *testing.T, lines []logLine) {
 	t.Helper()
 	retiring := map[int]bool{}
-	keep := func(ls []rlog) {
+	keep := func(ls []logLine) {
 		for _, l := range ls {
 			switch l.Msg {
 			case "retiring worker":

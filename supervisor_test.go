@@ -72,26 +72,19 @@ func (e exitCapture) Run() int { *e.code = e.m.Run(); return *e.code }
 
 // logLine is one JSON log line of the supervisor.
 type logLine struct {
-	Msg        string `json:"msg"`
-	Addr       string `json:"addr"`
-	Pid        int    `json:"pid"`
-	Worker     int    `json:"worker"`
-	Generation uint64 `json:"generation"`
-	Status     string `json:"status"`
-	Error      string `json:"error"`
-}
-
-// supervised is a running example supervisor.
-type supervised struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	pid    int
-	addr   string
-	logs   chan logLine  // every JSON log line, in order
-	quit   chan struct{} // closed at cleanup: the reader stops sending
-	reader sync.WaitGroup
-	waited bool
-	werr   error
+	Msg        string  `json:"msg"`
+	Ts         float64 `json:"ts"` // seconds since the epoch
+	Addr       string  `json:"addr"`
+	Pid        int     `json:"pid"`
+	Worker     int     `json:"worker"`
+	Generation uint64  `json:"generation"`
+	Status     string  `json:"status"`
+	Error      string  `json:"error"`
+	Signal     string  `json:"signal"`
+	Failures   int     `json:"failures"`
+	RetryIn    float64 `json:"retry_in"` // seconds
+	From       int     `json:"from"`
+	To         int     `json:"to"`
 }
 
 // startExample starts the example's supervisor with args and waits until it
@@ -101,10 +94,37 @@ func startExample(t *testing.T, args ...string) *supervised {
 	return startSupervisor(t, exampleBin, nil, args...)
 }
 
-// startSupervisor starts the supervisor bin with args, and env added to
-// the test's environment, and waits until it listens. Its stderr (shared by
-// its workers) is read as JSON log lines.
+// startSupervisor is startSupervisorWith for a process that must start.
 func startSupervisor(t *testing.T, bin string, env []string, args ...string) *supervised {
+	t.Helper()
+	s, err := startSupervisorWith(t, bin, nil, env, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// supervised is a running supervisor, read through its JSON log.
+type supervised struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	pid    int
+	addr   string
+	logs   chan logLine
+	quit   chan struct{}
+	reader sync.WaitGroup
+	seen   []logLine // every line until has returned
+	junkMu sync.Mutex
+	junk   []string // the first lines that were not JSON: a crash's message
+	waited bool
+	werr   error
+}
+
+// startSupervisorWith starts the supervisor bin with args, env added to the
+// test's environment, and attr, and waits until it listens. Its stderr
+// (shared by its workers) is read as JSON log lines. It returns an error
+// only if the process cannot be started.
+func startSupervisorWith(t *testing.T, bin string, attr *syscall.SysProcAttr, env []string, args ...string) (*supervised, error) {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -112,22 +132,30 @@ func startSupervisor(t *testing.T, bin string, env []string, args ...string) *su
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = w
+	cmd.SysProcAttr = attr
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
 		r.Close()
-		t.Fatal(err)
+		return nil, err
 	}
 	s := &supervised{t: t, cmd: cmd, pid: cmd.Process.Pid, logs: make(chan logLine, 4096), quit: make(chan struct{})}
 	s.reader.Add(1)
 	go func() {
 		defer s.reader.Done()
 		defer r.Close()
+		defer close(s.logs)
 		sc := bufio.NewScanner(r)
 		for sc.Scan() {
 			var l logLine
 			if json.Unmarshal(sc.Bytes(), &l) != nil {
+				s.junkMu.Lock()
+				if len(s.junk) < 10 {
+					s.junk = append(s.junk, sc.Text())
+				}
+				s.junkMu.Unlock()
 				continue
 			}
 			select {
@@ -146,7 +174,7 @@ func startSupervisor(t *testing.T, bin string, env []string, args ...string) *su
 		s.reader.Wait()
 	})
 	s.addr = s.next("listening").Addr
-	return s
+	return s, nil
 }
 
 // wait waits for the supervisor to exit and returns its error.
@@ -156,6 +184,51 @@ func (s *supervised) wait() error {
 		s.waited = true
 	}
 	return s.werr
+}
+
+func (s *supervised) signal(sig unix.Signal) {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
+func (s *supervised) next(msg string) logLine {
+	s.t.Helper()
+	lines := s.until(msg, nil)
+	return lines[len(lines)-1]
+}
+
+// untilAny returns the log lines up to and including the next one that
+// satisfies match.
+func (s *supervised) untilAny(match func(logLine) bool) []logLine {
+	s.t.Helper()
+	return s.until("", func(l logLine) bool { return match(l) })
+}
+
+// until returns the log lines up to and including the next one with
+// message msg ("": any) that satisfies match (nil: any).
+func (s *supervised) until(msg string, match func(logLine) bool) []logLine {
+	s.t.Helper()
+	var lines []logLine
+	timeout := time.After(time.Until(deadline(s.t)))
+	for {
+		select {
+		case l, ok := <-s.logs:
+			if !ok {
+				s.junkMu.Lock()
+				defer s.junkMu.Unlock()
+				s.t.Fatalf("supervisor log ended before %q: %v; it wrote:\n%s", msg, s.wait(), strings.Join(s.junk, "\n"))
+			}
+			lines = append(lines, l)
+			s.seen = append(s.seen, l)
+			if (msg == "" || l.Msg == msg) && (match == nil || match(l)) {
+				return lines
+			}
+		case <-timeout:
+			s.t.Fatalf("timed out waiting for log %q", msg)
+		}
+	}
 }
 
 // killOrphans kills and reaps the processes a test left behind: the test
@@ -175,26 +248,6 @@ func killOrphans(t *testing.T) {
 		}
 		unix.Wait4(pid, &ws, 0, nil) // a zombie has no exe: just reap it
 		unix.Close(fd)
-	}
-}
-
-// next returns the next log line with message msg, failing the test at
-// the deadline.
-func (s *supervised) next(msg string) logLine {
-	s.t.Helper()
-	timeout := time.After(time.Until(deadline(s.t)))
-	for {
-		select {
-		case l, ok := <-s.logs:
-			if !ok {
-				s.t.Fatalf("supervisor log ended before %q", msg)
-			}
-			if l.Msg == msg {
-				return l
-			}
-		case <-timeout:
-			s.t.Fatalf("timed out waiting for log %q", msg)
-		}
 	}
 }
 
@@ -546,28 +599,6 @@ func (l *load) waitRequests(t *testing.T, n int) {
 func (l *load) finish() {
 	l.stopOnce.Do(func() { close(l.stop) })
 	l.wg.Wait()
-}
-
-// until returns the log lines up to and including the next one with
-// message msg that satisfies match.
-func (s *supervised) until(msg string, match func(logLine) bool) []logLine {
-	s.t.Helper()
-	var lines []logLine
-	timeout := time.After(time.Until(deadline(s.t)))
-	for {
-		select {
-		case l, ok := <-s.logs:
-			if !ok {
-				s.t.Fatalf("supervisor log ended before %q", msg)
-			}
-			lines = append(lines, l)
-			if l.Msg == msg && (match == nil || match(l)) {
-				return lines
-			}
-		case <-timeout:
-			s.t.Fatalf("timed out waiting for log %q", msg)
-		}
-	}
 }
 
 // TestZeroDowntime is the promise of handoff: under 32 keep-alive clients
