@@ -564,8 +564,10 @@ func (t *table) ready(w *worker) {
 		if old != nil {
 			t.retire(old, "replaced by a new generation")
 		}
-		t.advanceRoll()
 	}
+	// Also for a worker a roll placed straight into an empty slot (scaled
+	// up, or refilled after a crash): it may be the last the roll waits for.
+	t.advanceRoll()
 	t.announceReady()
 }
 
