@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/handoff-dev/handoff/bench/internal/orphans"
+
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
@@ -87,7 +89,7 @@ func checkClean(t *testing.T) {
 		if after := fds(); after > before {
 			t.Errorf("%d descriptors open after the test, %d before", after, before)
 		}
-		if kids, err := children(); err != nil || len(kids) > 0 {
+		if kids, err := orphans.Children(); err != nil || len(kids) > 0 {
 			t.Errorf("children left: %v (%v)", kids, err)
 		}
 	})
@@ -206,7 +208,7 @@ func TestSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { sweep() }) // before checkClean's check, on any path
+	t.Cleanup(func() { orphans.Sweep() }) // before checkClean's check, on any path
 	ln, err := p.log.cursor().line(testContext(t))
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +220,7 @@ func TestSweep(t *testing.T) {
 	if _, ppid, err := procStat(atoi(t, ln.text)); err != nil || ppid != os.Getpid() {
 		t.Errorf("the orphaned sleep (pid %s) has parent %d, not the harness %d (%v)", ln.text, ppid, os.Getpid(), err)
 	}
-	alive, zombies, err := sweep()
+	alive, zombies, err := orphans.Sweep()
 	if err != nil || alive != 1 || zombies != 0 {
 		t.Errorf("sweep: %d alive, %d zombies, %v; want the orphaned sleep", alive, zombies, err)
 	}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/handoff-dev/handoff/bench/internal/orphans"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -76,7 +78,7 @@ func mainRun(cfg config) int {
 	}
 	defer os.RemoveAll(h.tmp)
 	defer func() {
-		if alive, _, err := sweep(); err != nil || alive > 0 {
+		if alive, _, err := orphans.Sweep(); err != nil || alive > 0 {
 			fmt.Fprintf(os.Stderr, "compare: %d processes were left at exit; killed and reaped (%v)\n", alive, err)
 		}
 	}()

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -156,63 +155,6 @@ func (p *proc) endLog(d time.Duration) error {
 	}
 	p.logR.Close()
 	return err
-}
-
-// sweep kills and reaps every child of the harness: as a child subreaper
-// it inherits what a subject leaves behind (tableflip's upgraded
-// processes, a daemonised nginx). Call it only when no exec.Cmd of the
-// harness is running. It returns how many were still alive and how many
-// were zombies.
-func sweep() (alive, zombies int, err error) {
-	pids, err := children()
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, pid := range pids {
-		fd, err := unix.PidfdOpen(pid, 0)
-		if err != nil {
-			continue // reaped meanwhile
-		}
-		if st, _ := procState(pid); st == "Z" {
-			zombies++
-		} else {
-			alive++
-			unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
-		}
-		// A child cannot be reaped by anyone else: waiting on its pidfd
-		// is safe.
-		var info unix.Siginfo
-		unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED, nil)
-		unix.Close(fd)
-	}
-	return alive, zombies, nil
-}
-
-// children lists the pids of the harness's children, zombies included.
-func children() ([]int, error) {
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return nil, err
-	}
-	var pids []int
-	for _, t := range tasks {
-		b, err := os.ReadFile(filepath.Join("/proc/self/task", t.Name(), "children"))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue // the thread exited
-			}
-			return nil, err
-		}
-		for f := range strings.FieldsSeq(string(b)) {
-			pid, err := strconv.Atoi(f)
-			if err != nil {
-				return nil, fmt.Errorf("parsing %q in /proc/self/task/%s/children: %w", f, t.Name(), err)
-			}
-			pids = append(pids, pid)
-		}
-	}
-	slices.Sort(pids)
-	return slices.Compact(pids), nil
 }
 
 // procStat returns the state letter and the parent pid of pid from

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/handoff-dev/handoff/bench/internal/orphans"
+
 	"github.com/handoff-dev/handoff/reap"
 )
 
@@ -56,7 +58,7 @@ func (h *harness) reapBench(ctx context.Context, mode string, round int) *reapRu
 	if err != nil {
 		r.Err = fmt.Sprintf("%v: %s", err, bytes.TrimSpace(stderr.Bytes()))
 	}
-	if alive, _, serr := sweep(); serr != nil || alive > 0 {
+	if alive, _, serr := orphans.Sweep(); serr != nil || alive > 0 {
 		r.Err += fmt.Sprintf("; %d processes outlived the reap helper (killed) %v", alive, serr)
 	}
 	return r
@@ -281,7 +283,7 @@ func measureReap(ctx context.Context, mode string, paced, flood int) (*reapRun, 
 
 // zombies counts this process's children that have exited unreaped.
 func zombies() int {
-	pids, err := children()
+	pids, err := orphans.Children()
 	if err != nil {
 		return -1
 	}

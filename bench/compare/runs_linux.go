@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/handoff-dev/handoff/bench/internal/orphans"
+
 	"github.com/handoff-dev/handoff/bench/load"
 )
 
@@ -33,7 +35,7 @@ func (h *harness) withSubject(ctx context.Context, r *loadRun, s subject, f func
 	if err := s.stop(); err != nil {
 		r.err = errors.Join(r.err, fmt.Errorf("stopping %s: %w", s.name(), err))
 	}
-	alive, _, err := sweep()
+	alive, _, err := orphans.Sweep()
 	r.leftover = alive
 	if err != nil || alive > 0 {
 		r.err = errors.Join(r.err, fmt.Errorf("%s left %d processes behind (killed and reaped) %v", s.name(), alive, err))

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/handoff-dev/handoff/bench/internal/orphans"
 )
 
 // spawnTimeout bounds starting N workers, to the last one ready.
@@ -82,7 +84,7 @@ func (h *harness) handoffSpawn(ctx context.Context, n, round int) *spawnRun {
 		r.err = errors.Join(r.err, err)
 	}
 	r.stop = time.Since(t)
-	if alive, _, err := sweep(); err != nil || alive > 0 {
+	if alive, _, err := orphans.Sweep(); err != nil || alive > 0 {
 		r.err = errors.Join(r.err, fmt.Errorf("%d processes outlived the supervisor (killed) %v", alive, err))
 	}
 	return r

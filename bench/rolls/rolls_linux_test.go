@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/handoff-dev/handoff/bench/internal/orphans"
+
 	"go.uber.org/goleak"
 
 	"github.com/handoff-dev/handoff/bench/load"
@@ -135,7 +137,7 @@ func checkClean(t *testing.T) {
 		if after := fds(); after > before {
 			t.Errorf("%d descriptors open after the test, %d before", after, before)
 		}
-		if kids, err := children(); err != nil || len(kids) > 0 {
+		if kids, err := orphans.Children(); err != nil || len(kids) > 0 {
 			t.Errorf("children left: %v (%v)", kids, err)
 		}
 	})

@@ -10,10 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/handoff-dev/handoff/bench/internal/orphans"
 	"golang.org/x/sys/unix"
 )
 
@@ -201,11 +201,11 @@ func (s *supervisor) stop() error {
 	case <-time.After(s.logTimeout):
 		errs = append(errs, fmt.Errorf("processes still held the log %v after the supervisor exited", s.logTimeout))
 	}
-	switch n, err := reapOrphans(); {
+	switch alive, zombies, err := orphans.Sweep(); {
 	case err != nil:
 		errs = append(errs, fmt.Errorf("looking for orphans: %w", err))
-	case n > 0:
-		errs = append(errs, fmt.Errorf("%d processes outlived the supervisor; killed and reaped", n))
+	case alive+zombies > 0:
+		errs = append(errs, fmt.Errorf("%d processes outlived the supervisor; killed and reaped", alive+zombies))
 	}
 	select {
 	case <-s.logDone:
@@ -215,50 +215,4 @@ func (s *supervisor) stop() error {
 	}
 	s.logR.Close()
 	return errors.Join(errs...)
-}
-
-// reapOrphans kills and reaps our remaining children: with
-// PR_SET_CHILD_SUBREAPER, these are processes of the supervisor's tree
-// that outlived it. A child cannot be reaped by anyone else, so its pid
-// cannot be reused while we hold it. It returns how many there were.
-func reapOrphans() (int, error) {
-	pids, err := children()
-	if err != nil {
-		return 0, err
-	}
-	for _, pid := range pids {
-		p, err := os.FindProcess(pid)
-		if err != nil {
-			continue
-		}
-		p.Kill()
-		p.Wait()
-	}
-	return len(pids), nil
-}
-
-// children lists the pids of this process's children, zombies included.
-func children() ([]int, error) {
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return nil, err
-	}
-	var pids []int
-	for _, t := range tasks {
-		b, err := os.ReadFile(filepath.Join("/proc/self/task", t.Name(), "children"))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue // the thread exited
-			}
-			return nil, err
-		}
-		for f := range strings.FieldsSeq(string(b)) {
-			pid, err := strconv.Atoi(f)
-			if err != nil {
-				return nil, fmt.Errorf("parsing %q in /proc/self/task/%s/children: %w", f, t.Name(), err)
-			}
-			pids = append(pids, pid)
-		}
-	}
-	return pids, nil
 }
