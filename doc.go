@@ -36,7 +36,7 @@
 // workers of the next generation a surge at a time and retires an old worker
 // only once its replacement is ready, so N workers serve throughout. A
 // worker is ready when it sends READY=1 to $NOTIFY_SOCKET (the sd_notify
-// protocol; listener.Ready in Go), once spawned, or after a delay, as
+// protocol; worker.Ready in Go), once spawned, or after a delay, as
 // configured. A new generation that fails stops the roll and the old one
 // keeps serving. An in-place upgrade (SIGUSR2, Supervisor.Upgrade) checks the
 // new binary, then execs it with the same pid; the new program adopts the

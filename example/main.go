@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/handoff-dev/handoff/supervisor"
+	"github.com/handoff-dev/handoff/worker"
 )
 
 // version is set at build time (-ldflags "-X main.version=…") and sent in
@@ -46,7 +47,7 @@ func main() {
 	var listen listenFlag
 	flag.Var(&listen, "listen", "address to serve on, repeatable: host:port, tcp://, tcp4://, tcp6://, unix:///path, unix://@name, each optionally name=… (default 127.0.0.1:8080)")
 	workers := flag.Int("workers", 2, "number of worker processes")
-	worker := flag.Bool("worker", false, "run as a worker on inherited sockets (from handoff or systemd socket activation)")
+	workerOnly := flag.Bool("worker", false, "run as a worker on inherited sockets (from handoff or systemd socket activation)")
 	minUptime := flag.Duration("min-uptime", time.Second, "how long a worker must stay up for its start to count as a success")
 	flag.Parse()
 	if len(listen) == 0 {
@@ -58,10 +59,10 @@ func main() {
 
 	ctx := context.Background()
 	var err error
-	if *worker {
-		err = supervisor.RunWorkerHTTP(ctx, handler())
+	if *workerOnly {
+		err = worker.RunHTTP(ctx, &http.Server{Handler: handler()})
 	} else {
-		err = supervisor.ServeHTTP(ctx, handler(),
+		err = supervisor.MainHTTP(ctx, &http.Server{Handler: handler()},
 			supervisor.WithListen(listen...),
 			supervisor.WithWorkers(*workers),
 			supervisor.WithMinUptime(*minUptime),
@@ -78,7 +79,7 @@ func main() {
 func handler() http.Handler {
 	pid := strconv.Itoa(os.Getpid())
 	gen := "0"
-	if id, ok := supervisor.WorkerIdentity(); ok {
+	if id, ok := worker.Self(); ok {
 		gen = strconv.FormatUint(id.Generation, 10)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -2,18 +2,13 @@ package listener
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 )
 
 const (
-	envFds        = "LISTEN_FDS"
-	envNames      = "LISTEN_FDNAMES"
-	envPid        = "LISTEN_PID"
-	envTrampoline = "HANDOFF_TRAMPOLINE"
-
-	envWatchdogUsec = "WATCHDOG_USEC"
-	envWatchdogPid  = "WATCHDOG_PID"
+	envFds   = "LISTEN_FDS"
+	envNames = "LISTEN_FDNAMES"
+	envPid   = "LISTEN_PID"
 
 	// firstFd is SD_LISTEN_FDS_START: the first passed socket is fd 3.
 	firstFd = 3
@@ -23,23 +18,6 @@ const (
 	// defaultName is what systemd calls a socket that has no name.
 	defaultName = "unknown"
 )
-
-// Env returns the environment entries a worker needs for socks passed as fd 3, 4, ... in order:
-// "LISTEN_FDS=n" and "LISTEN_FDNAMES=a:b:...". LISTEN_PID is set in the worker by the trampoline
-// (see [Trampoline]). Env returns nil for no sockets.
-func Env(socks []*Socket) []string {
-	if len(socks) == 0 {
-		return nil
-	}
-	names := make([]string, len(socks))
-	for i, s := range socks {
-		names[i] = s.Name()
-	}
-	return []string{
-		envFds + "=" + strconv.Itoa(len(socks)),
-		envNames + "=" + strings.Join(names, ":"),
-	}
-}
 
 // parseListenEnv reads the socket-activation variables for the process pid; an empty string
 // stands for an unset variable. It returns how many descriptors start at fd 3 and their names.

@@ -2,11 +2,9 @@ package listener
 
 import "errors"
 
-// Errors returned by this package; test for them with [errors.Is].
+// Errors returned by this package; test for them with [errors.Is]. On platforms other than
+// Linux, every function returns an error wrapping [handoff.ErrNotSupported].
 var (
-	// ErrNotSupported is returned on platforms other than Linux.
-	ErrNotSupported = errors.New("listener: not supported on this platform")
-
 	// ErrNoListeners means the process was not given sockets: LISTEN_FDS is unset or zero, or
 	// the variables are meant for another process (LISTEN_PID unset or not this process's pid).
 	ErrNoListeners = errors.New("listener: no inherited listeners (LISTEN_FDS not set)")

@@ -44,5 +44,7 @@ func ExampleListen() {
 		}
 		socks = append(socks, sock)
 	}
-	log.Println(listener.Env(socks)) // [LISTEN_FDS=2 LISTEN_FDNAMES=web:admin]
+	for _, s := range socks {
+		log.Println(s.Name(), s.Addr())
+	}
 }

@@ -86,10 +86,11 @@ func Listen(a Addr, opts ...Option) (*Socket, error) {
 // fails naming the descriptor; on failure no descriptor is closed.
 func Adopt() ([]*Socket, error) { return adopt() }
 
-// FromFd takes ownership of fd, which must be a listening socket, e.g. one inherited across an
-// in-place re-exec of the supervisor. It makes fd close-on-exec and non-blocking. The name
-// follows the rules of [Addr.Name]; "" becomes "unknown".
-func FromFd(fd int, name string) (*Socket, error) {
+// AdoptFd takes ownership of fd, which must be a listening socket, e.g. one inherited across an
+// in-place re-exec of the supervisor or passed by a parent that does not speak the systemd
+// protocol. It makes fd close-on-exec and non-blocking. The name follows the rules of
+// [Addr.Name]; "" becomes "unknown".
+func AdoptFd(fd int, name string) (*Socket, error) {
 	if err := checkName(name); err != nil {
 		return nil, fmt.Errorf("listener: fd %d: %w", fd, err)
 	}
@@ -114,7 +115,7 @@ func (s *Socket) Addr() net.Addr { return s.addr }
 
 // Control calls f with the socket's descriptor, which stays open until f returns, even if Close
 // is called meanwhile; f must not keep the descriptor. After Close, Control returns an error
-// wrapping [net.ErrClosed].
+// wrapping [net.ErrClosed], as it does for a nil *Socket.
 func (s *Socket) Control(f func(fd uintptr)) error {
 	fd, err := s.acquire()
 	if err != nil {
@@ -125,30 +126,10 @@ func (s *Socket) Control(f func(fd uintptr)) error {
 	return nil
 }
 
-// ControlAll is Control for several sockets at once: it calls f with their descriptors, in
-// order, all held open until f returns. Start a worker inside f.
-func ControlAll(socks []*Socket, f func(fds []uintptr)) error {
-	fds := make([]uintptr, 0, len(socks))
-	defer func() {
-		for i := range fds {
-			socks[i].release()
-		}
-	}()
-	for i, s := range socks {
-		if s == nil {
-			return fmt.Errorf("listener: ControlAll: socket %d is nil", i)
-		}
-		fd, err := s.acquire()
-		if err != nil {
-			return err
-		}
-		fds = append(fds, fd)
-	}
-	f(fds)
-	return nil
-}
-
 func (s *Socket) acquire() (uintptr, error) {
+	if s == nil {
+		return 0, fmt.Errorf("listener: nil socket: %w", net.ErrClosed)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.open {

@@ -422,7 +422,7 @@ func TestFromFd(t *testing.T) {
 			t.Fatal(err)
 		}
 		// A descriptor as an old supervisor image would leave it: inheritable and, for the test,
-		// blocking; FromFd must fix both.
+		// blocking; AdoptFd must fix both.
 		var fd int
 		rc, _ := ln.(syscall.Conn).SyscallConn()
 		rc.Control(func(raw uintptr) { fd, err = unix.Dup(int(raw)) })
@@ -436,13 +436,13 @@ func TestFromFd(t *testing.T) {
 		}
 		ln.Close()
 
-		s, err := FromFd(fd, "web")
+		s, err := AdoptFd(fd, "web")
 		if err != nil {
 			unix.Close(fd)
-			t.Fatalf("FromFd(%s %s): %v", tc.network, want, err)
+			t.Fatalf("AdoptFd(%s %s): %v", tc.network, want, err)
 		}
 		if s.Name() != "web" || s.Addr().Network() != want.Network() || s.Addr().String() != want.String() {
-			t.Errorf("FromFd: name %q addr %s %s; want web %s %s", s.Name(), s.Addr().Network(), s.Addr(), want.Network(), want)
+			t.Errorf("AdoptFd: name %q addr %s %s; want web %s %s", s.Name(), s.Addr().Network(), s.Addr(), want.Network(), want)
 		}
 		roundTrip(t, s, tc.network, want.String()) // also checks cloexec and nonblock
 		s.Close()
@@ -481,21 +481,21 @@ func TestFromFdErrors(t *testing.T) {
 		{okFd, "a:b", "':'"},
 		{okFd, "a=b", "'='"},
 	} {
-		if s, err := FromFd(tc.fd, tc.name); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("FromFd(%d, %q) = %v, %v; want an error containing %q", tc.fd, tc.name, s, err, tc.want)
+		if s, err := AdoptFd(tc.fd, tc.name); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("AdoptFd(%d, %q) = %v, %v; want an error containing %q", tc.fd, tc.name, s, err, tc.want)
 		}
 	}
-	// A failed FromFd leaves the descriptor alone.
+	// A failed AdoptFd leaves the descriptor alone.
 	if _, err := w.Write([]byte("x")); err != nil {
-		t.Errorf("pipe after a failed FromFd: %v", err)
+		t.Errorf("pipe after a failed AdoptFd: %v", err)
 	}
 	// A closed descriptor: take a number that is free now.
 	nfd, _ := unix.Dup(okFd)
 	unix.Close(nfd)
-	if _, err := FromFd(nfd, "x"); !errors.Is(err, syscall.EBADF) {
-		t.Errorf("FromFd on closed fd %d: %v, want EBADF", nfd, err)
+	if _, err := AdoptFd(nfd, "x"); !errors.Is(err, syscall.EBADF) {
+		t.Errorf("AdoptFd on closed fd %d: %v, want EBADF", nfd, err)
 	}
-	if s, err := FromFd(okFd, ""); err != nil || s.Name() != "unknown" {
-		t.Errorf(`FromFd(fd, "") = %v, %v; want a socket named unknown`, s, err)
+	if s, err := AdoptFd(okFd, ""); err != nil || s.Name() != "unknown" {
+		t.Errorf(`AdoptFd(fd, "") = %v, %v; want a socket named unknown`, s, err)
 	} // s and ok share okFd; ok's cleanup closes it
 }

@@ -49,5 +49,5 @@
 // # Platforms
 //
 // Reaping needs Linux (pidfds, wait4 with rusage, child subreapers). On other
-// systems [New] returns an error wrapping [ErrNotSupported].
+// systems [New] returns an error wrapping [handoff.ErrNotSupported].
 package reap

@@ -14,9 +14,6 @@ import (
 
 // Errors returned by this package.
 var (
-	// ErrNotSupported is returned, wrapped, on platforms without pidfds and
-	// wait4 (everything but Linux).
-	ErrNotSupported = errors.New("reap: not supported on this platform")
 	// ErrClosed is returned by Start and Adopt after Close, by Wait for a
 	// process still running when its Reaper was closed, and by Signal once the
 	// Reaper no longer holds the process's pidfd.
@@ -83,7 +80,7 @@ type Reaper struct {
 	stop chan struct{}
 }
 
-// New returns a Reaper. It fails with an error wrapping [ErrNotSupported]
+// New returns a Reaper. It fails with an error wrapping [handoff.ErrNotSupported]
 // on platforms other than Linux.
 func New(opts ...Option) (*Reaper, error) {
 	o := options{log: zap.NewNop()}

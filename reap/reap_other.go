@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"runtime"
 	"syscall"
+
+	"github.com/handoff-dev/handoff"
 )
 
 func notSupported() error {
-	return fmt.Errorf("%w: %s", ErrNotSupported, runtime.GOOS)
+	return fmt.Errorf("%w: %s", handoff.ErrNotSupported, runtime.GOOS)
 }
 
 func (r *Reaper) init() error { return notSupported() }

@@ -9,6 +9,4 @@ var (
 	ErrClosed = errors.New("supervisor: closed")
 	// ErrRunning is returned by a second call of Run.
 	ErrRunning = errors.New("supervisor: already running")
-	// ErrNotSupported is returned on platforms other than Linux.
-	ErrNotSupported = errors.New("supervisor: not supported on this platform")
 )

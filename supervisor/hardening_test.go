@@ -16,8 +16,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/sys/unix"
 
-	"github.com/handoff-dev/handoff/listener"
 	"github.com/handoff-dev/handoff/supervisor"
+	"github.com/handoff-dev/handoff/worker"
 )
 
 func init() {
@@ -29,15 +29,15 @@ func init() {
 		if os.Getenv("TEST_IGNORE_ABRT") != "" {
 			signal.Ignore(syscall.SIGABRT)
 		}
-		d, ok := listener.WatchdogInterval()
+		d, ok := worker.WatchdogInterval()
 		pingFor, _ := time.ParseDuration(os.Getenv("TEST_PING_FOR"))
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), pingFor)
 			defer cancel()
-			if err := listener.Ready(); err != nil {
+			if err := worker.Ready(); err != nil {
 				panic(err)
 			}
-			if err := listener.Watchdog(ctx); err != nil {
+			if err := worker.Watchdog(ctx); err != nil {
 				panic(err)
 			}
 		}()

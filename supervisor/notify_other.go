@@ -5,10 +5,12 @@ package supervisor
 import (
 	"fmt"
 	"runtime"
+
+	"github.com/handoff-dev/handoff"
 )
 
 func notifyNotSupported() error {
-	return fmt.Errorf("%w: notify socket on %s", ErrNotSupported, runtime.GOOS)
+	return fmt.Errorf("%w: notify socket on %s", handoff.ErrNotSupported, runtime.GOOS)
 }
 
 func openNotifySocket() (*notifySocket, error) { return nil, notifyNotSupported() }

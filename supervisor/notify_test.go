@@ -19,9 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/handoff-dev/handoff/worker"
 	"golang.org/x/sys/unix"
-
-	"github.com/handoff-dev/handoff/listener"
 )
 
 // The tests in this file are internal (package supervisor). Their helper processes, the test
@@ -60,7 +59,7 @@ func notifyHelperTree() int {
 
 // notifyHelperLeaf sends READY=1 and STATUS=leaf to $NOTIFY_SOCKET, then waits for EOF on stdin.
 func notifyHelperLeaf() int {
-	if sent, err := listener.Notify("READY=1\nSTATUS=leaf"); err != nil || !sent {
+	if sent, err := worker.Notify("READY=1\nSTATUS=leaf"); err != nil || !sent {
 		fmt.Fprintln(os.Stderr, "leaf: notify:", sent, err)
 		return 1
 	}
@@ -386,7 +385,7 @@ func TestOpenNotifySocket(t *testing.T) {
 	}
 }
 
-// TestNotifyFromGo sends with listener.Notify, in this process: the kernel names this process as
+// TestNotifyFromGo sends with worker.Notify, in this process: the kernel names this process as
 // the sender.
 func TestNotifyFromGo(t *testing.T) {
 	notifyCheckFds(t)
@@ -403,7 +402,7 @@ func TestNotifyFromGo(t *testing.T) {
 		{"WATCHDOG=1\nWATCHDOG=trigger\nWATCHDOG_USEC=30000000", notifyMsg{Watchdog: true, WatchdogTrigger: true, WatchdogUsec: 30000000}},
 		{"STOPPING=1\nERRNO=5", notifyMsg{Stopping: true, Errno: 5}},
 	} {
-		if sent, err := listener.Notify(tc.state); !sent || err != nil {
+		if sent, err := worker.Notify(tc.state); !sent || err != nil {
 			t.Fatalf("Notify(%q) = %t, %v", tc.state, sent, err)
 		}
 		tc.want.Pid = self
@@ -657,7 +656,7 @@ func TestNotifySocketFromFd(t *testing.T) {
 		t.Errorf("close-on-exec %t, non-blocking %t, SO_PASSCRED %t; want all", cloexec, nonblock, passcred)
 	}
 	t.Setenv("NOTIFY_SOCKET", n.Name())
-	if err := listener.Ready(); err != nil {
+	if err := worker.Ready(); err != nil {
 		t.Fatal(err)
 	}
 	if m := r.next(t); m != (notifyMsg{Pid: os.Getpid(), Ready: true}) {

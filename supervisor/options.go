@@ -143,7 +143,7 @@ const (
 func ReadyOnStart() Readiness { return Readiness{mode: readyStart} }
 
 // ReadyOnNotify: a worker is ready when it sends READY=1 to $NOTIFY_SOCKET,
-// as sd_notify does (in Go: listener.Ready).
+// as sd_notify does (in Go: worker.Ready).
 func ReadyOnNotify() Readiness { return Readiness{mode: readyNotify} }
 
 // ReadyAfter: a worker is ready once it has been up for d, for programs

@@ -9,8 +9,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/handoff-dev/handoff/listener"
 	"github.com/handoff-dev/handoff/supervisor"
+	"github.com/handoff-dev/handoff/worker"
 )
 
 func init() {
@@ -18,13 +18,13 @@ func init() {
 	// TEST_FAIL_GEN, it exits 1 at once, and if it is TEST_MUTE_GEN or
 	// HANDOFF_WORKER is TEST_MUTE_SLOT, it never says it is ready.
 	helpers["notify"] = func() int {
-		gen := os.Getenv(supervisor.EnvGeneration)
+		gen := os.Getenv(worker.EnvGeneration)
 		if gen == os.Getenv("TEST_FAIL_GEN") {
 			return 1
 		}
-		if gen != os.Getenv("TEST_MUTE_GEN") && os.Getenv(supervisor.EnvWorker) != os.Getenv("TEST_MUTE_SLOT") {
+		if gen != os.Getenv("TEST_MUTE_GEN") && os.Getenv(worker.EnvWorker) != os.Getenv("TEST_MUTE_SLOT") {
 			go func() {
-				if err := listener.Ready(); err != nil {
+				if err := worker.Ready(); err != nil {
 					panic(err)
 				}
 			}()
@@ -201,7 +201,7 @@ func TestNotifyFromStranger(t *testing.T) {
 	f.waitSpawn(ctx)
 	t.Setenv("NOTIFY_SOCKET", f.s.Stats().NotifySocket)
 	for range 5 {
-		if _, err := listener.Notify("READY=1"); err != nil {
+		if _, err := worker.Notify("READY=1"); err != nil {
 			t.Fatal(err)
 		}
 	}

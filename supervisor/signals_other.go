@@ -7,6 +7,8 @@ import (
 	"os"
 	"runtime"
 	"syscall"
+
+	"github.com/handoff-dev/handoff"
 )
 
 var handledSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
@@ -21,7 +23,7 @@ const (
 func monotonicUsec() int64 { return 0 }
 
 func execInPlace(string, []string, []int, bool) error {
-	return fmt.Errorf("%w: %s", ErrNotSupported, runtime.GOOS)
+	return fmt.Errorf("%w: %s", handoff.ErrNotSupported, runtime.GOOS)
 }
 
-func setCloexec(*os.File) error { return fmt.Errorf("%w: %s", ErrNotSupported, runtime.GOOS) }
+func setCloexec(*os.File) error { return fmt.Errorf("%w: %s", handoff.ErrNotSupported, runtime.GOOS) }

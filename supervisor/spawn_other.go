@@ -5,5 +5,5 @@ package supervisor
 import "syscall"
 
 // sysProcAttr has nothing to add: starting workers fails earlier, in package
-// reap, with its ErrNotSupported.
+// reap, with its handoff.ErrNotSupported.
 func sysProcAttr() *syscall.SysProcAttr { return nil }

@@ -12,7 +12,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/handoff-dev/handoff/internal/launch"
 	"github.com/handoff-dev/handoff/listener"
+	"github.com/handoff-dev/handoff/worker"
 )
 
 // Command is the program every worker runs.
@@ -315,16 +317,6 @@ func (s *Supervisor) call(f func(*table)) bool {
 	}
 }
 
-// The variables that tell a worker who it is (see WorkerIdentity).
-const (
-	EnvWorker        = "HANDOFF_WORKER"
-	EnvGeneration    = "HANDOFF_GENERATION"
-	EnvSupervisorPID = "HANDOFF_SUPERVISOR_PID"
-	// EnvLivenessFd names the worker's read end of the liveness pipe: it
-	// reads end-of-file when the supervisor is gone (see RunWorker).
-	EnvLivenessFd = "HANDOFF_LIVENESS_FD"
-)
-
 // workerEnv is the environment of a new worker: the command's (or the
 // supervisor's) environment without the variables handoff owns, then the
 // worker's identity and the socket-activation variables.
@@ -340,15 +332,19 @@ func (s *Supervisor) workerEnv(socks []*listener.Socket, notify string, slot int
 		}
 	}
 	env = append(env,
-		fmt.Sprintf("%s=%d", EnvWorker, slot),
-		fmt.Sprintf("%s=%d", EnvGeneration, gen),
-		fmt.Sprintf("%s=%d", EnvSupervisorPID, os.Getpid()),
+		fmt.Sprintf("%s=%d", worker.EnvWorker, slot),
+		fmt.Sprintf("%s=%d", worker.EnvGeneration, gen),
+		fmt.Sprintf("%s=%d", worker.EnvSupervisorPID, os.Getpid()),
 		"NOTIFY_SOCKET="+notify,
 	)
 	if s.o.watchdog > 0 {
 		env = append(env, fmt.Sprintf("WATCHDOG_USEC=%d", s.o.watchdog.Microseconds()))
 	}
-	return append(env, listener.Env(socks)...)
+	names := make([]string, len(socks))
+	for i, s := range socks {
+		names[i] = s.Name()
+	}
+	return append(env, launch.ListenEnv(names)...)
 }
 
 // ownedVar reports whether kv sets a variable the supervisor provides.
@@ -356,7 +352,7 @@ func ownedVar(kv string) bool {
 	for _, name := range []string{
 		"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET",
 		"WATCHDOG_USEC", "WATCHDOG_PID",
-		EnvWorker, EnvGeneration, EnvSupervisorPID, EnvLivenessFd, "HANDOFF_TRAMPOLINE", envPreflight, envUpgradeState,
+		worker.EnvWorker, worker.EnvGeneration, worker.EnvSupervisorPID, worker.EnvLivenessFd, "HANDOFF_TRAMPOLINE", envPreflight, envUpgradeState,
 	} {
 		if len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name {
 			return true

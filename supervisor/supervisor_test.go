@@ -21,6 +21,7 @@ import (
 	"github.com/handoff-dev/handoff/listener"
 	"github.com/handoff-dev/handoff/reap"
 	"github.com/handoff-dev/handoff/supervisor"
+	"github.com/handoff-dev/handoff/worker"
 )
 
 const helperEnv = "HANDOFF_TEST_HELPER"
@@ -64,7 +65,7 @@ func TestMain(m *testing.M) {
 }
 
 func serve(ignoreTerm bool) int {
-	id, _ := supervisor.WorkerIdentity()
+	id, _ := worker.Self()
 	line := fmt.Sprintf("%d %d %d %d %s %s", os.Getpid(), id.Worker, id.Generation, id.SupervisorPID,
 		os.Getenv("TEST_ECHO"), strings.Join(os.Args[1:], ","))
 	return serveWith(ignoreTerm, func() string { return line })

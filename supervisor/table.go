@@ -17,8 +17,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/handoff-dev/handoff/internal/launch"
 	"github.com/handoff-dev/handoff/listener"
 	"github.com/handoff-dev/handoff/reap"
+	"github.com/handoff-dev/handoff/worker"
 )
 
 // table is the worker table. Only the run goroutine touches it.
@@ -42,8 +44,8 @@ type table struct {
 
 	gen   uint64 // generation of new workers outside a roll
 	slots []*slot
-	live  map[*worker]struct{} // every started process not yet reaped
-	byPid map[int]*worker
+	live  map[*child]struct{} // every started process not yet reaped
+	byPid map[int]*child
 
 	exits      chan exit
 	preflights chan preflightResult
@@ -72,15 +74,15 @@ type table struct {
 // slot is one of the N places a worker runs in.
 type slot struct {
 	index     int
-	w         *worker // the worker serving here; nil while empty
-	next      *worker // its replacement during a roll, until ready
-	failures  int     // consecutive start failures
+	w         *child // the worker serving here; nil while empty
+	next      *child // its replacement during a roll, until ready
+	failures  int    // consecutive start failures
 	notBefore time.Time
 	restarts  int
 	vetoed    bool // OnExit refused the restart
 }
 
-type worker struct {
+type child struct {
 	info     WorkerInfo
 	proc     *reap.Process
 	readyAt  time.Time // zero until ready
@@ -92,7 +94,7 @@ type worker struct {
 }
 
 type exit struct {
-	w  *worker
+	w  *child
 	st reap.Status
 }
 
@@ -113,8 +115,8 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 		o:          &s.o,
 		log:        s.log,
 		gen:        1,
-		live:       make(map[*worker]struct{}),
-		byPid:      make(map[int]*worker),
+		live:       make(map[*child]struct{}),
+		byPid:      make(map[int]*child),
 		exits:      make(chan exit),
 		notes:      make(chan notifyMsg),
 		preflights: make(chan preflightResult),
@@ -360,7 +362,7 @@ func (t *table) targetGen() uint64 {
 }
 
 // spawn starts a worker for sl in generation gen.
-func (t *table) spawn(sl *slot, gen uint64) (*worker, error) {
+func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
 	s := t.s
 	sp := &Spawn{
 		Path:       s.cmd.Path,
@@ -383,7 +385,7 @@ func (t *table) spawn(sl *slot, gen uint64) (*worker, error) {
 		return nil, err
 	}
 	now := time.Now()
-	w := &worker{
+	w := &child{
 		info: WorkerInfo{
 			Slot:       sl.index,
 			Pid:        proc.Pid(),
@@ -421,7 +423,7 @@ func (t *table) spawn(sl *slot, gen uint64) (*worker, error) {
 }
 
 // track registers a started or adopted worker and watches for its exit.
-func (t *table) track(w *worker) {
+func (t *table) track(w *child) {
 	t.live[w] = struct{}{}
 	t.byPid[w.info.Pid] = w
 	proc, gone := w.proc, t.reaperGone
@@ -467,9 +469,9 @@ func (t *table) start(sp *Spawn) (proc *reap.Process, err error) {
 	if err != nil {
 		return nil, err
 	}
-	env := append(slices.Clip(sp.Env), fmt.Sprintf("%s=%d", EnvLivenessFd, len(std)+len(t.socks)+len(extra)))
-	path, argv, env := listener.Trampoline(sp.Path, sp.Args, env)
-	cerr := listener.ControlAll(t.socks, func(socks []uintptr) {
+	env := append(slices.Clip(sp.Env), fmt.Sprintf("%s=%d", worker.EnvLivenessFd, len(std)+len(t.socks)+len(extra)))
+	path, argv, env := launch.Trampoline(sp.Path, sp.Args, env)
+	cerr := launch.ControlAll(t.socks, func(socks []uintptr) {
 		proc, err = t.reaper.Start(path, argv, &syscall.ProcAttr{
 			Dir:   sp.Dir,
 			Env:   env,
@@ -544,7 +546,7 @@ func (t *table) backoff(n int) time.Duration {
 
 // ready marks w as serving. A roll's new worker takes over its slot, and
 // the old one retires.
-func (t *table) ready(w *worker) {
+func (t *table) ready(w *child) {
 	if w.info.State != Starting {
 		return
 	}
@@ -587,7 +589,7 @@ func (t *table) announceReady() {
 
 // slotOf returns the slot w runs in, or nil if w is retiring or its slot
 // was removed.
-func (t *table) slotOf(w *worker) *slot {
+func (t *table) slotOf(w *child) *slot {
 	if i := w.info.Slot; i < len(t.slots) {
 		if sl := t.slots[i]; sl.w == w || sl.next == w {
 			return sl
@@ -597,7 +599,7 @@ func (t *table) slotOf(w *worker) *slot {
 }
 
 // retire asks w to drain and exit, and kills it at the stop timeout.
-func (t *table) retire(w *worker, why string) {
+func (t *table) retire(w *child, why string) {
 	if w.info.State == Stopping {
 		return
 	}
@@ -783,7 +785,7 @@ func (t *table) failNext(sl *slot, err error) {
 
 // watchdogFire signals a worker that stopped pinging (or asked for it),
 // and kills it after the grace period; it is then replaced.
-func (t *table) watchdogFire(w *worker, why string) {
+func (t *table) watchdogFire(w *child, why string) {
 	w.pingBy = time.Time{}
 	if w.hung || w.info.State == Stopping {
 		return
@@ -798,7 +800,7 @@ func (t *table) watchdogFire(w *worker, why string) {
 
 // recycle replaces w, which reached its maximum lifetime, through the same
 // readiness-gated path as a roll.
-func (t *table) recycle(w *worker) {
+func (t *table) recycle(w *child) {
 	sl := t.slotOf(w)
 	if sl == nil || sl.w != w || t.stopping {
 		return
@@ -941,7 +943,7 @@ func (t *table) killAll() {
 	}
 }
 
-func (t *table) signal(w *worker, sig syscall.Signal) {
+func (t *table) signal(w *child, sig syscall.Signal) {
 	if err := w.proc.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.log.Warn("signal worker", append(workerFields(w.info), zap.Stringer("signal", sig), zap.Error(err))...)
 	}
@@ -949,7 +951,7 @@ func (t *table) signal(w *worker, sig syscall.Signal) {
 
 // sdNotify tells the service manager that started the supervisor, if any.
 func (t *table) sdNotify(state string) {
-	if _, err := listener.Notify(state); err != nil {
+	if _, err := worker.Notify(state); err != nil {
 		t.log.Warn("notifying the service manager", zap.Error(err))
 	}
 }
@@ -970,7 +972,7 @@ func (t *table) stats() Stats {
 		st.LastRollError = t.lastRollErr.Error()
 	}
 	for _, sl := range t.slots {
-		for _, w := range []*worker{sl.w, sl.next} {
+		for _, w := range []*child{sl.w, sl.next} {
 			if w != nil {
 				info := w.info
 				info.Status = w.status

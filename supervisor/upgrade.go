@@ -180,7 +180,7 @@ func (t *table) snapshot() (*upgradeState, error) {
 // socket and workers, which are adopted as this program's children.
 func (t *table) resume(st *upgradeState) (err error) {
 	for _, s := range st.Sockets {
-		sock, err := listener.FromFd(s.Fd, s.Name)
+		sock, err := listener.AdoptFd(s.Fd, s.Name)
 		if err != nil {
 			return fmt.Errorf("supervisor: inherited socket: %w", err)
 		}
@@ -218,7 +218,7 @@ func (t *table) resume(st *upgradeState) (err error) {
 			t.log.Warn("worker gone during the upgrade", zap.Int("pid", sw.Pid), zap.Error(err))
 			continue
 		}
-		w := &worker{
+		w := &child{
 			info: WorkerInfo{Slot: sw.Slot, Pid: sw.Pid, Generation: sw.Generation, State: sw.State,
 				Started: sw.Started, Restarts: sw.Restarts},
 			proc: proc, readyAt: sw.ReadyAt, deadline: sw.Deadline,

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/listener"
+	"github.com/handoff-dev/handoff/worker"
 )
 
 // runHelper runs the helper named name in place of the tests and returns
@@ -90,7 +91,7 @@ func helperEcho() int {
 			}
 		}()
 	}
-	if err := listener.Ready(); err != nil {
+	if err := worker.Ready(); err != nil {
 		fmt.Fprintln(os.Stderr, "echo: ready:", err)
 		return 1
 	}

@@ -9,12 +9,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/handoff-dev/handoff/supervisor"
+	"github.com/handoff-dev/handoff"
 )
 
 // errNotSupported says that handoff works on Linux only; the supervisor
 // would refuse to run anyway.
-var errNotSupported = fmt.Errorf("handoff: %w (%s)", supervisor.ErrNotSupported, runtime.GOOS)
+var errNotSupported = fmt.Errorf("handoff: %w (%s)", handoff.ErrNotSupported, runtime.GOOS)
 
 func parseSignal(s string) (syscall.Signal, error) { return 0, errNotSupported }
 

@@ -1,4 +1,4 @@
-package listener
+package worker
 
 import (
 	"context"
@@ -6,6 +6,11 @@ import (
 	"os"
 	"strconv"
 	"time"
+)
+
+const (
+	envWatchdogUsec = "WATCHDOG_USEC"
+	envWatchdogPid  = "WATCHDOG_PID"
 )
 
 // WatchdogInterval returns the interval within which the service manager
@@ -37,7 +42,7 @@ func Watchdog(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		if _, err := Notify("WATCHDOG=1"); err != nil {
-			return fmt.Errorf("listener: watchdog: %w", err)
+			return fmt.Errorf("worker: watchdog: %w", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -1,4 +1,4 @@
-package supervisor
+package worker
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -17,10 +16,28 @@ import (
 	"github.com/handoff-dev/handoff/listener"
 )
 
+// The variables a handoff supervisor sets in each worker's environment,
+// beside those of the systemd protocol (LISTEN_FDS, LISTEN_FDNAMES,
+// LISTEN_PID, NOTIFY_SOCKET, WATCHDOG_USEC). A worker written in another
+// language reads them directly.
+const (
+	EnvWorker        = "HANDOFF_WORKER"         // the slot index, 0 to N-1
+	EnvGeneration    = "HANDOFF_GENERATION"     // the generation the worker belongs to
+	EnvSupervisorPID = "HANDOFF_SUPERVISOR_PID" // the supervisor's pid
+	// EnvLivenessFd names the worker's read end of the liveness pipe: it
+	// reads end-of-file when the supervisor is gone (see Run).
+	EnvLivenessFd = "HANDOFF_LIVENESS_FD"
+)
+
 // Handler is the body of a worker: it serves on the inherited listeners
-// until ctx is cancelled, which happens when the supervisor asks the worker
-// to stop (the stop signal, SIGTERM by default), then drains and returns.
-// The listeners are closed after it returns.
+// until ctx is done, which happens when the supervisor asks the worker to
+// stop (SIGTERM or SIGINT) or dies, then drains and returns. The listeners
+// are closed after it returns.
+//
+// The worker tells its supervisor it is ready (READY=1) the first time the
+// handler calls Accept on any of the listeners: a handler that accepts is
+// serving, and one that never does is never reported ready. A handler
+// that serves the descriptors some other way calls [Ready] itself.
 type Handler func(ctx context.Context, ls []listener.Inherited) error
 
 // Identity tells a worker who it is, from the variables the supervisor set.
@@ -30,9 +47,9 @@ type Identity struct {
 	SupervisorPID int
 }
 
-// WorkerIdentity returns the identity the supervisor gave this process, and
-// false when the process was not started by a handoff supervisor.
-func WorkerIdentity() (Identity, bool) {
+// Self returns the identity the supervisor gave this process, and false
+// when the process was not started by a handoff supervisor.
+func Self() (Identity, bool) {
 	var id Identity
 	w, ok := os.LookupEnv(EnvWorker)
 	if !ok {
@@ -48,25 +65,33 @@ func WorkerIdentity() (Identity, bool) {
 // IsWorker reports whether this process was started by a handoff
 // supervisor as one of its workers.
 func IsWorker() bool {
-	_, ok := WorkerIdentity()
+	_, ok := Self()
 	return ok
 }
 
-// RunWorker runs h as a worker: it takes the inherited listeners (from
-// handoff or from systemd socket activation) and cancels h's context on
-// SIGTERM or SIGINT; it closes the listeners when h returns.
+// Run runs h as a worker: it takes the inherited listeners (from handoff
+// or from systemd socket activation, see listener.Inherit), sends READY=1
+// when h first accepts on one of them, and cancels h's context on SIGTERM
+// or SIGINT; it closes the listeners when h returns.
 //
 // Started by handoff, it also pings the watchdog when one is set
-// (listener.Watchdog), and watches the liveness pipe: if the supervisor
-// dies, even by SIGKILL, h's context is cancelled and the process exits
-// after at most LivenessGrace, so no worker outlives its supervisor.
-func RunWorker(ctx context.Context, h Handler) error {
-	ls, err := listener.Inherit()
+// ([Watchdog]), and watches the liveness pipe: if the supervisor dies, even
+// by SIGKILL, h's context is cancelled and the process exits after at most
+// LivenessGrace, so no worker outlives its supervisor.
+func Run(ctx context.Context, h Handler) error {
+	inh, err := listener.Inherit()
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
+	var once sync.Once
+	var readyErr error
+	ready := func() { once.Do(func() { readyErr = Ready() }) }
+	ls := make([]listener.Inherited, len(inh))
+	for i, l := range inh {
+		ls[i] = listener.Inherited{Name: l.Name, Listener: &readyListener{Listener: l.Listener, ready: ready}}
+	}
 	defer func() {
-		for _, l := range ls {
+		for _, l := range inh {
 			l.Close()
 		}
 	}()
@@ -83,7 +108,7 @@ func RunWorker(ctx context.Context, h Handler) error {
 		bg.Go(func() { watchLiveness(live, cancel) })
 	}
 	bg.Go(func() {
-		if err := listener.Watchdog(ctx); err != nil {
+		if err := Watchdog(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "handoff worker:", err)
 		}
 	})
@@ -93,11 +118,30 @@ func RunWorker(ctx context.Context, h Handler) error {
 		live.Close() // ends watchLiveness
 	}
 	bg.Wait()
+	if readyErr != nil {
+		err = errors.Join(err, fmt.Errorf("worker: %w", readyErr))
+	}
 	return err
 }
 
+// readyListener sends READY=1, once for all of a worker's listeners, when
+// the handler first accepts. Unwrap returns the listener it wraps, for a
+// handler that needs its concrete type (*net.TCPListener, *net.UnixListener).
+type readyListener struct {
+	net.Listener
+	ready func()
+}
+
+func (l *readyListener) Accept() (net.Conn, error) {
+	l.ready()
+	return l.Listener.Accept()
+}
+
+// Unwrap returns the inherited listener itself.
+func (l *readyListener) Unwrap() net.Listener { return l.Listener }
+
 // LivenessGrace is how long a worker whose supervisor died may drain
-// before RunWorker ends the process.
+// before Run ends the process.
 const LivenessGrace = 500 * time.Millisecond
 
 // livenessPipe returns the read end of the supervisor's liveness pipe, or
@@ -131,36 +175,10 @@ func watchLiveness(f *os.File, cancel context.CancelFunc) {
 			break
 		}
 		if err != nil {
-			return // closed by RunWorker
+			return // closed by Run
 		}
 	}
 	fmt.Fprintf(os.Stderr, "handoff worker %d: the supervisor is gone; exiting\n", os.Getpid())
 	cancel()
 	time.AfterFunc(LivenessGrace, func() { os.Exit(1) })
-}
-
-// RunWorkerHTTP runs h as an HTTP worker on every inherited listener; see
-// HTTPHandler.
-func RunWorkerHTTP(ctx context.Context, h http.Handler, opts ...DrainOption) error {
-	return RunWorker(ctx, HTTPHandler(&http.Server{Handler: h}, opts...))
-}
-
-// HTTPHandler returns a Handler that serves srv on every listener, tells
-// the supervisor it is ready (listener.Ready), and when its context is
-// cancelled drains without failing a request: see ServeAndDrain.
-func HTTPHandler(srv *http.Server, opts ...DrainOption) Handler {
-	return func(ctx context.Context, ls []listener.Inherited) error {
-		if srv.ReadHeaderTimeout == 0 {
-			srv.ReadHeaderTimeout = 30 * time.Second
-		}
-		nls := make([]net.Listener, len(ls))
-		for i, l := range ls {
-			nls[i] = l.Listener
-		}
-		// The sockets already queue connections; Serve accepts them at once.
-		if err := listener.Ready(); err != nil {
-			return fmt.Errorf("worker: %w", err)
-		}
-		return ServeAndDrain(ctx, srv, nls, opts...)
-	}
 }

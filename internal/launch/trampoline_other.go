@@ -1,6 +1,6 @@
 //go:build !linux
 
-package listener
+package launch
 
 func trampoline(path string, argv, env []string) (string, []string, []string) {
 	return path, argv, env

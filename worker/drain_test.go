@@ -1,4 +1,4 @@
-package supervisor_test
+package worker_test
 
 import (
 	"bufio"
@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/handoff-dev/handoff/supervisor"
+	"github.com/handoff-dev/handoff/worker"
 )
 
 // The tests in this file run HTTP servers in the test process on real
@@ -342,12 +342,12 @@ func (ld *load) failureCounts() (map[string]int, int) {
 // returns once it has stopped.
 type starter func(id int, l net.Listener) (retire func(context.Context) error)
 
-func drainStarter(opts ...supervisor.DrainOption) starter {
+func drainStarter(opts ...worker.DrainOption) starter {
 	return func(id int, l net.Listener) func(context.Context) error {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
-			done <- supervisor.ServeAndDrain(ctx, &http.Server{Handler: rollHandler(id)}, []net.Listener{l}, opts...)
+			done <- worker.ServeAndDrain(ctx, &http.Server{Handler: rollHandler(id)}, []net.Listener{l}, opts...)
 		}()
 		return func(wctx context.Context) error {
 			cancel()
@@ -385,7 +385,7 @@ const (
 // traffic, and keeps the traffic going after it has stopped. It returns the
 // failed requests by kind.
 func roll(t *testing.T, start starter) (failures map[string]int, total int) {
-	ctx := deadline(t)
+	ctx := testContext(t)
 	warmNetwork(t)
 	fds := fdCount(t)
 
@@ -470,7 +470,7 @@ type drainServer struct {
 	done   chan error
 }
 
-func startDrainServer(ctx context.Context, t *testing.T, srv *http.Server, opts ...supervisor.DrainOption) *drainServer {
+func startDrainServer(ctx context.Context, t *testing.T, srv *http.Server, opts ...worker.DrainOption) *drainServer {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -479,7 +479,7 @@ func startDrainServer(ctx context.Context, t *testing.T, srv *http.Server, opts 
 	w := watchClose(l)
 	sctx, cancel := context.WithCancel(context.Background())
 	ds := &drainServer{addr: l.Addr().String(), cancel: cancel, closed: w.closed, done: make(chan error, 1)}
-	go func() { ds.done <- supervisor.ServeAndDrain(sctx, srv, []net.Listener{w}, opts...) }()
+	go func() { ds.done <- worker.ServeAndDrain(sctx, srv, []net.Listener{w}, opts...) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -581,7 +581,7 @@ func (c *rawConn) stillOpen(ctx context.Context, d time.Duration) (bool, error) 
 // request, not from the start of the drain; until then it may still be used,
 // and is then told to close.
 func TestDrainIdleGrace(t *testing.T) {
-	ctx := deadline(t)
+	ctx := testContext(t)
 	const grace = 500 * time.Millisecond
 	const probe = 50 * time.Millisecond // much shorter than the grace
 
@@ -594,7 +594,7 @@ func TestDrainIdleGrace(t *testing.T) {
 			}
 		},
 	}
-	ds := startDrainServer(ctx, t, srv, supervisor.WithIdleGrace(grace))
+	ds := startDrainServer(ctx, t, srv, worker.WithIdleGrace(grace))
 	waitIdle := func() {
 		select {
 		case <-idle:
@@ -652,13 +652,13 @@ func TestDrainIdleGrace(t *testing.T) {
 // (In the first case net/http itself then waits for the body, until the
 // client closes the connection, as it may once answered; this test does.)
 func TestDrainExpectContinue(t *testing.T) {
-	ctx := deadline(t)
+	ctx := testContext(t)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/answer" {
 			io.WriteString(w, "no")
 		}
 	})}
-	ds := startDrainServer(ctx, t, srv, supervisor.WithIdleGrace(time.Minute))
+	ds := startDrainServer(ctx, t, srv, worker.WithIdleGrace(time.Minute))
 	answer, silent := dialRaw(ctx, t, ds.addr), dialRaw(ctx, t, ds.addr)
 	answer.get(t, "/")
 	silent.get(t, "/")
@@ -690,14 +690,14 @@ func TestDrainExpectContinue(t *testing.T) {
 // TestDrainTimeout: a connection whose handler never finishes is closed at
 // the drain timeout, and ServeAndDrain returns while the handler still runs.
 func TestDrainTimeout(t *testing.T) {
-	ctx := deadline(t)
+	ctx := testContext(t)
 	entered, release, returned := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer close(returned)
 		close(entered)
 		<-release
 	})}
-	ds := startDrainServer(ctx, t, srv, supervisor.WithDrainTimeout(100*time.Millisecond))
+	ds := startDrainServer(ctx, t, srv, worker.WithDrainTimeout(100*time.Millisecond))
 	c := dialRaw(ctx, t, ds.addr)
 	io.WriteString(c, "GET /block HTTP/1.1\r\nHost: test\r\n\r\n")
 	<-entered
@@ -721,7 +721,7 @@ func TestDrainTimeout(t *testing.T) {
 // TestDrainWriterInterfaces: the wrapped ResponseWriter still flushes,
 // hijacks and reaches the server's through http.ResponseController.
 func TestDrainWriterInterfaces(t *testing.T) {
-	ctx := deadline(t)
+	ctx := testContext(t)
 	got := make(chan string, 1)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, flusher := w.(http.Flusher)
@@ -777,18 +777,18 @@ func TestServeAndDrainRejectsBadInput(t *testing.T) {
 		name string
 		srv  *http.Server
 		ls   []net.Listener
-		opts []supervisor.DrainOption
+		opts []worker.DrainOption
 		want string
 	}{
 		{"nil server", nil, ok, nil, "server is nil"},
 		{"no listeners", &http.Server{}, nil, nil, "no listeners"},
 		{"nil listener", &http.Server{}, []net.Listener{l, nil}, nil, "listener 1 is nil"},
-		{"negative grace", &http.Server{}, ok, []supervisor.DrainOption{supervisor.WithIdleGrace(-time.Second)}, "idle grace -1s"},
-		{"negative timeout", &http.Server{}, ok, []supervisor.DrainOption{supervisor.WithDrainTimeout(-1)}, "drain timeout -1ns"},
-		{"negative body limit", &http.Server{}, ok, []supervisor.DrainOption{supervisor.WithBodyLimit(-5)}, "body limit -5"},
+		{"negative grace", &http.Server{}, ok, []worker.DrainOption{worker.WithIdleGrace(-time.Second)}, "idle grace -1s"},
+		{"negative timeout", &http.Server{}, ok, []worker.DrainOption{worker.WithDrainTimeout(-1)}, "drain timeout -1ns"},
+		{"negative body limit", &http.Server{}, ok, []worker.DrainOption{worker.WithBodyLimit(-5)}, "body limit -5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := supervisor.ServeAndDrain(context.Background(), tc.srv, tc.ls, tc.opts...)
+			err := worker.ServeAndDrain(context.Background(), tc.srv, tc.ls, tc.opts...)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("ServeAndDrain: %v, want an error mentioning %q", err, tc.want)
 			}
@@ -810,7 +810,7 @@ func TestServeAndDrainRejectsBadInput(t *testing.T) {
 // TestServeAndDrainServeError: Serve failing on one listener is returned,
 // and drains the others instead of leaving ServeAndDrain serving them.
 func TestServeAndDrainServeError(t *testing.T) {
-	ctx := deadline(t)
+	ctx := testContext(t)
 	good, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -824,7 +824,7 @@ func TestServeAndDrainServeError(t *testing.T) {
 	w := watchClose(good)
 	done := make(chan error, 1)
 	go func() {
-		done <- supervisor.ServeAndDrain(context.Background(), &http.Server{Handler: rollHandler(1)}, []net.Listener{w, bad})
+		done <- worker.ServeAndDrain(context.Background(), &http.Server{Handler: rollHandler(1)}, []net.Listener{w, bad})
 	}()
 	select {
 	case err = <-done:
@@ -861,7 +861,7 @@ func BenchmarkDrainWrapper(b *testing.B) {
 			return nil
 		}},
 		{"ServeAndDrain", func(ctx context.Context, srv *http.Server, l net.Listener) error {
-			return supervisor.ServeAndDrain(ctx, srv, []net.Listener{l})
+			return worker.ServeAndDrain(ctx, srv, []net.Listener{l})
 		}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
@@ -893,4 +893,25 @@ func BenchmarkDrainWrapper(b *testing.B) {
 			}
 		})
 	}
+}
+
+// testContext is done a little before the test's own deadline, so a wait fails with a message
+// instead of the test binary being killed.
+func testContext(t *testing.T) context.Context {
+	d, ok := t.Deadline()
+	if !ok {
+		d = time.Now().Add(2 * time.Minute)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), d.Add(-5*time.Second))
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func fdCount(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }

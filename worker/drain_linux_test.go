@@ -1,4 +1,4 @@
-package supervisor_test
+package worker_test
 
 import (
 	"fmt"
@@ -7,9 +7,8 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/handoff-dev/handoff/worker"
 	"golang.org/x/sys/unix"
-
-	"github.com/handoff-dev/handoff/supervisor"
 )
 
 // TCP states, from the kernel's include/net/tcp_states.h.
@@ -56,11 +55,11 @@ type uploadResult struct {
 // returned, still gets its whole upload accepted, its answer, and a clean
 // close: no reset, as the socket's TCP state shows once the server is done.
 func TestDrainClosesAfterResponse(t *testing.T) {
-	ctx := deadline(t)
+	ctx := testContext(t)
 	const bodySize = 900 << 10 // above net/http's own 256 KiB, below the 1 MiB limit
 	const firstPart = 1 << 10
 
-	run := func(t *testing.T, opts ...supervisor.DrainOption) uploadResult {
+	run := func(t *testing.T, opts ...worker.DrainOption) uploadResult {
 		entered, release, returned := make(chan struct{}), make(chan struct{}), make(chan struct{})
 		mux := http.NewServeMux()
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
@@ -127,7 +126,7 @@ func TestDrainClosesAfterResponse(t *testing.T) {
 	// and closes half a second later with the upload unread, which resets
 	// the connection (or the upload meets the closed socket, which also
 	// resets it). Timing decides which, so this is only logged.
-	res = run(t, supervisor.WithBodyLimit(0))
+	res = run(t, worker.WithBodyLimit(0))
 	t.Logf("control, body limit 0: upload %v; answer %+v (%v); then %v; TCP state %d (CLOSE is %d: reset)",
 		res.wrote, res.resp, res.read, res.end, res.state, tcpClose)
 }

@@ -1,4 +1,4 @@
-package listener
+package worker
 
 import (
 	"fmt"
@@ -26,7 +26,7 @@ const (
 // empty state, one over 4096 bytes (which the receiver would drop) or one holding a NUL byte is
 // refused, and so is a NOTIFY_SOCKET that is neither an absolute path nor "@name"; a socket that
 // cannot be reached gives the system's error (e.g. [syscall.ENOENT]), naming the socket.
-// Elsewhere than on Linux, Notify returns an error wrapping [ErrNotSupported] unless NOTIFY_SOCKET
+// Elsewhere than on Linux, Notify returns an error wrapping [handoff.ErrNotSupported] unless NOTIFY_SOCKET
 // is unset.
 func Notify(state string) (sent bool, err error) {
 	sock := os.Getenv(envNotifySocket)
@@ -34,15 +34,15 @@ func Notify(state string) (sent bool, err error) {
 		return false, nil
 	}
 	if !strings.HasPrefix(sock, "/") && (sock[0] != '@' || sock == "@") || len(sock) > maxSockaddrPath {
-		return false, fmt.Errorf("listener: %s=%q: want an absolute path or @name, at most %d bytes", envNotifySocket, sock, maxSockaddrPath)
+		return false, fmt.Errorf("worker: %s=%q: want an absolute path or @name, at most %d bytes", envNotifySocket, sock, maxSockaddrPath)
 	}
 	switch {
 	case state == "":
-		return false, fmt.Errorf("listener: notify %s: empty state", sock)
+		return false, fmt.Errorf("worker: notify %s: empty state", sock)
 	case len(state) > notifyMax:
-		return false, fmt.Errorf("listener: notify %s: state of %d bytes, more than %d", sock, len(state), notifyMax)
+		return false, fmt.Errorf("worker: notify %s: state of %d bytes, more than %d", sock, len(state), notifyMax)
 	case strings.IndexByte(state, 0) >= 0:
-		return false, fmt.Errorf("listener: notify %s: state holds a NUL byte", sock)
+		return false, fmt.Errorf("worker: notify %s: state holds a NUL byte", sock)
 	}
 	if err := sendNotify(sock, state); err != nil {
 		return false, err

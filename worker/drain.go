@@ -1,4 +1,4 @@
-package supervisor
+package worker
 
 import (
 	"bufio"
@@ -74,14 +74,14 @@ import (
 // when it returns.
 func ServeAndDrain(ctx context.Context, srv *http.Server, ls []net.Listener, opts ...DrainOption) error {
 	if srv == nil {
-		return errors.New("supervisor: drain: server is nil")
+		return errors.New("worker: drain: server is nil")
 	}
 	if len(ls) == 0 {
-		return errors.New("supervisor: drain: no listeners")
+		return errors.New("worker: drain: no listeners")
 	}
 	for i, l := range ls {
 		if l == nil {
-			return fmt.Errorf("supervisor: drain: listener %d is nil", i)
+			return fmt.Errorf("worker: drain: listener %d is nil", i)
 		}
 	}
 	o := defaultDrainOptions()
@@ -150,11 +150,11 @@ func defaultDrainOptions() drainOptions {
 func (o drainOptions) validate() error {
 	switch {
 	case o.idleGrace < 0:
-		return fmt.Errorf("supervisor: drain: idle grace %v is negative", o.idleGrace)
+		return fmt.Errorf("worker: drain: idle grace %v is negative", o.idleGrace)
 	case o.timeout < 0:
-		return fmt.Errorf("supervisor: drain: drain timeout %v is negative", o.timeout)
+		return fmt.Errorf("worker: drain: drain timeout %v is negative", o.timeout)
 	case o.bodyLimit < 0:
-		return fmt.Errorf("supervisor: drain: body limit %d is negative", o.bodyLimit)
+		return fmt.Errorf("worker: drain: body limit %d is negative", o.bodyLimit)
 	}
 	return nil
 }
@@ -219,7 +219,7 @@ func (d *drainer) serve(srv *http.Server, l net.Listener) error {
 	if errors.Is(err, http.ErrServerClosed) || d.closingListen.Load() && errors.Is(err, net.ErrClosed) {
 		return nil
 	}
-	return fmt.Errorf("supervisor: serve %s: %w", l.Addr(), err)
+	return fmt.Errorf("worker: serve %s: %w", l.Addr(), err)
 }
 
 // connState is srv.ConnState: it keeps the connection table, then calls the
@@ -327,7 +327,7 @@ func (d *drainer) wait(srv *http.Server, expired <-chan time.Time) error {
 		case <-expired:
 			d.stop()
 			srv.Close()
-			return fmt.Errorf("supervisor: drain: timeout %v passed with %d connections open, closed them: %w",
+			return fmt.Errorf("worker: drain: timeout %v passed with %d connections open, closed them: %w",
 				d.opts.timeout, n, context.DeadlineExceeded)
 		}
 	}
@@ -337,7 +337,7 @@ func (d *drainer) wait(srv *http.Server, expired <-chan time.Time) error {
 	done, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := srv.Shutdown(done); err != nil {
-		return fmt.Errorf("supervisor: drain: shutdown: %w", err)
+		return fmt.Errorf("worker: drain: shutdown: %w", err)
 	}
 	return nil
 }

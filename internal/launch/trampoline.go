@@ -1,0 +1,68 @@
+// Package launch is the supervisor's side of starting a worker: the environment of the systemd
+// socket-activation protocol and the re-exec trampoline that sets LISTEN_PID to the worker's own
+// pid. It is plumbing, not for users: a worker reads these variables with package listener.
+//
+// # Why a trampoline
+//
+// libsystemd-style servers (gunicorn among them) take LISTEN_FDS only when LISTEN_PID equals
+// their own pid, and os.StartProcess cannot set a variable after fork: the pid is known only once
+// the child exists. So a worker is started as the supervisor's own binary, whose init (in this
+// package) sets LISTEN_PID to its pid and execs the real program in place; the pid does not
+// change. It costs one Go runtime start (about 2 ms) per spawn of a foreign program, and nothing
+// when the worker is the supervisor's own binary or when there is nothing to set.
+package launch
+
+import (
+	"strconv"
+	"strings"
+)
+
+// The variables of the socket-activation and watchdog protocols, and the trampoline's own.
+const (
+	envFds          = "LISTEN_FDS"
+	envNames        = "LISTEN_FDNAMES"
+	envPid          = "LISTEN_PID"
+	envTrampoline   = "HANDOFF_TRAMPOLINE"
+	envWatchdogUsec = "WATCHDOG_USEC"
+	envWatchdogPid  = "WATCHDOG_PID"
+)
+
+// ListenEnv returns the environment entries a worker needs for sockets passed as fd 3, 4, ...
+// in order, named names: "LISTEN_FDS=n" and "LISTEN_FDNAMES=a:b:...". LISTEN_PID is set in the
+// worker by the trampoline. ListenEnv returns nil for no sockets.
+func ListenEnv(names []string) []string {
+	if len(names) == 0 {
+		return nil
+	}
+	return []string{
+		envFds + "=" + strconv.Itoa(len(names)),
+		envNames + "=" + strings.Join(names, ":"),
+	}
+}
+
+// Trampoline rewrites a spawn of the program at path with argv and env so that the worker finds
+// LISTEN_PID equal to its own pid (see the package documentation for why and what it costs).
+// Start the process with the results instead of the inputs.
+//
+// It returns "/proc/self/exe", the running supervisor's own binary, which works even after that
+// file was replaced on disk, with argv unchanged and env plus HANDOFF_TRAMPOLINE=path. This
+// package's init function, running in that process, removes HANDOFF_TRAMPOLINE, sets LISTEN_PID
+// to its pid if LISTEN_FDS is set (and WATCHDOG_PID if WATCHDOG_USEC is), and execs path with
+// argv and the environment; the pid does
+// not change. If the exec fails it writes "handoff: exec <path>: <error>" to stderr and exits
+// with status 127. As with [syscall.StartProcess], path is not looked up in $PATH.
+//
+// When path is absolute and names the running executable itself, there is no second exec: the
+// result is path, and HANDOFF_TRAMPOLINE is set empty, which tells the init to set LISTEN_PID
+// and let the program run. When env sets neither LISTEN_FDS nor WATCHDOG_USEC, there is nothing
+// to set, and the spawn goes straight to path.
+//
+// env is not modified. The result drops env's LISTEN_PID and HANDOFF_TRAMPOLINE entries (the
+// trampoline sets them), and of several LISTEN_FDS or LISTEN_FDNAMES entries keeps only the last,
+// as os/exec does; so appending [ListenEnv] to os.Environ() works even if the supervisor's own
+// environment still holds socket-activation variables.
+//
+// On platforms other than Linux it returns its arguments unchanged.
+func Trampoline(path string, argv, env []string) (tpath string, targv, tenv []string) {
+	return trampoline(path, argv, env)
+}

@@ -1,5 +1,0 @@
-//go:build !linux
-
-package listener
-
-func sendNotify(string, string) error { return notSupported("Notify") }

@@ -1,0 +1,43 @@
+package worker
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// sendNotify sends state to sock as one datagram from a new socket, closed at once.
+func sendNotify(sock, state string) error {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("worker: notify %s: %w", sock, os.NewSyscallError("socket", err))
+	}
+	defer unix.Close(fd)
+	// SockaddrUnix turns a leading '@' into the NUL of an abstract name.
+	addr := &unix.SockaddrUnix{Name: sock}
+	for {
+		err = unix.Sendto(fd, []byte(state), unix.MSG_NOSIGNAL, addr)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("worker: notify %s: %w", sock, os.NewSyscallError("sendto", err))
+	}
+	return nil
+}
+
+// setCloexec marks f close-on-exec: the liveness pipe's read end comes
+// without, so the worker's own children do not hold it.
+func setCloexec(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { _, serr = unix.FcntlInt(fd, unix.F_SETFD, unix.FD_CLOEXEC) }); err != nil {
+		return err
+	}
+	return os.NewSyscallError("fcntl F_SETFD", serr)
+}
