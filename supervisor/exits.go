@@ -1,0 +1,109 @@
+package supervisor
+
+import (
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+func (t *table) startFailed(sl *slot, err error) {
+	t.failed(sl, err)
+	d := t.backoff(sl.failures)
+	sl.notBefore = time.Now().Add(d)
+	t.failureLog(sl)("worker start failed", zap.Int("worker", sl.index), zap.Error(err),
+		zap.Int("failures", sl.failures), zap.Duration("retry_in", d))
+}
+
+// failed counts a start failure of sl, and gives up when there have been
+// too many in a row (WithMaxStartFailures).
+func (t *table) failed(sl *slot, err error) {
+	sl.failures++
+	t.exitsBy.StartFailures++
+	if n := t.o.maxFailures; n > 0 && sl.failures >= n && t.fatal == nil {
+		t.fatal = fmt.Errorf("supervisor: worker %d failed to start %d times in a row, giving up: %w", sl.index, sl.failures, err)
+		t.log.Error("too many start failures: stopping", zap.Error(t.fatal))
+		t.stop(t.o.stopTimeout)
+	}
+}
+
+// failureLog returns the logger for sl's failures: the first three of a
+// run, then only the 4th, 8th, 16th…, so a crash loop does not flood the
+// log; the others go to debug.
+func (t *table) failureLog(sl *slot) func(string, ...zap.Field) {
+	if n := sl.failures; n <= 3 || n&(n-1) == 0 {
+		return t.log.Warn
+	}
+	return t.log.Debug
+}
+
+// backoff is the delay after n consecutive start failures.
+func (t *table) backoff(n int) time.Duration {
+	d := t.o.backoffMin
+	for i := 1; i < n && d < t.o.backoffMax; i++ {
+		d *= 2
+	}
+	return min(d, t.o.backoffMax)
+}
+
+func (t *table) onExit(e exit) {
+	w, st := e.w, e.st
+	delete(t.live, w)
+	if t.byPid[w.info.Pid] == w {
+		delete(t.byPid, w.info.Pid)
+	}
+	switch {
+	case st.Signal != 0:
+		t.exitsBy.Signaled++
+	case st.Code == 0:
+		t.exitsBy.Clean++
+	default:
+		t.exitsBy.Failed++
+	}
+	fields := append(workerFields(w.info), zap.Stringer("status", st))
+	asked := t.stopping || w.info.State == Stopping
+	sl := t.slotOf(w)
+	switch {
+	case sl == nil || asked:
+		if sl != nil && sl.w == w {
+			sl.w = nil
+		}
+		if sl != nil && sl.next == w {
+			sl.next = nil
+		}
+		t.log.Info("worker exited", fields...)
+		t.schedule()
+		return
+	case sl.next == w:
+		t.log.Error("new worker exited before it was ready", fields...)
+		t.failNext(sl, fmt.Errorf("new worker %d (slot %d) exited before it was ready: %s", w.info.Pid, sl.index, st))
+		return
+	}
+	sl.w = nil
+	up := !w.readyAt.IsZero() && st.Time.Sub(w.readyAt) >= t.o.minUptime
+	if up {
+		sl.failures = 0
+	} else {
+		t.failed(sl, fmt.Errorf("worker %d exited after %v: %s", w.info.Pid, st.Time.Sub(w.info.Started).Round(time.Millisecond), st))
+	}
+	restart := true
+	if h := t.o.hooks.OnExit; h != nil {
+		restart = h(w.info, st)
+	}
+	if !restart {
+		sl.vetoed = true
+		t.log.Warn("worker exited; restart vetoed by hook", fields...)
+		t.advanceRoll()
+		return
+	}
+	var delay time.Duration
+	if !up {
+		delay = t.backoff(sl.failures)
+	}
+	sl.notBefore = time.Now().Add(delay)
+	sl.restarts++
+	t.restarts++
+	t.failureLog(sl)("worker died; restarting", append(fields,
+		zap.Bool("start_failure", !up), zap.Int("failures", sl.failures), zap.Duration("delay", delay))...)
+	t.schedule()
+}

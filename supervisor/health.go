@@ -1,0 +1,121 @@
+package supervisor
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/handoff-dev/handoff/worker"
+	"go.uber.org/zap"
+)
+
+// ready marks w as serving. A roll's new worker takes over its slot, and
+// the old one retires.
+func (t *table) ready(w *child) {
+	if w.info.State != Starting {
+		return
+	}
+	w.info.State = Ready
+	if w.readyAt.IsZero() {
+		w.readyAt = time.Now()
+	}
+	w.deadline = time.Time{}
+	t.log.Info("worker ready", append(workerFields(w.info),
+		zap.Duration("after", w.readyAt.Sub(w.info.Started)))...)
+	if h := t.o.hooks.OnReady; h != nil {
+		h(w.info)
+	}
+	if sl := t.slotOf(w); sl != nil && sl.next == w {
+		old := sl.w
+		sl.w, sl.next = w, nil
+		if old != nil {
+			t.retire(old, "replaced by a new generation")
+		}
+	}
+	// Also for a worker a roll placed straight into an empty slot (scaled
+	// up, or refilled after a crash): it may be the last the roll waits for.
+	t.advanceRoll()
+	t.announceReady()
+}
+
+// announceReady tells systemd, once, that the first generation serves.
+func (t *table) announceReady() {
+	if t.announcedReady || t.stopping {
+		return
+	}
+	for _, sl := range t.slots {
+		if !sl.vetoed && (sl.w == nil || sl.w.info.State != Ready) {
+			return
+		}
+	}
+	t.announcedReady = true
+	t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=%d workers ready, generation %d", len(t.slots), t.gen))
+}
+
+// watchdogFire signals a worker that stopped pinging (or asked for it),
+// and kills it after the grace period; it is then replaced.
+func (t *table) watchdogFire(w *child, why string) {
+	w.pingBy = time.Time{}
+	if w.hung || w.info.State == Stopping {
+		return
+	}
+	w.hung = true
+	w.deadline = time.Now().Add(t.o.watchdogGrace)
+	t.hung++
+	t.log.Error("watchdog: worker "+why, append(workerFields(w.info),
+		zap.Stringer("signal", t.o.watchdogSignal), zap.Duration("kill_after", t.o.watchdogGrace))...)
+	t.signal(w, t.o.watchdogSignal)
+}
+
+// recycle replaces w, which reached its maximum lifetime, through the same
+// readiness-gated path as a roll.
+func (t *table) recycle(w *child) {
+	sl := t.slotOf(w)
+	if sl == nil || sl.w != w || t.stopping {
+		return
+	}
+	if sl.next != nil || t.roll != nil || w.info.State != Ready {
+		w.expireAt = time.Now().Add(t.o.backoffMin) // being replaced already, or not yet serving
+		return
+	}
+	t.log.Info("recycling worker at its maximum lifetime", workerFields(w.info)...)
+	nw, err := t.spawn(sl, w.info.Generation)
+	if err != nil {
+		t.failNext(sl, err)
+		return
+	}
+	sl.next = nw
+	t.recycled++
+}
+
+func (t *table) onNotify(m notifyMsg) {
+	w := t.byPid[m.Pid]
+	if w == nil && t.o.notifyAll {
+		if pid, ok := descendantOf(m.Pid, func(pid int) bool { return t.byPid[pid] != nil }); ok {
+			w = t.byPid[pid]
+		}
+	}
+	if w == nil {
+		t.foreign++
+		t.log.Debug("notify message from a process that is not a worker", zap.Int("pid", m.Pid))
+		return
+	}
+	if m.Status != "" {
+		w.status = m.Status
+	}
+	if m.Watchdog && t.o.watchdog > 0 && !w.hung {
+		w.pingBy = time.Now().Add(t.o.watchdog)
+	}
+	if m.WatchdogTrigger {
+		t.watchdogFire(w, "asked for the watchdog (WATCHDOG=trigger)")
+	}
+	if m.Ready && t.o.readiness.mode == readyNotify {
+		t.ready(w)
+	}
+}
+
+// sdNotify tells the service manager that started the supervisor, if any.
+func (t *table) sdNotify(state string) {
+	if _, err := worker.Notify(state); err != nil {
+		t.log.Warn("notifying the service manager", zap.Error(err))
+	}
+}

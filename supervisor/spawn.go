@@ -1,0 +1,186 @@
+package supervisor
+
+import (
+	"cmp"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/launch"
+	"github.com/handoff-dev/handoff/reap"
+	"github.com/handoff-dev/handoff/worker"
+)
+
+// schedule starts a worker in every empty slot whose backoff has passed.
+func (t *table) schedule() {
+	if t.stopping {
+		return
+	}
+	now := time.Now()
+	for _, sl := range t.slots {
+		if sl.w == nil && !sl.vetoed && !now.Before(sl.notBefore) {
+			if w, err := t.spawn(sl, t.targetGen()); err != nil {
+				t.startFailed(sl, err)
+			} else {
+				sl.w = w
+			}
+		}
+	}
+}
+
+// targetGen is the generation new workers belong to.
+func (t *table) targetGen() uint64 {
+	if t.roll != nil {
+		return t.roll.gen
+	}
+	return t.gen
+}
+
+// spawn starts a worker for sl in generation gen.
+func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
+	s := t.s
+	sp := &Spawn{
+		Path:       s.cmd.Path,
+		Args:       slices.Clone(s.cmd.Args),
+		Dir:        s.cmd.Dir,
+		Env:        s.workerEnv(t.socks, t.notify.Name(), sl.index, gen),
+		Stdin:      t.devnull,
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		Worker:     sl.index,
+		Generation: gen,
+	}
+	if h := t.o.hooks.BeforeSpawn; h != nil {
+		if err := h(sp); err != nil {
+			return nil, fmt.Errorf("before-spawn hook: %w", err)
+		}
+	}
+	proc, err := t.start(sp)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	w := &child{
+		info: WorkerInfo{
+			Slot:       sl.index,
+			Pid:        proc.Pid(),
+			Generation: gen,
+			State:      Starting,
+			Started:    now,
+			Restarts:   sl.restarts,
+		},
+		proc: proc,
+	}
+	if t.o.watchdog > 0 {
+		w.pingBy = now.Add(t.o.watchdog)
+	}
+	if t.o.maxLifetime > 0 {
+		w.expireAt = now.Add(t.o.maxLifetime)
+		if t.o.lifetimeJitter > 0 {
+			w.expireAt = w.expireAt.Add(rand.N(t.o.lifetimeJitter))
+		}
+	}
+	t.track(w)
+	t.log.Info("worker started", workerFields(w.info)...)
+	if h := t.o.hooks.AfterSpawn; h != nil {
+		h(w.info)
+	}
+	switch t.o.readiness.mode {
+	case readyStart:
+		// Ready now; the ready event fires once the caller has placed w.
+		w.readyAt, w.deadline = now, now
+	case readyDelay:
+		w.deadline = now.Add(t.o.readiness.delay)
+	case readyNotify:
+		w.deadline = now.Add(t.o.readyTimeout)
+	}
+	return w, nil
+}
+
+// track registers a started or adopted worker and watches for its exit.
+func (t *table) track(w *child) {
+	t.live[w] = struct{}{}
+	t.byPid[w.info.Pid] = w
+	proc, gone := w.proc, t.reaperGone
+	t.watchers.Add(1)
+	go func() {
+		defer t.watchers.Done()
+		select {
+		case <-proc.Done():
+		case <-gone: // the reaper was closed for an upgrade
+			select {
+			case <-proc.Done(): // but this exit was collected first
+			default:
+				return
+			}
+		}
+		st, ok := proc.Status()
+		if !ok { // reaped by someone else: the status is lost, not the exit
+			st = reap.Status{Pid: proc.Pid(), Code: -1, Time: time.Now()}
+		}
+		select {
+		case t.exits <- exit{w, st}:
+		case <-t.quit:
+		}
+	}()
+}
+
+// start starts the process described by sp. Every file is handed over as a
+// raw descriptor: fds 0-2, the sockets from fd 3, then the extra files.
+func (t *table) start(sp *Spawn) (proc *reap.Process, err error) {
+	// The trampoline would only exit 127; say what is wrong instead.
+	if _, err := exec.LookPath(sp.Path); err != nil {
+		return nil, err
+	}
+	std, err := rawFds([]*os.File{sp.Stdin, sp.Stdout, sp.Stderr})
+	if err != nil {
+		return nil, err
+	}
+	extra, err := rawFds(sp.ExtraFiles)
+	if err != nil {
+		return nil, err
+	}
+	live, err := rawFds([]*os.File{t.liveR})
+	if err != nil {
+		return nil, err
+	}
+	env := append(slices.Clip(sp.Env), fmt.Sprintf("%s=%d", worker.EnvLivenessFd, len(std)+len(t.socks)+len(extra)))
+	path, argv, env := launch.Trampoline(sp.Path, sp.Args, env)
+	cerr := launch.ControlAll(t.socks, func(socks []uintptr) {
+		proc, err = t.reaper.Start(path, argv, &syscall.ProcAttr{
+			Dir:   sp.Dir,
+			Env:   env,
+			Files: slices.Concat(std, socks, extra, live),
+			Sys:   sysProcAttr(),
+		})
+	})
+	runtime.KeepAlive(sp) // its files stay open until the child has its copies
+	if err = cmp.Or(cerr, err); err != nil {
+		return nil, fmt.Errorf("start %s: %w", sp.Path, err)
+	}
+	return proc, nil
+}
+
+// rawFds returns the files' descriptors without switching them to blocking
+// mode, as File.Fd would.
+func rawFds(files []*os.File) ([]uintptr, error) {
+	fds := make([]uintptr, len(files))
+	for i, f := range files {
+		if f == nil {
+			return nil, fmt.Errorf("file %d is nil", i)
+		}
+		rc, err := f.SyscallConn()
+		if err != nil {
+			return nil, fmt.Errorf("file %s: %w", f.Name(), err)
+		}
+		if err := rc.Control(func(fd uintptr) { fds[i] = fd }); err != nil {
+			return nil, fmt.Errorf("file %s: %w", f.Name(), err)
+		}
+	}
+	return fds, nil
+}

@@ -1,0 +1,77 @@
+package supervisor
+
+import (
+	"errors"
+	"os"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// scale sets the number of slots.
+func (t *table) scale(n int) {
+	if n == len(t.slots) || t.stopping {
+		return
+	}
+	t.log.Info("scaling", zap.Int("from", len(t.slots)), zap.Int("to", n))
+	for len(t.slots) < n {
+		t.slots = append(t.slots, &slot{index: len(t.slots)})
+	}
+	for _, sl := range t.slots[n:] {
+		if w := sl.next; w != nil {
+			sl.next = nil
+			w.info.State = Stopping
+			t.signal(w, syscall.SIGKILL)
+		}
+		if sl.w != nil {
+			t.retire(sl.w, "scaled down")
+		}
+	}
+	t.slots = t.slots[:n]
+	t.schedule()
+	t.advanceRoll()
+}
+
+// stop begins a graceful stop: no more restarts or rolls, the stop signal
+// to every worker, SIGKILL after timeout (0: only when killAll is called).
+func (t *table) stop(timeout time.Duration) {
+	if t.stopping {
+		return
+	}
+	t.stopping = true
+	t.sdNotify("STOPPING=1")
+	for _, r := range []*roll{t.roll, t.nextRoll} {
+		if r != nil {
+			replyAll(r.waiters, ErrClosed)
+		}
+	}
+	if t.upgrade != nil {
+		replyAll(t.upgrade.waiters, ErrClosed)
+	}
+	t.roll, t.nextRoll, t.upgrade = nil, nil, nil
+	for w := range t.live {
+		if w.info.State != Stopping {
+			w.info.State = Stopping
+			t.signal(w, t.o.stopSignal)
+		}
+		w.deadline = time.Time{}
+		if timeout > 0 {
+			w.deadline = time.Now().Add(timeout)
+		}
+	}
+}
+
+func (t *table) killAll() {
+	for w := range t.live {
+		w.info.State = Stopping
+		w.deadline = time.Time{}
+		t.signal(w, syscall.SIGKILL)
+	}
+}
+
+func (t *table) signal(w *child, sig syscall.Signal) {
+	if err := w.proc.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		t.log.Warn("signal worker", append(workerFields(w.info), zap.Stringer("signal", sig), zap.Error(err))...)
+	}
+}

@@ -1,0 +1,210 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+type preflightResult struct {
+	out []byte
+	st  string
+	err error
+}
+
+// requestUpgrade starts an upgrade, after the roll in progress if any.
+func (t *table) requestUpgrade(done chan<- error) {
+	if t.stopping {
+		reply(done, ErrClosed)
+		return
+	}
+	if t.upgrade != nil {
+		t.upgrade.waiters = appendWaiter(t.upgrade.waiters, done)
+		return
+	}
+	path := t.o.upgradePath
+	if path == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			reply(done, fmt.Errorf("supervisor: upgrade: %w", err))
+			return
+		}
+		path = exe
+	}
+	t.upgrade = &upgrade{path: path, waiters: appendWaiter(nil, done)}
+	if t.roll != nil {
+		t.log.Info("upgrade queued behind the roll in progress")
+		return
+	}
+	t.startPreflight()
+}
+
+// startPreflight runs the new binary in check mode, in the background; the
+// loop gets the result on t.preflights.
+func (t *table) startPreflight() {
+	u := t.upgrade
+	t.log.Info("upgrade: checking the new binary", zap.String("path", u.path))
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.failUpgrade(err)
+		return
+	}
+	env := []string{envPreflight + "=1"}
+	for _, kv := range os.Environ() {
+		if !ownedVar(kv) {
+			env = append(env, kv)
+		}
+	}
+	fds, err := rawFds([]*os.File{t.devnull, w, os.Stderr})
+	if err == nil {
+		p, perr := t.reaper.Start(u.path, []string{u.path}, &syscall.ProcAttr{Env: env, Files: fds})
+		err = perr
+		if perr == nil {
+			t.bg.Add(1)
+			go func() {
+				defer t.bg.Done()
+				defer r.Close()
+				res := preflightResult{}
+				read := make(chan struct{})
+				go func() {
+					defer close(read)
+					res.out, _ = io.ReadAll(io.LimitReader(r, 4096))
+				}()
+				timeout := time.NewTimer(preflightTimeout)
+				defer timeout.Stop()
+				select {
+				case <-read:
+				case <-timeout.C:
+					res.err = fmt.Errorf("no answer within %v", preflightTimeout)
+				case <-t.quit:
+				}
+				p.Signal(syscall.SIGKILL) // nothing if it exited
+				r.SetReadDeadline(time.Now())
+				<-read
+				st, werr := p.Wait(context.Background())
+				res.st = st.String()
+				if res.err == nil && werr != nil {
+					res.err = werr
+				} else if res.err == nil && !st.Success() {
+					res.err = fmt.Errorf("preflight run: %s", st)
+				}
+				select {
+				case t.preflights <- res:
+				case <-t.quit:
+				}
+			}()
+		}
+	}
+	w.Close()
+	if err != nil {
+		r.Close()
+		t.failUpgrade(err)
+	}
+}
+
+func (t *table) onPreflight(res preflightResult) {
+	u := t.upgrade
+	if u == nil || t.stopping {
+		return
+	}
+	if res.err == nil && strings.TrimSpace(string(res.out)) != preflightOK {
+		res.err = fmt.Errorf("not a handoff program: its preflight run printed %q", truncate(string(res.out), 80))
+	}
+	if res.err != nil {
+		t.failUpgrade(fmt.Errorf("the new binary %s failed its preflight run: %w", u.path, res.err))
+		return
+	}
+	t.log.Info("upgrade: exec", zap.String("path", u.path), zap.Int("pid", os.Getpid()))
+	t.failUpgrade(t.exec(u.path)) // exec returns only on failure
+}
+
+func (t *table) failUpgrade(err error) {
+	u := t.upgrade
+	if u == nil {
+		return
+	}
+	t.upgrade = nil
+	t.log.Error("upgrade failed; the supervisor keeps running", zap.Error(err))
+	replyAll(u.waiters, fmt.Errorf("supervisor: upgrade: %w", err))
+	t.afterOperation()
+}
+
+// exec replaces the program in place with path, handing over the table.
+// It returns only if that failed, with everything as it was.
+func (t *table) exec(path string) error {
+	// From here exits stay unreaped, zombies that keep their pids, for the
+	// new program to adopt.
+	t.reaper.Close()
+	close(t.reaperGone)
+	restore := func() error {
+		t.reaperGone = make(chan struct{})
+		r, err := t.newReaper()
+		if err != nil {
+			return err
+		}
+		t.reaper = r
+		// track re-inserts into t.live: range over a copy.
+		for _, w := range slices.Collect(maps.Keys(t.live)) {
+			select {
+			case <-w.proc.Done():
+				continue // its watcher delivers the exit
+			default:
+			}
+			proc, err := t.reaper.Adopt(w.info.Pid)
+			if err != nil {
+				t.log.Error("re-adopting a worker after a failed upgrade", zap.Int("pid", w.info.Pid), zap.Error(err))
+				continue
+			}
+			w.proc = proc
+			delete(t.live, w)
+			t.track(w)
+		}
+		return nil
+	}
+	st, err := t.snapshot()
+	if err != nil {
+		return errors.Join(err, restore())
+	}
+	state, err := json.Marshal(st)
+	if err != nil {
+		return errors.Join(err, restore())
+	}
+	env := []string{envUpgradeState + "=" + string(state)}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envUpgradeState+"=") {
+			env = append(env, kv)
+		}
+	}
+	fds := []int{st.NotifyFd, st.LivenessFds[0], st.LivenessFds[1]}
+	for _, s := range st.Sockets {
+		fds = append(fds, s.Fd)
+	}
+	err = execInPlace(path, env, fds, t.sigs != nil)
+	if t.sigs != nil {
+		signal.Notify(t.sigs, handledSignals...)
+	}
+	return errors.Join(err, restore())
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+type upgrade struct {
+	path    string
+	waiters []chan<- error
+}

@@ -1,0 +1,182 @@
+package supervisor
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/handoff-dev/handoff/listener"
+	"go.uber.org/zap"
+)
+
+// upgradeState is the worker table as one program hands it to the next.
+type upgradeState struct {
+	Generation     uint64
+	Sockets        []stateSocket
+	NotifyFd       int
+	LivenessFds    [2]int // read and write ends
+	Workers        []stateWorker
+	Slots          []stateSlot
+	Restarts       int
+	Exits          ExitCounts
+	AnnouncedReady bool
+	PendingRoll    bool
+}
+
+type stateSocket struct {
+	Fd   int
+	Name string
+}
+
+type stateWorker struct {
+	Pid, Slot  int
+	Generation uint64
+	State      State
+	Started    time.Time
+	ReadyAt    time.Time
+	Deadline   time.Time
+	PingBy     time.Time
+	ExpireAt   time.Time
+	Hung       bool
+	Restarts   int
+	Status     string
+}
+
+type stateSlot struct {
+	Failures, Restarts int
+	Vetoed             bool
+}
+
+// takeUpgradeState reads and removes the state an upgrade left in the
+// environment; nil when there is none.
+func takeUpgradeState() (*upgradeState, error) {
+	v, ok := os.LookupEnv(envUpgradeState)
+	if !ok {
+		return nil, nil
+	}
+	os.Unsetenv(envUpgradeState)
+	var st upgradeState
+	if err := json.Unmarshal([]byte(v), &st); err != nil {
+		return nil, fmt.Errorf("supervisor: %s: %w", envUpgradeState, err)
+	}
+	if st.NotifyFd < 3 || st.LivenessFds[0] < 3 || st.LivenessFds[1] < 3 || st.Generation == 0 {
+		return nil, fmt.Errorf("supervisor: %s: notify fd %d, liveness fds %v, generation %d",
+			envUpgradeState, st.NotifyFd, st.LivenessFds, st.Generation)
+	}
+	for _, s := range st.Sockets {
+		if s.Fd < 3 {
+			return nil, fmt.Errorf("supervisor: %s: socket %q on fd %d", envUpgradeState, s.Name, s.Fd)
+		}
+	}
+	return &st, nil
+}
+
+// snapshot is the state to hand over: the workers still running, the
+// sockets and the notify socket as fds that survive the exec.
+func (t *table) snapshot() (*upgradeState, error) {
+	st := &upgradeState{
+		Generation:     t.gen,
+		Restarts:       t.restarts,
+		Exits:          t.exitsBy,
+		AnnouncedReady: t.announcedReady,
+		PendingRoll:    t.nextRoll != nil,
+	}
+	for _, sock := range t.socks {
+		if err := sock.Control(func(fd uintptr) {
+			st.Sockets = append(st.Sockets, stateSocket{Fd: int(fd), Name: sock.Name()})
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.notify.Control(func(fd uintptr) { st.NotifyFd = int(fd) }); err != nil {
+		return nil, err
+	}
+	live, err := rawFds([]*os.File{t.liveR, t.liveW})
+	if err != nil {
+		return nil, err
+	}
+	st.LivenessFds = [2]int{int(live[0]), int(live[1])}
+	for _, sl := range t.slots {
+		st.Slots = append(st.Slots, stateSlot{Failures: sl.failures, Restarts: sl.restarts, Vetoed: sl.vetoed})
+	}
+	for w := range t.live {
+		select {
+		case <-w.proc.Done():
+			continue // it exited; the new program fills its slot
+		default:
+		}
+		st.Workers = append(st.Workers, stateWorker{
+			Pid: w.info.Pid, Slot: w.info.Slot, Generation: w.info.Generation, State: w.info.State,
+			Started: w.info.Started, ReadyAt: w.readyAt, Deadline: w.deadline, Restarts: w.info.Restarts,
+			PingBy: w.pingBy, ExpireAt: w.expireAt, Hung: w.hung, Status: w.status,
+		})
+	}
+	return st, nil
+}
+
+// resume takes over the table an upgrade handed over: sockets, notify
+// socket and workers, which are adopted as this program's children.
+func (t *table) resume(st *upgradeState) (err error) {
+	for _, s := range st.Sockets {
+		sock, err := listener.AdoptFd(s.Fd, s.Name)
+		if err != nil {
+			return fmt.Errorf("supervisor: inherited socket: %w", err)
+		}
+		t.owned = append(t.owned, sock)
+	}
+	t.socks = t.owned
+	if n := len(t.s.addrs) + len(t.o.sockets); n > 0 && n != len(t.socks) {
+		t.log.Warn("the inherited sockets are kept; the configured ones are ignored",
+			zap.Int("inherited", len(t.socks)), zap.Int("configured", n))
+	}
+	if t.notify, err = notifySocketFromFd(st.NotifyFd); err != nil {
+		return fmt.Errorf("supervisor: inherited notify socket: %w", err)
+	}
+	t.liveR = os.NewFile(uintptr(st.LivenessFds[0]), "liveness")
+	t.liveW = os.NewFile(uintptr(st.LivenessFds[1]), "liveness")
+	for _, f := range []*os.File{t.liveR, t.liveW} {
+		if err := setCloexec(f); err != nil {
+			return fmt.Errorf("supervisor: inherited liveness pipe: %w", err)
+		}
+	}
+	t.gen, t.restarts, t.exitsBy, t.announcedReady = st.Generation, st.Restarts, st.Exits, st.AnnouncedReady
+	// The old program's slots, not the configured count: a Scale since
+	// start is the newer wish.
+	t.slots = make([]*slot, max(len(st.Slots), 1))
+	for i := range t.slots {
+		t.slots[i] = &slot{index: i}
+		if i < len(st.Slots) {
+			t.slots[i].failures, t.slots[i].restarts, t.slots[i].vetoed = st.Slots[i].Failures, st.Slots[i].Restarts, st.Slots[i].Vetoed
+		}
+	}
+	adopted := 0
+	for _, sw := range st.Workers {
+		proc, err := t.reaper.Adopt(sw.Pid)
+		if err != nil {
+			t.log.Warn("worker gone during the upgrade", zap.Int("pid", sw.Pid), zap.Error(err))
+			continue
+		}
+		w := &child{
+			info: WorkerInfo{Slot: sw.Slot, Pid: sw.Pid, Generation: sw.Generation, State: sw.State,
+				Started: sw.Started, Restarts: sw.Restarts},
+			proc: proc, readyAt: sw.ReadyAt, deadline: sw.Deadline,
+			pingBy: sw.PingBy, expireAt: sw.ExpireAt, hung: sw.Hung, status: sw.Status,
+		}
+		t.track(w)
+		adopted++
+		switch {
+		case w.info.State == Stopping:
+		case w.info.Slot < len(t.slots) && t.slots[w.info.Slot].w == nil:
+			t.slots[w.info.Slot].w = w
+		default:
+			t.retire(w, "no slot for it after the upgrade")
+		}
+	}
+	if st.PendingRoll {
+		t.nextRoll = &roll{}
+	}
+	t.log.Info("supervisor upgraded in place", zap.Int("pid", os.Getpid()), zap.Int("workers", adopted),
+		zap.Uint64("generation", t.gen))
+	return nil
+}
