@@ -27,8 +27,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
+	"github.com/handoff-dev/handoff/internal/logging"
 	"github.com/handoff-dev/handoff/supervisor"
 	"github.com/handoff-dev/handoff/worker"
 )
@@ -54,9 +54,6 @@ func main() {
 		listen = listenFlag{"127.0.0.1:8080"}
 	}
 
-	log := newLogger()
-	defer log.Sync()
-
 	ctx := context.Background()
 	var err error
 	if *workerOnly {
@@ -66,11 +63,11 @@ func main() {
 			supervisor.WithListen(listen...),
 			supervisor.WithWorkers(*workers),
 			supervisor.WithMinUptime(*minUptime),
-			supervisor.WithLogger(log),
 		)
 	}
 	if err != nil {
-		log.Error("exiting", zap.Error(err))
+		// In the supervisor's own log format, which bench/compare reads.
+		logging.Default().Error("exiting", zap.Error(err))
 		os.Exit(1)
 	}
 }
@@ -95,16 +92,4 @@ func handler() http.Handler {
 		w.Header().Set("X-Version", version)
 		fmt.Fprintf(w, "hello from worker %s (generation %s)\n", pid, gen)
 	})
-}
-
-// newLogger logs for people on a terminal, in colour, and as JSON lines
-// otherwise.
-func newLogger() *zap.Logger {
-	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-		cfg := zap.NewDevelopmentEncoderConfig()
-		cfg.EncodeLevel = zapcore.CapitalColorLevelEncoder
-		cfg.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
-		return zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(cfg), zapcore.Lock(os.Stderr), zap.InfoLevel))
-	}
-	return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(os.Stderr), zap.InfoLevel))
 }

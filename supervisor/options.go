@@ -1,11 +1,13 @@
 package supervisor
 
 import (
+	"log/slog"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/handoff-dev/handoff/internal/logging"
 	"github.com/handoff-dev/handoff/listener"
 )
 
@@ -49,7 +51,6 @@ type options struct {
 func defaultOptions() options {
 	return options{
 		workers:     1,
-		logger:      zap.NewNop(),
 		minUptime:   time.Second,
 		backoffMin:  100 * time.Millisecond,
 		backoffMax:  10 * time.Second,
@@ -83,8 +84,17 @@ func WithSockets(socks ...*listener.Socket) Option {
 	return optionFunc(func(o *options) { o.sockets = append(o.sockets, socks...) })
 }
 
-// WithLogger sets the logger (default: no logging).
+// WithLogger sets the logger. Without it (or WithSlogHandler), the
+// supervisor logs at info and above to stderr: console lines on a
+// terminal, JSON lines otherwise. WithLogger(zap.NewNop()) silences it.
 func WithLogger(l *zap.Logger) Option { return optionFunc(func(o *options) { o.logger = l }) }
+
+// WithSlogHandler logs through a log/slog handler, for a program that
+// carries a *slog.Logger: WithSlogHandler(logger.Handler()). The handler
+// decides the level; zap's debug, info, warn and error map onto slog's.
+func WithSlogHandler(h slog.Handler) Option {
+	return optionFunc(func(o *options) { o.logger = zap.New(logging.SlogCore(h)) })
+}
 
 // WithHooks installs the hooks described on Hooks.
 func WithHooks(h Hooks) Option { return optionFunc(func(o *options) { o.hooks = h }) }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/handoff-dev/handoff/internal/launch"
+	"github.com/handoff-dev/handoff/internal/logging"
 	"github.com/handoff-dev/handoff/listener"
 	"github.com/handoff-dev/handoff/worker"
 )
@@ -101,7 +102,7 @@ func New(cmd Command, opts ...Option) (*Supervisor, error) {
 	cmd.Args = slices.Clone(cmd.Args)
 	cmd.Env = slices.Clone(cmd.Env)
 	if o.logger == nil {
-		o.logger = zap.NewNop()
+		o.logger = logging.Default()
 	}
 	return &Supervisor{
 		cmd:     cmd,
