@@ -180,10 +180,11 @@ func quoteNotify(b []byte) string {
 	return strconv.Quote(string(b))
 }
 
-// notifyDrops counts the datagrams a notifySocket dropped, and the descriptors it closed.
-type notifyDrops struct {
+// NotifyDrops counts the notify datagrams the supervisor dropped, by reason, and the file
+// descriptors that came with datagrams and were closed (Stats.NotifyDropped).
+type NotifyDrops struct {
 	// NoCredentials: datagrams without the sender's pid. The kernel attaches it to every
-	// datagram once SO_PASSCRED is set, which openNotifySocket does before binding, so this
+	// datagram once SO_PASSCRED is set, which the supervisor does before binding, so this
 	// counts only datagrams queued on an inherited socket before SO_PASSCRED was set, and
 	// senders whose pid this process cannot see (another pid namespace: the kernel says 0).
 	NoCredentials uint64
@@ -192,7 +193,7 @@ type notifyDrops struct {
 	// credentials and the most descriptors one datagram can carry, so that happens only when
 	// this process is out of descriptors (RLIMIT_NOFILE) and some could not be received.
 	Oversized uint64
-	// Malformed: payloads parseNotify rejects.
+	// Malformed: payloads that are not newline-separated KEY=VALUE assignments.
 	Malformed uint64
 	// FdsClosed: descriptors received with SCM_RIGHTS (FDSTORE=1, BARRIER=1 and the like),
 	// all closed, delivered datagram or not.
@@ -227,8 +228,8 @@ func (n *notifySocket) Control(f func(fd uintptr)) error {
 }
 
 // dropped returns a snapshot of the counters.
-func (n *notifySocket) dropped() notifyDrops {
-	return notifyDrops{
+func (n *notifySocket) dropped() NotifyDrops {
+	return NotifyDrops{
 		NoCredentials: n.noCredentials.Load(),
 		Oversized:     n.oversized.Load(),
 		Malformed:     n.malformed.Load(),

@@ -380,7 +380,7 @@ func TestOpenNotifySocket(t *testing.T) {
 	if a.n.Name() == b.n.Name() {
 		t.Errorf("two sockets named %q", a.n.Name())
 	}
-	if d := a.n.dropped(); d != (notifyDrops{}) {
+	if d := a.n.dropped(); d != (NotifyDrops{}) {
 		t.Errorf("dropped %+v before any datagram", d)
 	}
 }
@@ -415,7 +415,7 @@ func TestNotifyFromGo(t *testing.T) {
 	if m := r.next(t); m != (notifyMsg{Pid: self}) {
 		t.Errorf("empty datagram delivered %+v", m)
 	}
-	if d := r.n.dropped(); d != (notifyDrops{}) {
+	if d := r.n.dropped(); d != (NotifyDrops{}) {
 		t.Errorf("dropped %+v", d)
 	}
 }
@@ -485,7 +485,7 @@ func TestNotifySystemdNotify(t *testing.T) {
 			if err := cmd.Wait(); err != nil {
 				t.Errorf("systemd-notify: %v, output %q", err, out.String())
 			}
-			if d := r.n.dropped(); d != (notifyDrops{FdsClosed: 1}) {
+			if d := r.n.dropped(); d != (NotifyDrops{FdsClosed: 1}) {
 				t.Errorf("dropped %+v, want the barrier's descriptor closed and nothing else", d)
 			}
 		})
@@ -511,7 +511,7 @@ func TestNotifyOversized(t *testing.T) {
 	if m := r.next(t); m.Status != fits[len("STATUS="):] || m.Ready {
 		t.Errorf("got Ready %t and a status of %d bytes, want the one of %d bytes", m.Ready, len(m.Status), len(fits)-len("STATUS="))
 	}
-	if d := r.n.dropped(); d != (notifyDrops{Oversized: 2, FdsClosed: 1}) {
+	if d := r.n.dropped(); d != (NotifyDrops{Oversized: 2, FdsClosed: 1}) {
 		t.Errorf("dropped %+v, want 2 oversized and 1 descriptor closed", d)
 	}
 }
@@ -529,7 +529,7 @@ func TestNotifyMalformed(t *testing.T) {
 	if m := r.next(t); m != (notifyMsg{Pid: os.Getpid(), Ready: true}) {
 		t.Errorf("got %+v, want the one valid message", m)
 	}
-	if d := r.n.dropped(); d != (notifyDrops{Malformed: uint64(len(bad))}) {
+	if d := r.n.dropped(); d != (NotifyDrops{Malformed: uint64(len(bad))}) {
 		t.Errorf("dropped %+v, want %d malformed", d, len(bad))
 	}
 }
@@ -573,7 +573,7 @@ func TestNotifyFdsClosed(t *testing.T) {
 	if after := notifyFds(t); !slices.Equal(after, before) {
 		t.Errorf("open descriptors: %d before sending, %d after: %v", len(before), len(after), after)
 	}
-	want := notifyDrops{Malformed: 1, Oversized: 1, FdsClosed: 2 + scmMaxFd + sends}
+	want := NotifyDrops{Malformed: 1, Oversized: 1, FdsClosed: 2 + scmMaxFd + sends}
 	if d := r.n.dropped(); d != want {
 		t.Errorf("dropped %+v, want %+v", d, want)
 	}
@@ -622,7 +622,7 @@ func TestNotifyNoCredentials(t *testing.T) {
 	if m := r.next(t); m != (notifyMsg{Pid: os.Getpid(), Ready: true, Status: "late"}) {
 		t.Errorf("got %+v, want the later message", m)
 	}
-	if d := n.dropped(); d != (notifyDrops{NoCredentials: 1}) {
+	if d := n.dropped(); d != (NotifyDrops{NoCredentials: 1}) {
 		t.Errorf("dropped %+v, want 1 without credentials", d)
 	}
 }

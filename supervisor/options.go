@@ -193,7 +193,7 @@ func WithNotifyAccessAll() Option { return optionFunc(func(o *options) { o.notif
 // WithSignals makes Run handle the process's signals: SIGHUP rolls the
 // workers, SIGUSR2 upgrades the supervisor in place, SIGTERM and SIGINT stop
 // gracefully (a second one kills), SIGTTIN and SIGTTOU add and remove a
-// worker. Serve uses it; only one supervisor in a process should.
+// worker. Main uses it; only one supervisor in a process should.
 func WithSignals() Option { return optionFunc(func(o *options) { o.signals = true }) }
 
 // WithUpgradePath sets the binary Upgrade executes (default: the running
@@ -204,7 +204,7 @@ func WithUpgradePath(path string) Option {
 
 // WithWatchdog enables the sd_notify watchdog: each worker gets
 // WATCHDOG_USEC (and WATCHDOG_PID, its own pid) and must send WATCHDOG=1
-// at least every d (Go workers: RunWorker pings at half the interval). A
+// at least every d (Go workers: worker.Run pings at half the interval). A
 // worker that misses it, or sends WATCHDOG=trigger, gets the watchdog
 // signal, then SIGKILL after the grace period, and is replaced.
 func WithWatchdog(d time.Duration) Option { return optionFunc(func(o *options) { o.watchdog = d }) }

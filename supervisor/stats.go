@@ -74,7 +74,7 @@ type Stats struct {
 	// file descriptors that came with messages and were closed.
 	NotifySocket  string
 	ForeignNotify int
-	NotifyDropped notifyDrops
+	NotifyDropped NotifyDrops
 	// WatchdogKills counts workers the watchdog signalled; Recycled, the
 	// ones replaced at their maximum lifetime.
 	WatchdogKills int

@@ -261,7 +261,7 @@ func (s *Supervisor) Roll(ctx context.Context) error {
 // new binary starts (a preflight run), then execs it with the same pid,
 // handing over the listening sockets and the worker table; the new program
 // adopts the running workers. The new program must create its supervisor
-// the same way (supervisor.Serve does), and it finds the state in its
+// the same way (supervisor.Main does), and it finds the state in its
 // environment. On success Upgrade does not return: the process runs the new
 // program. On failure the supervisor keeps running as it was and Upgrade
 // returns why.
