@@ -4,14 +4,32 @@
 // the data path. It reaps every exit and restarts crashed workers with
 // backoff.
 //
-// The code lives in three packages, with data flowing one way:
+// # Layout
 //
-//   - listener: both sides of the socket handoff. The supervisor binds
-//     addresses (or adopts sockets systemd gave it); a worker inherits them.
-//   - reap: the one owner of wait(2). Exits in, statuses out.
-//   - supervisor: the worker table, restarts, hooks, and the one-call
-//     entry point supervisor.Serve for a binary that is both supervisor and
-//     worker.
+// Data flows one way: listener, reap and worker never import supervisor,
+// and a worker binary that imports only worker links none of the
+// supervisor's machinery.
+//
+//   - listener: the sockets. Parse and bind addresses (ParseAddr, Listen),
+//     adopt the ones systemd passed (Adopt, AdoptFd); in a worker, Inherit
+//     them by name.
+//   - reap: the one owner of wait(2): children started or adopted, each
+//     exit reported once, signals through pidfds.
+//   - worker: everything a worker process does: worker.Run (any handler;
+//     READY=1 on its first Accept), worker.RunHTTP (net/http, drained
+//     without failing a request), Self, the sd_notify client (Ready,
+//     Stopping, Watchdog) and the liveness pipe.
+//   - supervisor: the worker table, generations, readiness, rolls,
+//     restarts, hooks, signals and the in-place upgrade; supervisor.MainHTTP
+//     and supervisor.Main are the one-call entry points of a binary that is
+//     both supervisor and worker.
+//   - internal: plumbing the supervisor side shares (the re-exec trampoline
+//     that sets LISTEN_PID, the default logger), not for users.
+//   - cmd/handoff: the CLI that runs any existing server under a supervisor.
+//   - example: a supervised HTTP server (go run ./example) and example/echo,
+//     a worker-only TCP echo server.
+//   - docs: deployment files; bench: benchmarks and side-by-side
+//     comparisons, a module of its own.
 //
 // # The fd contract
 //
@@ -44,7 +62,7 @@
 //
 // # Signals
 //
-//	signal        supervisor (supervisor.Serve)           worker (supervisor.RunWorker)
+//	signal        supervisor (supervisor.Main)            worker (worker.Run)
 //	SIGHUP        rolling restart                         -
 //	SIGUSR2       upgrade in place, same pid              -
 //	SIGTERM,      stop gracefully: the stop signal to     drain: finish in-flight requests,
