@@ -27,7 +27,8 @@
 //     that sets LISTEN_PID, the default logger), not for users.
 //   - cmd/handoff: the CLI that runs any existing server under a supervisor.
 //   - example: a supervised HTTP server (go run ./example) and example/echo,
-//     a worker-only TCP echo server.
+//     a worker-only TCP echo server; example/app.py, the WSGI app of the
+//     CLI examples.
 //   - docs: deployment files; bench: benchmarks and side-by-side
 //     comparisons, a module of its own.
 //

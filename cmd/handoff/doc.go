@@ -9,7 +9,8 @@
 // The server gets its sockets the systemd way (fd 3, 4, … with LISTEN_FDS,
 // LISTEN_FDNAMES and LISTEN_PID, its own pid) and NOTIFY_SOCKET for
 // sd_notify, so anything that supports socket activation runs under handoff
-// unchanged: gunicorn, uvicorn --fd 3, a Go server using listener.Inherit,
+// unchanged: gunicorn, uvicorn --fd 3, a Go worker using worker.Run or
+// listener.Inherit,
 // servers built on libsystemd.
 //
 // # Flags
