@@ -10,8 +10,7 @@
 // LISTEN_FDNAMES and LISTEN_PID, its own pid) and NOTIFY_SOCKET for
 // sd_notify, so anything that supports socket activation runs under handoff
 // unchanged: gunicorn, uvicorn --fd 3, a Go worker using worker.Run or
-// listener.Inherit,
-// servers built on libsystemd.
+// listener.Inherit, servers built on libsystemd.
 //
 // # Flags
 //
