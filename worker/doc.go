@@ -7,6 +7,8 @@
 // (and listener) links none of the supervisor's machinery, and runs the
 // same unsupervised, under the handoff CLI, under systemd's
 // socket activation, or as the worker half of supervisor.Main.
+// example/echo in the repository is one (a TCP echo server); its test
+// checks with go list -deps that it links no supervisor code.
 //
 //	func main() {
 //		srv := &http.Server{Handler: mux}

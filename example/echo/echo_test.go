@@ -190,3 +190,24 @@ func fdCount(t *testing.T) int {
 	}
 	return len(ents)
 }
+
+// TestLowerPackagesNeverImportSupervisor: data flows one way; listener,
+// reap and worker know nothing of the supervisor, directly or not.
+func TestLowerPackagesNeverImportSupervisor(t *testing.T) {
+	const mod = "github.com/handoff-dev/handoff/"
+	for _, p := range []string{"listener", "reap", "worker"} {
+		out, err := exec.Command("go", "list", "-deps", mod+p).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", p, err)
+		}
+		deps := strings.Fields(string(out))
+		if len(deps) == 0 || deps[len(deps)-1] != mod+p {
+			t.Fatalf("go list -deps %s printed %q", p, deps)
+		}
+		for _, d := range deps {
+			if d == mod+"supervisor" {
+				t.Errorf("%s depends on %s", p, d)
+			}
+		}
+	}
+}
