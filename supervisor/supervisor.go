@@ -336,6 +336,8 @@ func (s *Supervisor) workerEnv(socks []*listener.Socket, notify string, slot int
 		fmt.Sprintf("%s=%d", worker.EnvGeneration, gen),
 		fmt.Sprintf("%s=%d", worker.EnvSupervisorPID, os.Getpid()),
 		"NOTIFY_SOCKET="+notify,
+		// The worker's drain deadline comes before the SIGKILL.
+		fmt.Sprintf("%s=%v", worker.EnvStopTimeout, s.o.stopTimeout),
 	)
 	if s.o.watchdog > 0 {
 		env = append(env, fmt.Sprintf("WATCHDOG_USEC=%d", s.o.watchdog.Microseconds()))
@@ -352,7 +354,7 @@ func ownedVar(kv string) bool {
 	for _, name := range []string{
 		"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET",
 		"WATCHDOG_USEC", "WATCHDOG_PID",
-		worker.EnvWorker, worker.EnvGeneration, worker.EnvSupervisorPID, worker.EnvLivenessFd, "HANDOFF_TRAMPOLINE", envPreflight, envUpgradeState,
+		worker.EnvWorker, worker.EnvGeneration, worker.EnvSupervisorPID, worker.EnvLivenessFd, worker.EnvStopTimeout, "HANDOFF_TRAMPOLINE", envPreflight, envUpgradeState,
 	} {
 		if len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name {
 			return true
