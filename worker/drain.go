@@ -533,6 +533,9 @@ func (d *drainer) wait(srv *http.Server, hurry <-chan struct{}) error {
 		}
 		select {
 		case <-d.bell:
+			if cutAt >= 0 {
+				d.closeIdle() // connections that went idle since the cut
+			}
 		case <-hurry:
 			hurry = nil
 			soft = closedTime
