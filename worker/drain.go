@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -247,7 +248,9 @@ func (d *drainer) servers(srv *http.Server, tlsConfig *tls.Config) (inner, h2hos
 	for proto, fn := range h2host.TLSNextProto {
 		inner.TLSNextProto[proto] = func(hs *http.Server, c *tls.Conn, h http.Handler) {
 			d.h2Conns.Add(1)
-			fn(hs, c, h)
+			d.h2Open.Add(1)
+			defer d.h2Open.Add(-1)
+			fn(hs, c, h) // serves the connection until it is closed
 		}
 	}
 	return inner, h2host, nil
@@ -362,7 +365,12 @@ func (o drainOptions) tlsConfig(srv *http.Server) (*tls.Config, error) {
 		}
 		c.Certificates = append(c.Certificates, cert)
 	}
-	return c, nil // configuring HTTP/2 adds "h2" and "http/1.1" to NextProtos
+	if len(c.NextProtos) == 0 && (srv.Protocols == nil || srv.Protocols.HTTP2()) && srv.TLSNextProto == nil {
+		// Serve configures HTTP/2 for a TLS listener only if "h2" is
+		// offered; configuring it completes the list.
+		c.NextProtos = []string{"h2", "http/1.1"}
+	}
+	return c, nil
 }
 
 // drainer is the state of one ServeAndDrain call: the handler wrapper and
@@ -381,6 +389,7 @@ type drainer struct {
 	closingListen atomic.Bool        // the drain is closing the listeners
 	handlers      atomic.Int64       // handlers running
 	h2Conns       atomic.Int64       // HTTP/2 connections served
+	h2Open        atomic.Int64       // HTTP/2 connections open
 
 	mu       sync.Mutex
 	conns    map[net.Conn]*drainConn
@@ -481,7 +490,8 @@ func (d *drainer) disarm(dc *drainConn) {
 // start begins the drain: from now on responses ask for the connection to be
 // closed, Draining's channels are closed, and with an idle grace every idle
 // connection gets a timer for what remains of it; then the listeners are
-// closed.
+// closed, and the start is logged with the number of HTTP/2 connections
+// about to get a GOAWAY.
 func (d *drainer) start(ls []net.Listener) {
 	d.mu.Lock()
 	d.draining.Store(true)
@@ -494,10 +504,21 @@ func (d *drainer) start(ls []net.Listener) {
 			}
 		}
 	}
+	conns, idle := len(d.conns), 0
+	for _, dc := range d.conns {
+		if dc.idle {
+			idle++
+		}
+	}
 	d.mu.Unlock()
 	d.closingListen.Store(true)
 	for _, l := range ls {
 		l.Close() // an error means it is already closed, which is the aim
+	}
+	if d.opts.logger != nil {
+		d.opts.logger.Info("worker: drain started", slog.Int("pid", os.Getpid()),
+			slog.Int("connections", conns), slog.Int("idle", idle),
+			slog.Int64("http2_goaway", d.h2Open.Load()), slog.Duration("deadline", d.opts.timeout))
 	}
 }
 
@@ -589,7 +610,7 @@ func (d *drainer) report(msg string, after time.Duration, conns, idle, hijacked 
 		return
 	}
 	args := append([]any{
-		slog.Duration("after", after), slog.Int("connections", conns), slog.Int("idle", idle),
+		slog.Int("pid", os.Getpid()), slog.Duration("after", after), slog.Int("connections", conns), slog.Int("idle", idle),
 		slog.Int("hijacked", hijacked), slog.Int64("handlers", handlers), slog.Int64("http2_connections", d.h2Conns.Load()),
 	}, more...)
 	d.opts.logger.Info("worker: "+msg, args...)
