@@ -443,6 +443,9 @@ func (d *drainer) track(c net.Conn, st http.ConnState) {
 		if dc.idle && d.opts.idleSet && d.draining.Load() && !d.stopped {
 			d.arm(c, dc, d.opts.idleGrace)
 		}
+		if dc.idle {
+			d.ring() // past the deadline, wait closes it
+		}
 	case http.StateHijacked, http.StateClosed:
 		if dc := d.conns[c]; dc != nil {
 			d.disarm(dc)
