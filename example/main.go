@@ -70,6 +70,7 @@ func main() {
 	tlsCert := flag.String("tls-cert", "", "serve HTTPS (HTTP/2 by ALPN) with this PEM certificate chain (needs -tls-key)")
 	tlsKey := flag.String("tls-key", "", "the PEM private key of -tls-cert")
 	h2c := flag.Bool("h2c", false, "serve cleartext HTTP/2 (prior knowledge) beside HTTP/1.1")
+	maxDraining := flag.Int("max-draining", 8, "how many generations may drain at once before the oldest is hurried (0: no cap)")
 	flag.Parse()
 	if len(listen) == 0 {
 		listen = listenFlag{"127.0.0.1:8080"}
@@ -106,6 +107,7 @@ func main() {
 			supervisor.WithWorkers(*workers),
 			supervisor.WithMinUptime(*minUptime),
 			supervisor.WithStopTimeout(*stopTimeout),
+			supervisor.WithMaxDraining(*maxDraining),
 			supervisor.WithLogger(log),
 		)
 	}

@@ -44,6 +44,7 @@ type options struct {
 	maxLifetime    time.Duration
 	lifetimeJitter time.Duration
 	maxFailures    int
+	maxDraining    int // see draining.go
 }
 
 func defaultOptions() options {
@@ -55,6 +56,7 @@ func defaultOptions() options {
 		backoffMax:  10 * time.Second,
 		stopSignal:  syscall.SIGTERM,
 		stopTimeout: 30 * time.Second,
+		maxDraining: defaultMaxDraining,
 
 		readiness:    ReadyOnStart(),
 		readyTimeout: 60 * time.Second,

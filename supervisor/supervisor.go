@@ -124,6 +124,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("supervisor: minimum uptime %v is negative", o.minUptime)
 	case o.backoffMin <= 0 || o.backoffMax < o.backoffMin:
 		return fmt.Errorf("supervisor: backoff %v..%v: want 0 < min <= max", o.backoffMin, o.backoffMax)
+	case validateMaxDraining(o.maxDraining) != nil:
+		return validateMaxDraining(o.maxDraining)
 	case o.stopTimeout < 0:
 		return fmt.Errorf("supervisor: stop timeout %v is negative", o.stopTimeout)
 	case o.stopSignal == 0:
