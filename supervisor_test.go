@@ -85,6 +85,7 @@ type logLine struct {
 	RetryIn    float64 `json:"retry_in"` // seconds
 	From       int     `json:"from"`
 	To         int     `json:"to"`
+	GoAway     int     `json:"http2_goaway"` // a worker's drain start: HTTP/2 connections sent GOAWAY
 }
 
 // startExample starts the example's supervisor with args and waits until it

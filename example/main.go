@@ -14,18 +14,34 @@
 //
 // SIGINT or SIGTERM stops it gracefully: in-flight requests finish, then
 // every process exits with status 0.
+//
+// Protocols: -tls-cert FILE -tls-key FILE serves HTTPS, with HTTP/2 by
+// ALPN; -h2c serves cleartext HTTP/2 ("prior knowledge") beside HTTP/1.1.
+// Long-lived requests show how a retired worker ends them:
+//
+//   - /stream?n=N&every=DUR sends N chunked lines, one every DUR, then a
+//     final line "done N". A stream still running at its worker's drain
+//     deadline ends early with a final line "cut after I of N lines".
+//   - /ws is a WebSocket echo that closes with 1001 (going away) as soon as
+//     its worker starts to drain.
+//
+// -drain-timeout sets the workers' drain deadline (default: 3/4 of the
+// supervisor's -stop-timeout).
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/coder/websocket"
 	"go.uber.org/zap"
 
 	"github.com/handoff-dev/handoff/internal/logging"
@@ -49,20 +65,47 @@ func main() {
 	workers := flag.Int("workers", 2, "number of worker processes")
 	workerOnly := flag.Bool("worker", false, "run as a worker on inherited sockets (from handoff or systemd socket activation)")
 	minUptime := flag.Duration("min-uptime", time.Second, "how long a worker must stay up for its start to count as a success")
+	stopTimeout := flag.Duration("stop-timeout", 30*time.Second, "how long a stopping worker may drain before SIGKILL")
+	drainTimeout := flag.Duration("drain-timeout", 0, "the workers' drain deadline (default 3/4 of -stop-timeout)")
+	tlsCert := flag.String("tls-cert", "", "serve HTTPS (HTTP/2 by ALPN) with this PEM certificate chain (needs -tls-key)")
+	tlsKey := flag.String("tls-key", "", "the PEM private key of -tls-cert")
+	h2c := flag.Bool("h2c", false, "serve cleartext HTTP/2 (prior knowledge) beside HTTP/1.1")
+	maxDraining := flag.Int("max-draining", 8, "how many generations may drain at once before the oldest is hurried (0: no cap)")
 	flag.Parse()
 	if len(listen) == 0 {
 		listen = listenFlag{"127.0.0.1:8080"}
 	}
 
+	// The workers' drain reports what its deadline cut through slog: as
+	// JSON lines on stderr, beside the supervisor's.
+	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
+
+	srv := &http.Server{Handler: handler()}
+	if *h2c {
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetHTTP2(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
+	var drain []worker.DrainOption
+	if *tlsCert != "" || *tlsKey != "" {
+		drain = append(drain, worker.WithTLSFiles(*tlsCert, *tlsKey))
+	}
+	if *drainTimeout > 0 {
+		drain = append(drain, worker.WithDrainTimeout(*drainTimeout))
+	}
+
 	ctx := context.Background()
 	var err error
 	if *workerOnly {
-		err = worker.RunHTTP(ctx, &http.Server{Handler: handler()})
+		err = worker.Run(ctx, worker.HTTP(srv, drain...))
 	} else {
-		err = supervisor.MainHTTP(ctx, &http.Server{Handler: handler()},
+		err = supervisor.Main(ctx, worker.HTTP(srv, drain...),
 			supervisor.WithListen(listen...),
 			supervisor.WithWorkers(*workers),
 			supervisor.WithMinUptime(*minUptime),
+			supervisor.WithStopTimeout(*stopTimeout),
+			supervisor.WithMaxDraining(*maxDraining),
 		)
 	}
 	if err != nil {
@@ -79,7 +122,10 @@ func handler() http.Handler {
 	if id, ok := worker.Self(); ok {
 		gen = strconv.FormatUint(id.Generation, 10)
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/stream", stream)
+	mux.HandleFunc("/ws", echo)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// ?sleep=DUR holds the request, to have some in flight.
 		if d, err := time.ParseDuration(r.URL.Query().Get("sleep")); err == nil && d > 0 {
 			select {
@@ -92,4 +138,77 @@ func handler() http.Handler {
 		w.Header().Set("X-Version", version)
 		fmt.Fprintf(w, "hello from worker %s (generation %s)\n", pid, gen)
 	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Worker-Pid", pid)
+		w.Header().Set("X-Generation", gen)
+		w.Header().Set("X-Version", version)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// stream sends ?n= lines (default 10, at most 100,000), one every ?every=
+// (default 100ms, at most a minute), then a final line. The request's
+// context is done at the worker's drain deadline: the stream then ends with
+// a final line saying it was cut.
+func stream(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.Atoi(r.URL.Query().Get("n"))
+	if err != nil || n < 0 {
+		n = 10
+	}
+	n = min(n, 100_000)
+	every, err := time.ParseDuration(r.URL.Query().Get("every"))
+	if err != nil || every <= 0 {
+		every = 100 * time.Millisecond
+	}
+	every = min(every, time.Minute)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	rc := http.NewResponseController(w)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for i := range n {
+		fmt.Fprintf(w, "line %d of %d\n", i+1, n)
+		if rc.Flush() != nil {
+			return // the client is gone
+		}
+		if i == n-1 {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-r.Context().Done():
+			fmt.Fprintf(w, "cut after %d of %d lines: the worker's drain deadline\n", i+1, n)
+			return
+		}
+	}
+	fmt.Fprintf(w, "done %d\n", n)
+}
+
+// echo is a WebSocket echo. It closes with 1001 (going away) when its
+// worker starts to drain, so that the client reconnects to a successor.
+func echo(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return // Accept has answered
+	}
+	defer c.CloseNow()
+	ctx, cancel := context.WithCancel(r.Context())
+	var closer sync.WaitGroup
+	defer closer.Wait()
+	defer cancel()
+	closer.Go(func() {
+		select {
+		case <-worker.Draining(ctx):
+			c.Close(websocket.StatusGoingAway, "worker draining")
+		case <-ctx.Done():
+		}
+	})
+	for {
+		typ, b, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		if err := c.Write(ctx, typ, b); err != nil {
+			return
+		}
+	}
 }

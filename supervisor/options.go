@@ -46,6 +46,7 @@ type options struct {
 	maxLifetime    time.Duration
 	lifetimeJitter time.Duration
 	maxFailures    int
+	maxDraining    int // see draining.go
 }
 
 func defaultOptions() options {
@@ -56,6 +57,7 @@ func defaultOptions() options {
 		backoffMax:  10 * time.Second,
 		stopSignal:  syscall.SIGTERM,
 		stopTimeout: 30 * time.Second,
+		maxDraining: defaultMaxDraining,
 
 		readiness:    ReadyOnStart(),
 		readyTimeout: 60 * time.Second,

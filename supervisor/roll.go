@@ -34,6 +34,7 @@ func (t *table) retire(w *child, why string) {
 	w.deadline = time.Now().Add(t.o.stopTimeout)
 	t.log.Info("retiring worker", append(workerFields(w.info), zap.String("why", why))...)
 	t.signal(w, t.o.stopSignal)
+	t.capDraining()
 }
 
 // requestRoll starts a roll, or queues the request behind the running roll

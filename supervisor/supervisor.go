@@ -125,6 +125,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("supervisor: minimum uptime %v is negative", o.minUptime)
 	case o.backoffMin <= 0 || o.backoffMax < o.backoffMin:
 		return fmt.Errorf("supervisor: backoff %v..%v: want 0 < min <= max", o.backoffMin, o.backoffMax)
+	case validateMaxDraining(o.maxDraining) != nil:
+		return validateMaxDraining(o.maxDraining)
 	case o.stopTimeout < 0:
 		return fmt.Errorf("supervisor: stop timeout %v is negative", o.stopTimeout)
 	case o.stopSignal == 0:
@@ -337,6 +339,8 @@ func (s *Supervisor) workerEnv(socks []*listener.Socket, notify string, slot int
 		fmt.Sprintf("%s=%d", worker.EnvGeneration, gen),
 		fmt.Sprintf("%s=%d", worker.EnvSupervisorPID, os.Getpid()),
 		"NOTIFY_SOCKET="+notify,
+		// The worker's drain deadline comes before the SIGKILL.
+		fmt.Sprintf("%s=%v", worker.EnvStopTimeout, s.o.stopTimeout),
 	)
 	if s.o.watchdog > 0 {
 		env = append(env, fmt.Sprintf("WATCHDOG_USEC=%d", s.o.watchdog.Microseconds()))
@@ -353,7 +357,7 @@ func ownedVar(kv string) bool {
 	for _, name := range []string{
 		"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET",
 		"WATCHDOG_USEC", "WATCHDOG_PID",
-		worker.EnvWorker, worker.EnvGeneration, worker.EnvSupervisorPID, worker.EnvLivenessFd, "HANDOFF_TRAMPOLINE", envPreflight, envUpgradeState,
+		worker.EnvWorker, worker.EnvGeneration, worker.EnvSupervisorPID, worker.EnvLivenessFd, worker.EnvStopTimeout, "HANDOFF_TRAMPOLINE", envPreflight, envUpgradeState,
 	} {
 		if len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name {
 			return true

@@ -83,6 +83,7 @@ type child struct {
 	pingBy   time.Time // the watchdog's next ping is due by then; zero: off
 	expireAt time.Time // recycle then (WithMaxLifetime); zero: never
 	hung     bool      // the watchdog signalled it
+	hurried  bool      // told to end its drain now (draining.go)
 	status   string    // the last STATUS= it sent
 }
 

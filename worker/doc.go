@@ -41,7 +41,17 @@
 // # Signals
 //
 //	SIGTERM, SIGINT   drain: finish in-flight requests, answer later ones with
-//	                  "Connection: close", then exit 0
+//	                  "Connection: close", then exit 0; [Draining] fires
+//	second one        hurry: the drain deadline is now (request contexts are
+//	                  cancelled, idle connections closed)
+//
+// # Draining
+//
+// [ServeAndDrain] never closes an idle keep-alive connection before its
+// drain deadline (default: 3/4 of the supervisor's stop timeout, from
+// [EnvStopTimeout]): an idle close always races a client that is reusing
+// the connection. Handlers learn that the drain started from
+// [Draining](r.Context()), and that the deadline came from r.Context().
 //
 // Elsewhere than on Linux, [Notify] and [Run] return errors wrapping
 // handoff.ErrNotSupported.

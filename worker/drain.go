@@ -3,11 +3,14 @@ package worker
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,62 +19,99 @@ import (
 
 // ServeAndDrain serves srv on every listener in ls until ctx is cancelled,
 // then drains: it returns once every connection is closed, without failing a
-// request, even for HTTP/1.1 keep-alive clients that never retry. It is the
-// body of an HTTP worker being retired while its successor already accepts
-// on the same listening socket.
+// request, even for HTTP/1.1 keep-alive clients that never retry, clients
+// that pool their connections and clients that poll at any period. It is
+// the body of an HTTP worker being retired while its successor already
+// accepts on the same listening socket.
 //
-// When ctx is done (or Serve fails on one of the listeners), ServeAndDrain
-// marks the drain as started and then closes the listeners in ls: only this
-// process's descriptors, so a successor keeps accepting on the shared socket.
-// From then on:
+// # Protocols
 //
-//   - every response begun afterwards, on any still-open connection, carries
-//     "Connection: close", and the server closes that connection once the
-//     response is sent. Before that close, what the handler left unread of
-//     the request body is read and discarded (up to WithBodyLimit), because
-//     closing a socket with unread data in it sends a TCP reset, and a
-//     reset can destroy the response on its way to the client;
-//   - a connection with no request in progress is closed once it has been
-//     idle for the grace period (WithIdleGrace), counted from its last
-//     activity, not from the start of the drain. A client about to reuse a
-//     keep-alive connection therefore gets to send its request, and gets its
-//     answer with "Connection: close", instead of finding the connection
-//     gone.
+// srv is served over TLS when srv.TLSConfig has a certificate
+// (Certificates, GetCertificate or GetConfigForClient) or WithTLSFiles
+// gives one; HTTP/2 is then negotiated by ALPN unless srv.Protocols or
+// srv.TLSNextProto turn it off. HTTP/2 without TLS (h2c, "prior
+// knowledge") is served beside HTTP/1.1 when srv.Protocols asks for it
+// (SetUnencryptedHTTP2).
 //
-// When no connection remains, ServeAndDrain calls srv.Shutdown, which then
-// has nothing to wait for (functions registered with RegisterOnShutdown run
-// only then), and returns. With WithDrainTimeout, connections still open
-// when the timeout passes are closed with srv.Close, and the error returned
-// wraps context.DeadlineExceeded; handlers still running keep running.
-// A handler that never finishes (a stream) keeps the drain waiting: let it
-// watch ctx too. Hijacked connections belong to their handlers:
-// ServeAndDrain neither waits for nor closes them.
+// # The drain
 //
-// Two limits remain that no HTTP/1.1 server can remove:
+// When ctx is done (or Serve fails on one of the listeners), the drain
+// starts: the listeners in ls are closed (only this process's descriptors,
+// so a successor keeps accepting on the shared socket), and at once:
 //
-//   - a client that pipelines (sends its next requests without waiting for
-//     the responses) loses the requests it sent after the response marked
-//     "Connection: close". The connection is closed cleanly, and RFC 9112
-//     lets the client retry them;
-//   - a client that leaves a connection idle for longer than the grace
-//     period and then reuses it without checking whether the server closed
-//     it can fail. net/http's client checks, and opens a new connection.
+//   - the channel Draining returns for every request's context is closed,
+//     and so are those of requests that come later;
+//   - functions registered with srv.RegisterOnShutdown are started;
+//   - every HTTP/2 connection, idle or not, gets a GOAWAY: its client opens
+//     no new stream on it, streams in flight finish, and the server closes
+//     it when they have;
+//   - every HTTP/1.x response begun afterwards carries "Connection: close",
+//     and the connection is closed once the response is sent. Before that
+//     close, what the handler left unread of the request body is read and
+//     discarded (up to WithBodyLimit), because closing a socket with unread
+//     data in it sends a TCP reset, and a reset can destroy the response on
+//     its way to the client.
 //
-// HTTP/2 connections (served through srv's TLS setup) get Go's own answer to
-// "Connection: close", a GOAWAY; this path is not tested.
+// An idle HTTP/1.x keep-alive connection is not closed: it stays open until
+// its client reuses it (and gets its answer with "Connection: close") or
+// closes it. Closing a connection the server thinks idle always races a
+// client that is reusing it, whatever the server checks first: the
+// request may already be in the socket, or on its way, and the client
+// sees EOF or a reset. Pooled clients and clients polling at a period near
+// any idle grace hit that race on every drain. The price of not closing is
+// a retired worker that lingers, holding idle connections, until their
+// clients come back or until the drain deadline. WithIdleGrace restores an
+// idle timeout, for those who prefer a prompt exit to that guarantee.
 //
-// ServeAndDrain takes srv over for the call: srv.Handler is wrapped (nil
-// means http.DefaultServeMux, as for http.Server) and srv.ConnState is
-// chained (the caller's hook still runs, after ServeAndDrain's bookkeeping).
-// The wrapped ResponseWriter implements http.Flusher, http.Hijacker and
+// # The drain deadline
+//
+// The drain has a deadline (WithDrainTimeout). By default it is three
+// quarters of the supervisor's stop timeout (EnvStopTimeout; 30 s when
+// unset), so that it always comes before the supervisor's SIGKILL. A
+// second SIGTERM or SIGINT to a worker run by Run brings it forward to now
+// (the supervisor sends one to hurry the oldest draining generation). At the
+// deadline:
+//
+//   - every request's context is cancelled: a streaming handler sees
+//     r.Context().Done(), writes its final chunk and returns; a WebSocket
+//     handler sends its close frame (1001, going away);
+//   - idle HTTP/1.x connections are closed, except one whose next request
+//     already sits in the socket, which is answered with "Connection: close".
+//
+// What is still open a sixth of the drain timeout later (handlers that did
+// not return, hijacked connections not closed) is closed by force, and the
+// error returned wraps context.DeadlineExceeded. Either way the worker
+// logs what the deadline cut (WithDrainLogger).
+//
+// Hijacked connections (http.Hijacker, http.ResponseController.Hijack,
+// WebSocket libraries) are tracked: the drain waits for them to be closed,
+// until the deadline. Their handlers should watch Draining(r.Context()).
+//
+// # Limits
+//
+// Two limits remain that no HTTP/1.1 server can remove: a client that
+// pipelines loses the requests it sent after the response marked
+// "Connection: close" (closed cleanly; RFC 9112 lets it retry them); and a
+// client that keeps an idle connection past the drain deadline and then
+// reuses it can fail (net/http's client checks, and opens a new one).
+//
+// # The server
+//
+// ServeAndDrain serves through a server of its own built from srv's
+// exported fields (Handler, timeouts, hooks, TLS, protocols), with srv.Handler
+// wrapped (nil means http.DefaultServeMux) and srv.ConnState chained (the
+// caller's hook still runs, after ServeAndDrain's bookkeeping); srv itself
+// is only shut down, so that its RegisterOnShutdown functions run at the
+// drain start. SetKeepAlivesEnabled on srv is not carried over. The
+// ResponseWriter handlers see implements http.Flusher, http.Hijacker and
 // io.ReaderFrom, and has an Unwrap method for http.ResponseController. Like
 // any server that was shut down, srv cannot be served again afterwards.
 //
 // Errors from Serve are returned, joined, except the one caused by the drain
 // closing the listener and http.ErrServerClosed. A bad argument returns an
 // error at once, with nothing served and nothing closed. The goroutines
-// ServeAndDrain starts (one per listener, and the idle timers) have ended
-// when it returns.
+// ServeAndDrain starts have ended when it returns, except those running
+// RegisterOnShutdown functions.
 func ServeAndDrain(ctx context.Context, srv *http.Server, ls []net.Listener, opts ...DrainOption) error {
 	if srv == nil {
 		return errors.New("worker: drain: server is nil")
@@ -93,24 +133,41 @@ func ServeAndDrain(ctx context.Context, srv *http.Server, ls []net.Listener, opt
 	if err := o.validate(); err != nil {
 		return err
 	}
+	tlsConfig, err := o.tlsConfig(srv)
+	if err != nil {
+		return err
+	}
 
 	d := &drainer{
-		opts:  o,
-		next:  srv.Handler,
-		hook:  srv.ConnState,
-		conns: make(map[net.Conn]*drainConn),
-		bell:  make(chan struct{}, 1),
+		opts:     o,
+		next:     srv.Handler,
+		hook:     srv.ConnState,
+		conns:    make(map[net.Conn]*drainConn),
+		hijacked: make(map[*hijackedConn]struct{}),
+		bell:     make(chan struct{}, 1),
+		drainCh:  make(chan struct{}),
 	}
 	if d.next == nil {
 		d.next = http.DefaultServeMux
 	}
-	srv.Handler = d
-	srv.ConnState = d.connState
+	d.cut, d.cutNow = context.WithCancel(context.Background())
+	defer d.cutNow()
+	inner, h2host, err := d.servers(srv, tlsConfig)
+	if err != nil {
+		return err
+	}
+	serveOn := ls
+	if tlsConfig != nil {
+		serveOn = make([]net.Listener, len(ls))
+		for i, l := range ls {
+			serveOn[i] = tls.NewListener(l, tlsConfig)
+		}
+	}
 
 	errc := make(chan error, len(ls))
 	var serving sync.WaitGroup
-	for _, l := range ls {
-		serving.Go(func() { errc <- d.serve(srv, l) })
+	for _, l := range serveOn {
+		serving.Go(func() { errc <- d.serve(inner, l) })
 	}
 	var errs []error
 	select {
@@ -119,15 +176,95 @@ func ServeAndDrain(ctx context.Context, srv *http.Server, ls []net.Listener, opt
 		errs = append(errs, err)
 	}
 
-	expired := d.start(ls)
+	hurry := hurried(ctx)
+	d.start(ls)
+	shut, shutDone := context.WithCancel(context.Background())
+	shutDone()
+	var shutting sync.WaitGroup
+	shutting.Go(func() {
+		// Neither has a listener or a connection: they only start their
+		// RegisterOnShutdown functions, the GOAWAYs among them.
+		if h2host != nil {
+			h2host.Shutdown(shut)
+		}
+		srv.Shutdown(shut)
+	})
 	serving.Wait() // every accepted connection has now been through StateNew
 	close(errc)
 	for err := range errc {
 		errs = append(errs, err)
 	}
-	errs = append(errs, d.wait(srv, expired))
+	errs = append(errs, d.wait(inner, hurry))
+	shutting.Wait()
 	return errors.Join(errs...)
 }
+
+// servers returns the server ServeAndDrain serves with, built from srv, and
+// the server that owns the HTTP/2 connections' graceful shutdown, or nil
+// when HTTP/2 is off or srv brings its own TLSNextProto.
+func (d *drainer) servers(srv *http.Server, tlsConfig *tls.Config) (inner, h2host *http.Server, err error) {
+	inner = &http.Server{
+		Addr:                         srv.Addr,
+		Handler:                      d,
+		DisableGeneralOptionsHandler: srv.DisableGeneralOptionsHandler,
+		TLSConfig:                    tlsConfig,
+		ReadTimeout:                  srv.ReadTimeout,
+		ReadHeaderTimeout:            srv.ReadHeaderTimeout,
+		WriteTimeout:                 srv.WriteTimeout,
+		IdleTimeout:                  srv.IdleTimeout,
+		MaxHeaderBytes:               srv.MaxHeaderBytes,
+		TLSNextProto:                 srv.TLSNextProto,
+		ConnState:                    d.connState,
+		ErrorLog:                     srv.ErrorLog,
+		BaseContext:                  srv.BaseContext,
+		ConnContext:                  srv.ConnContext,
+		HTTP2:                        srv.HTTP2,
+		Protocols:                    srv.Protocols,
+	}
+	if srv.TLSNextProto != nil {
+		return inner, nil, nil
+	}
+	// Configuring HTTP/2 registers its graceful shutdown (the GOAWAYs) with
+	// the server configured; h2host is that server, shut down at the drain
+	// start while inner keeps serving HTTP/1.x. Serve configures it, then
+	// returns the listener's error.
+	h2host = &http.Server{
+		TLSConfig:    tlsConfig,
+		ReadTimeout:  srv.ReadTimeout,
+		IdleTimeout:  srv.IdleTimeout,
+		HTTP2:        srv.HTTP2,
+		Protocols:    srv.Protocols,
+		ErrorLog:     srv.ErrorLog,
+		Handler:      http.NotFoundHandler(),
+		TLSNextProto: nil,
+	}
+	if err := h2host.Serve(noListener{}); !errors.Is(err, errNoListener) {
+		return nil, nil, fmt.Errorf("worker: drain: http/2: %w", err)
+	}
+	if h2host.TLSNextProto == nil {
+		return inner, nil, nil // HTTP/2 is off
+	}
+	inner.TLSNextProto = make(map[string]func(*http.Server, *tls.Conn, http.Handler), len(h2host.TLSNextProto))
+	for proto, fn := range h2host.TLSNextProto {
+		inner.TLSNextProto[proto] = func(hs *http.Server, c *tls.Conn, h http.Handler) {
+			d.h2Conns.Add(1)
+			d.h2Open.Add(1)
+			defer d.h2Open.Add(-1)
+			fn(hs, c, h) // serves the connection until it is closed
+		}
+	}
+	return inner, h2host, nil
+}
+
+var errNoListener = errors.New("no listener")
+
+// noListener is a listener that fails at once: serving it configures a
+// server's HTTP/2 and returns.
+type noListener struct{}
+
+func (noListener) Accept() (net.Conn, error) { return nil, errNoListener }
+func (noListener) Close() error              { return nil }
+func (noListener) Addr() net.Addr            { return &net.TCPAddr{} }
 
 // A DrainOption configures ServeAndDrain.
 type DrainOption interface{ applyDrain(*drainOptions) }
@@ -138,13 +275,17 @@ func (f drainOptionFunc) applyDrain(o *drainOptions) { f(o) }
 
 // drainOptions holds ServeAndDrain's settings with their defaults.
 type drainOptions struct {
-	idleGrace time.Duration
-	timeout   time.Duration
+	idleGrace time.Duration // with idleGraceSet; otherwise idle connections wait for the deadline
+	idleSet   bool
+	timeout   time.Duration // the drain deadline; 0: none
 	bodyLimit int64
+	certFile  string
+	keyFile   string
+	logger    *slog.Logger
 }
 
 func defaultDrainOptions() drainOptions {
-	return drainOptions{idleGrace: time.Second, bodyLimit: 1 << 20}
+	return drainOptions{timeout: DefaultDrainTimeout(), bodyLimit: 1 << 20, logger: slog.Default()}
 }
 
 func (o drainOptions) validate() error {
@@ -155,22 +296,27 @@ func (o drainOptions) validate() error {
 		return fmt.Errorf("worker: drain: drain timeout %v is negative", o.timeout)
 	case o.bodyLimit < 0:
 		return fmt.Errorf("worker: drain: body limit %d is negative", o.bodyLimit)
+	case (o.certFile == "") != (o.keyFile == ""):
+		return fmt.Errorf("worker: drain: TLS needs both a certificate and a key file, got %q and %q", o.certFile, o.keyFile)
 	}
 	return nil
 }
 
-// WithIdleGrace sets how long a connection must have been idle before the
-// drain closes it (default 1s). It should exceed the longest pause a client
-// makes between reading a response and sending its next request on the
-// same connection. 0 closes idle connections as soon as the drain starts,
-// like http.Server.Shutdown.
+// WithIdleGrace makes the drain close a connection that has been idle for
+// d, counted from its last activity. By default an idle connection is
+// left open until its client reuses or closes it, or until the drain
+// deadline: any idle close races a client reusing the connection, and
+// fails its request (see ServeAndDrain). 0 closes idle connections as soon
+// as the drain starts, like http.Server.Shutdown.
 func WithIdleGrace(d time.Duration) DrainOption {
-	return drainOptionFunc(func(o *drainOptions) { o.idleGrace = d })
+	return drainOptionFunc(func(o *drainOptions) { o.idleGrace, o.idleSet = d, true })
 }
 
-// WithDrainTimeout bounds the drain: connections still open d after it
-// started are closed, whatever they are doing. The default, 0, sets no
-// limit: the supervisor kills the worker at its stop timeout.
+// WithDrainTimeout sets the drain deadline: d after the drain started,
+// request contexts are cancelled and idle connections closed, and what
+// is left d/6 later is closed by force (see ServeAndDrain). The default is
+// DefaultDrainTimeout(); 0 sets no deadline: the supervisor kills the worker
+// at its stop timeout.
 func WithDrainTimeout(d time.Duration) DrainOption {
 	return drainOptionFunc(func(o *drainOptions) { o.timeout = d })
 }
@@ -185,6 +331,48 @@ func WithBodyLimit(n int64) DrainOption {
 	return drainOptionFunc(func(o *drainOptions) { o.bodyLimit = n })
 }
 
+// WithTLSFiles serves TLS with the certificate chain and key in these PEM
+// files (as http.Server.ServeTLS), on top of srv.TLSConfig if it is set.
+func WithTLSFiles(certFile, keyFile string) DrainOption {
+	return drainOptionFunc(func(o *drainOptions) { o.certFile, o.keyFile = certFile, keyFile })
+}
+
+// WithDrainLogger sets where the drain reports what its deadline cut
+// (default slog.Default()); nil reports nothing.
+func WithDrainLogger(l *slog.Logger) DrainOption {
+	return drainOptionFunc(func(o *drainOptions) { o.logger = l })
+}
+
+// tlsConfig returns the TLS configuration to serve with, or nil for
+// plaintext.
+func (o drainOptions) tlsConfig(srv *http.Server) (*tls.Config, error) {
+	c := srv.TLSConfig
+	if o.certFile == "" && (c == nil || len(c.Certificates) == 0 && c.GetCertificate == nil && c.GetConfigForClient == nil) {
+		if c != nil {
+			return nil, errors.New("worker: drain: TLSConfig has no certificate (Certificates, GetCertificate or GetConfigForClient)")
+		}
+		return nil, nil
+	}
+	if c == nil {
+		c = &tls.Config{}
+	} else {
+		c = c.Clone()
+	}
+	if o.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("worker: drain: %w", err)
+		}
+		c.Certificates = append(c.Certificates, cert)
+	}
+	if len(c.NextProtos) == 0 && (srv.Protocols == nil || srv.Protocols.HTTP2()) && srv.TLSNextProto == nil {
+		// Serve configures HTTP/2 for a TLS listener only if "h2" is
+		// offered; configuring it completes the list.
+		c.NextProtos = []string{"h2", "http/1.1"}
+	}
+	return c, nil
+}
+
 // drainer is the state of one ServeAndDrain call: the handler wrapper and
 // the connection table fed by the ConnState hook. The hook runs on the
 // server's connection goroutines; the timers closing idle connections run
@@ -194,14 +382,21 @@ type drainer struct {
 	next http.Handler                   // the caller's handler
 	hook func(net.Conn, http.ConnState) // the caller's ConnState hook, or nil
 
-	draining      atomic.Bool // set under mu, once, when the drain starts
-	closingListen atomic.Bool // the drain is closing the listeners
+	draining      atomic.Bool   // set under mu, once, when the drain starts
+	drainCh       chan struct{} // closed when the drain starts
+	cut           context.Context
+	cutNow        context.CancelFunc // cancels cut: the drain deadline
+	closingListen atomic.Bool        // the drain is closing the listeners
+	handlers      atomic.Int64       // handlers running
+	h2Conns       atomic.Int64       // HTTP/2 connections served
+	h2Open        atomic.Int64       // HTTP/2 connections open
 
-	mu      sync.Mutex
-	conns   map[net.Conn]*drainConn
-	stopped bool           // ServeAndDrain is returning: arm no more timers
-	timers  sync.WaitGroup // timer functions armed and not yet run or stopped
-	bell    chan struct{}  // rung when a connection goes away during the drain
+	mu       sync.Mutex
+	conns    map[net.Conn]*drainConn
+	hijacked map[*hijackedConn]struct{}
+	stopped  bool           // ServeAndDrain is returning: arm no more timers
+	timers   sync.WaitGroup // timer functions armed and not yet run or stopped
+	bell     chan struct{}  // rung when a connection or handler goes away during the drain
 }
 
 // drainConn is what the drainer knows of one connection.
@@ -222,8 +417,8 @@ func (d *drainer) serve(srv *http.Server, l net.Listener) error {
 	return fmt.Errorf("worker: serve %s: %w", l.Addr(), err)
 }
 
-// connState is srv.ConnState: it keeps the connection table, then calls the
-// caller's hook.
+// connState is the server's ConnState: it keeps the connection table, then
+// calls the caller's hook.
 func (d *drainer) connState(c net.Conn, st http.ConnState) {
 	d.track(c, st)
 	if d.hook != nil {
@@ -245,19 +440,27 @@ func (d *drainer) track(c net.Conn, st http.ConnState) {
 		dc.gen++
 		dc.idle = st != http.StateActive
 		dc.last = time.Now()
-		if dc.idle && d.draining.Load() && !d.stopped {
+		if dc.idle && d.opts.idleSet && d.draining.Load() && !d.stopped {
 			d.arm(c, dc, d.opts.idleGrace)
+		}
+		if dc.idle {
+			d.ring() // past the deadline, wait closes it
 		}
 	case http.StateHijacked, http.StateClosed:
 		if dc := d.conns[c]; dc != nil {
 			d.disarm(dc)
 			delete(d.conns, c)
 		}
-		if d.draining.Load() {
-			select {
-			case d.bell <- struct{}{}:
-			default: // already rung
-			}
+		d.ring()
+	}
+}
+
+// ring wakes wait up, if the drain has started.
+func (d *drainer) ring() {
+	if d.draining.Load() {
+		select {
+		case d.bell <- struct{}{}:
+		default: // already rung
 		}
 	}
 }
@@ -288,20 +491,26 @@ func (d *drainer) disarm(dc *drainConn) {
 }
 
 // start begins the drain: from now on responses ask for the connection to be
-// closed, and every idle connection gets a timer for what remains of its
-// grace; then the listeners are closed. It returns a channel that fires at
-// the drain timeout, or nil if there is none.
-func (d *drainer) start(ls []net.Listener) <-chan time.Time {
-	var expired <-chan time.Time
-	if d.opts.timeout > 0 {
-		expired = time.After(d.opts.timeout)
-	}
+// closed, Draining's channels are closed, and with an idle grace every idle
+// connection gets a timer for what remains of it; then the listeners are
+// closed, and the start is logged with the number of HTTP/2 connections
+// about to get a GOAWAY.
+func (d *drainer) start(ls []net.Listener) {
 	d.mu.Lock()
 	d.draining.Store(true)
-	now := time.Now()
-	for c, dc := range d.conns {
+	close(d.drainCh)
+	if d.opts.idleSet {
+		now := time.Now()
+		for c, dc := range d.conns {
+			if dc.idle {
+				d.arm(c, dc, d.opts.idleGrace-now.Sub(dc.last))
+			}
+		}
+	}
+	conns, idle := len(d.conns), 0
+	for _, dc := range d.conns {
 		if dc.idle {
-			d.arm(c, dc, d.opts.idleGrace-now.Sub(dc.last))
+			idle++
 		}
 	}
 	d.mu.Unlock()
@@ -309,29 +518,78 @@ func (d *drainer) start(ls []net.Listener) <-chan time.Time {
 	for _, l := range ls {
 		l.Close() // an error means it is already closed, which is the aim
 	}
-	return expired
+	if d.opts.logger != nil {
+		d.opts.logger.Info("worker: drain started", slog.Int("pid", os.Getpid()),
+			slog.Int("connections", conns), slog.Int("idle", idle),
+			slog.Int64("http2_goaway", d.h2Open.Load()), slog.Duration("deadline", d.opts.timeout))
+	}
 }
 
-// wait returns once no connection is left, or closes those left when
-// expired fires; either way it stops the timers and releases srv.
-func (d *drainer) wait(srv *http.Server, expired <-chan time.Time) error {
+// left counts what the drain still waits for.
+func (d *drainer) left() (conns, idle, hijacked int, handlers int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, dc := range d.conns {
+		if dc.idle {
+			idle++
+		}
+	}
+	return len(d.conns), idle, len(d.hijacked), d.handlers.Load()
+}
+
+// wait returns once no connection, hijacked connection or handler is left.
+// At the drain deadline (or when hurry is closed) it cuts: it cancels the
+// request contexts and closes idle connections with nothing to read, then
+// closes whatever is left a sixth of the timeout later.
+func (d *drainer) wait(srv *http.Server, hurry <-chan struct{}) error {
+	var soft, hard <-chan time.Time
+	if d.opts.timeout > 0 {
+		soft = time.After(d.opts.timeout)
+	}
+	started := time.Now()
+	cutAt := time.Duration(-1)
+	var cutIdle, cutConns, cutHijacked int
+	var cutHandlers int64
 	for {
-		d.mu.Lock()
-		n := len(d.conns)
-		d.mu.Unlock()
-		if n == 0 {
+		conns, _, hijacked, handlers := d.left()
+		if conns == 0 && hijacked == 0 && handlers == 0 {
 			break
 		}
 		select {
 		case <-d.bell:
-		case <-expired:
+			if cutAt >= 0 {
+				d.closeIdle() // connections that went idle since the cut
+			}
+		case <-hurry:
+			hurry = nil
+			soft = closedTime
+		case <-soft:
+			soft, hurry = nil, nil
+			cutAt = time.Since(started)
+			_, cutIdle, cutHijacked, cutHandlers = d.left()
+			cutConns = conns
+			d.cutNow()
+			d.closeIdle()
+			grace := d.opts.timeout / 6
+			if d.opts.timeout == 0 || grace > time.Minute {
+				grace = time.Minute
+			}
+			hard = time.After(grace)
+		case <-hard:
 			d.stop()
 			srv.Close()
-			return fmt.Errorf("worker: drain: timeout %v passed with %d connections open, closed them: %w",
-				d.opts.timeout, n, context.DeadlineExceeded)
+			conns, _, hijacked, handlers := d.left()
+			d.closeHijacked()
+			d.report("drain deadline: closed what was left by force", cutAt, cutConns, cutIdle, cutHijacked, cutHandlers,
+				slog.Int("forced_connections", conns), slog.Int("forced_hijacked", hijacked), slog.Int64("forced_handlers", handlers))
+			return fmt.Errorf("worker: drain: deadline %v passed, then %d connections, %d hijacked and %d handlers were left; closed them: %w",
+				d.opts.timeout, conns, hijacked, handlers, context.DeadlineExceeded)
 		}
 	}
 	d.stop()
+	if cutAt >= 0 {
+		d.report("drain deadline: cut what was left", cutAt, cutConns, cutIdle, cutHijacked, cutHandlers)
+	}
 	// Nothing is left for Shutdown to wait for; the cancelled context
 	// guarantees it does not wait anyway.
 	done, cancel := context.WithCancel(context.Background())
@@ -340,6 +598,55 @@ func (d *drainer) wait(srv *http.Server, expired <-chan time.Time) error {
 		return fmt.Errorf("worker: drain: shutdown: %w", err)
 	}
 	return nil
+}
+
+// closedTime is a channel that is always ready.
+var closedTime = func() <-chan time.Time {
+	c := make(chan time.Time)
+	close(c)
+	return c
+}()
+
+// report logs what the drain deadline cut.
+func (d *drainer) report(msg string, after time.Duration, conns, idle, hijacked int, handlers int64, more ...any) {
+	if d.opts.logger == nil {
+		return
+	}
+	args := append([]any{
+		slog.Int("pid", os.Getpid()), slog.Duration("after", after), slog.Int("connections", conns), slog.Int("idle", idle),
+		slog.Int("hijacked", hijacked), slog.Int64("handlers", handlers), slog.Int64("http2_connections", d.h2Conns.Load()),
+	}, more...)
+	d.opts.logger.Info("worker: "+msg, args...)
+}
+
+// closeIdle closes the idle connections that have nothing to read: one
+// whose next request is already in the socket is left to be answered,
+// with "Connection: close".
+func (d *drainer) closeIdle() {
+	d.mu.Lock()
+	var idle []net.Conn
+	for c, dc := range d.conns {
+		if dc.idle && !pending(c) {
+			idle = append(idle, c)
+		}
+	}
+	d.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
+// closeHijacked closes every hijacked connection still open.
+func (d *drainer) closeHijacked() {
+	d.mu.Lock()
+	hs := make([]*hijackedConn, 0, len(d.hijacked))
+	for h := range d.hijacked {
+		hs = append(hs, h)
+	}
+	d.mu.Unlock()
+	for _, h := range hs {
+		h.Close()
+	}
 }
 
 // stop disarms every timer and waits for the functions of those already
@@ -354,15 +661,46 @@ func (d *drainer) stop() {
 	d.timers.Wait()
 }
 
+// drainKey is the context key of the drain's channel.
+type drainKey struct{}
+
+// Draining returns a channel that is closed when the drain of the worker
+// serving ctx starts. ctx is a request's context under ServeAndDrain (or
+// HTTP, RunHTTP, supervisor.MainHTTP), or one derived from it; for any
+// other context, such as the one a Handler gets (which is done when the
+// drain starts), it returns ctx.Done().
+//
+// A long-lived handler (a stream, a WebSocket) watches it to wind down in
+// its own way: a WebSocket handler sends a close frame with code 1001
+// (going away), a stream may keep going until r.Context() is done at the
+// drain deadline, and then write its final chunk.
+func Draining(ctx context.Context) <-chan struct{} {
+	if ch, ok := ctx.Value(drainKey{}).(chan struct{}); ok {
+		return ch
+	}
+	return ctx.Done()
+}
+
 // ServeHTTP runs the caller's handler with a ResponseWriter that, during the
 // drain, asks for the connection to be closed after the response, and then
 // reads what the handler left of the request body so that the close is
-// clean.
+// clean. The request's context carries the drain's channel (Draining) and
+// is cancelled at the drain deadline.
 func (d *drainer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	dw := &drainWriter{ResponseWriter: w, d: d}
+	d.handlers.Add(1)
+	defer func() {
+		d.handlers.Add(-1)
+		d.ring()
+	}()
+	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), drainKey{}, d.drainCh))
+	defer cancel()
+	stop := context.AfterFunc(d.cut, cancel)
+	defer stop()
+	r = r.WithContext(ctx)
+	dw := &drainWriter{ResponseWriter: w, d: d, h1: r.ProtoMajor == 1}
 	d.next.ServeHTTP(dw, r)
-	if dw.hijacked {
-		return
+	if dw.hijacked || !dw.h1 {
+		return // HTTP/2 closes its connections itself, after the GOAWAY
 	}
 	// A handler that wrote nothing gets a 200 from the server, built from
 	// the header map, which can still ask for the close.
@@ -381,11 +719,13 @@ func (d *drainer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	io.CopyN(io.Discard, r.Body, d.opts.bodyLimit) // an error ends the reading; the server closes anyway
 }
 
-// drainWriter is the ResponseWriter a handler sees. Before the response
-// header goes out, it adds "Connection: close" if the drain has started.
+// drainWriter is the ResponseWriter a handler sees. Before an HTTP/1.x
+// response header goes out, it adds "Connection: close" if the drain has
+// started.
 type drainWriter struct {
 	http.ResponseWriter
 	d           *drainer
+	h1          bool // HTTP/1.x: HTTP/2 has no Connection header
 	wroteHeader bool // the final response header has been written or decided
 	closing     bool // it asked for the connection to be closed
 	hijacked    bool
@@ -397,7 +737,7 @@ func (w *drainWriter) prepare(code int) {
 		return // informational responses come before the final one
 	}
 	w.wroteHeader = true
-	if code == http.StatusSwitchingProtocols || !w.d.draining.Load() {
+	if !w.h1 || code == http.StatusSwitchingProtocols || !w.d.draining.Load() {
 		return // an upgrade keeps its own Connection header
 	}
 	w.Header().Set("Connection", "close")
@@ -432,14 +772,44 @@ func (w *drainWriter) FlushError() error {
 	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
-// Hijack implements http.Hijacker.
+// Hijack implements http.Hijacker. The connection it returns is tracked:
+// the drain waits for it to be closed, until the deadline, and closes it
+// then.
 func (w *drainWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil {
-		w.hijacked = true
+	if err != nil {
+		return c, rw, err
 	}
-	return c, rw, err
+	w.hijacked = true
+	h := &hijackedConn{Conn: c, d: w.d}
+	w.d.mu.Lock()
+	w.d.hijacked[h] = struct{}{}
+	w.d.mu.Unlock()
+	return h, rw, nil
 }
 
 // Unwrap lets http.ResponseController reach the server's ResponseWriter.
 func (w *drainWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// hijackedConn is a hijacked connection the drain waits for.
+type hijackedConn struct {
+	net.Conn
+	d    *drainer
+	once sync.Once
+	err  error
+}
+
+// Close closes the connection and tells the drain.
+func (h *hijackedConn) Close() error {
+	h.once.Do(func() {
+		h.err = h.Conn.Close()
+		h.d.mu.Lock()
+		delete(h.d.hijacked, h)
+		h.d.mu.Unlock()
+		h.d.ring()
+	})
+	return h.err
+}
+
+// NetConn returns the hijacked connection itself.
+func (h *hijackedConn) NetConn() net.Conn { return h.Conn }

@@ -78,6 +78,10 @@ func IsWorker() bool {
 // ([Watchdog]), and watches the liveness pipe: if the supervisor dies, even
 // by SIGKILL, h's context is cancelled and the process exits after at most
 // LivenessGrace, so no worker outlives its supervisor.
+//
+// A second SIGTERM or SIGINT hurries the drain: ServeAndDrain (HTTP,
+// RunHTTP) moves its deadline to now, cancelling what is left cleanly
+// before closing it.
 func Run(ctx context.Context, h Handler) error {
 	inh, err := listener.Inherit()
 	if err != nil {
@@ -95,15 +99,21 @@ func Run(ctx context.Context, h Handler) error {
 			l.Close()
 		}
 	}()
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	ctx, cancel := context.WithCancel(ctx)
+	// The first SIGTERM or SIGINT cancels ctx: the drain starts. The
+	// second closes hurry: the drain deadline is now.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	hurry := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.WithValue(ctx, hurryKey{}, hurry))
+	defer cancel()
 	var bg sync.WaitGroup
 	live, err := livenessPipe()
 	if err != nil {
-		cancel()
 		return fmt.Errorf("worker: %w", err)
 	}
+	done := make(chan struct{})
+	bg.Go(func() { watchSignals(sigs, done, cancel, hurry) })
 	if live != nil {
 		bg.Go(func() { watchLiveness(live, cancel) })
 	}
@@ -114,6 +124,7 @@ func Run(ctx context.Context, h Handler) error {
 	})
 	err = h(ctx, ls)
 	cancel()
+	close(done)
 	if live != nil {
 		live.Close() // ends watchLiveness
 	}
@@ -122,6 +133,26 @@ func Run(ctx context.Context, h Handler) error {
 		err = errors.Join(err, fmt.Errorf("worker: %w", readyErr))
 	}
 	return err
+}
+
+// watchSignals cancels the worker's context at the first stop signal and
+// closes hurry at the second, until done is closed.
+func watchSignals(sigs <-chan os.Signal, done <-chan struct{}, cancel context.CancelFunc, hurry chan struct{}) {
+	n := 0
+	for {
+		select {
+		case <-sigs:
+			n++
+			switch n {
+			case 1:
+				cancel()
+			case 2:
+				close(hurry)
+			}
+		case <-done:
+			return
+		}
+	}
 }
 
 // readyListener sends READY=1, once for all of a worker's listeners, when
