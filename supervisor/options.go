@@ -44,6 +44,8 @@ type options struct {
 	maxLifetime    time.Duration
 	lifetimeJitter time.Duration
 	maxFailures    int
+
+	metrics metricsOptions // metrics.go, queue.go
 }
 
 func defaultOptions() options {
