@@ -110,6 +110,8 @@ type Stats struct {
 	Slots           []SlotInfo
 	Sockets         []SocketQueue
 	LastRoll        *LastRoll
+	// MetricsAddr is the address WithMetrics serves on; "" without it.
+	MetricsAddr string
 }
 
 // infoNow is w's WorkerInfo with the fields only Stats fills.
@@ -136,4 +138,7 @@ func (t *table) moreStats(st *Stats) {
 		st.Sockets[i].Known, st.Sockets[i].Len, st.Sockets[i].Max = q.Known, q.Len, q.Max
 	}
 	st.LastRoll = t.lastRoll
+	if t.metricsSock != nil {
+		st.MetricsAddr = t.metricsSock.Addr().String()
+	}
 }
