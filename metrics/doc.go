@@ -25,7 +25,7 @@
 //	notify_datagrams_dropped_total{reason} counter: foreign, no_credentials, oversized, malformed
 //	build_info{version,goversion}       gauge, always 1
 //
-// Handler adds the standard process and Go runtime collectors. The
+// Handler adds the standard process collector. The
 // counters count since the supervisor's process started: an in-place
 // upgrade hands them on, so they never go backwards while its pid lives.
 package metrics

@@ -137,15 +137,16 @@ func histogram(ch chan<- prometheus.Metric, d *prometheus.Desc, h supervisor.His
 	ch <- prometheus.MustNewConstHistogram(d, h.Count, h.Sum, buckets)
 }
 
-// Handler returns the /metrics handler of s: its collector, the process
-// collector of the supervisor's process and the Go runtime collector. It
-// has the signature supervisor.WithMetrics takes.
+// Handler returns the /metrics handler of s: its collector and the process
+// collector of the supervisor's process (whose counters, read from /proc,
+// survive an upgrade in place). It leaves out the Go runtime collector,
+// whose counters restart at every upgrade. It has the signature
+// supervisor.WithMetrics takes.
 func Handler(s *supervisor.Supervisor) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		NewCollector(s),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		collectors.NewGoCollector(),
 	)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }

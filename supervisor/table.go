@@ -145,6 +145,7 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 		return nil, err
 	}
 	t.initQueues()
+	t.publish() // before the metrics endpoint answers: the inherited counts, never zeros
 	if err := t.openMetrics(metricsFdOf(st)); err != nil {
 		return nil, err
 	}
