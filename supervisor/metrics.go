@@ -202,7 +202,7 @@ func (t *table) countExit(w *child, st reap.Status, asked bool) {
 	if !w.retiredAt.IsZero() {
 		c.DrainDuration.observe(st.Time.Sub(w.retiredAt))
 	}
-	if i := w.info.Slot; i < len(t.slots) {
+	if i := w.info.Slot; i < len(t.slots) && reason != "retired" && reason != "recycled" {
 		t.slots[i].lastExit = &LastExit{Pid: w.info.Pid, Generation: w.info.Generation,
 			Status: st.String(), Reason: reason, Time: st.Time}
 	}
@@ -255,7 +255,8 @@ func (t *table) countUpgrade(ok bool) {
 	}
 }
 
-// LastExit is the last exit of a slot's worker.
+// LastExit is the last exit of a slot's worker that the supervisor did not
+// ask for, or that the watchdog caused: the one a person looks for.
 type LastExit struct {
 	Pid        int
 	Generation uint64

@@ -298,11 +298,13 @@ func TestMetricsCount(t *testing.T) {
 	if len(st.Slots) != 2 {
 		t.Fatalf("slots %+v, want 2", st.Slots)
 	}
+	// The last unasked exit of each slot: the victim's (SIGKILL), unless the
+	// failed roll's first new worker, which started in slot 0, came after.
 	sl := st.Slots[victim.Slot]
-	if sl.LastExit == nil {
-		t.Fatalf("slot %d: no last exit", victim.Slot)
+	if e := sl.LastExit; e == nil || !(e.Reason == "signal" && e.Pid == victim.Pid || e.Reason == "failed" && e.Generation == 3) {
+		t.Errorf("slot %d: last exit %+v, want the SIGKILL of %d or the failure of generation 3", victim.Slot, e, victim.Pid)
 	}
-	if e := sl.LastExit; e.Reason == "" || e.Status == "" {
-		t.Errorf("slot %d: last exit %+v without a reason", victim.Slot, e)
+	if e := st.Slots[0].LastExit; e == nil || e.Reason != "failed" || e.Generation != 3 || e.Status != "exit status 1" {
+		t.Errorf("slot 0: last exit %+v, want the failure of generation 3", e)
 	}
 }

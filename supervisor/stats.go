@@ -58,7 +58,8 @@ type SlotInfo struct {
 	Restarts  int
 	// Vetoed: the OnExit hook refused a restart; the slot stays empty.
 	Vetoed bool
-	// LastExit is the last exit of a worker of this slot; nil if none.
+	// LastExit is the last exit of a worker of this slot that was not
+	// asked for (a retirement or recycling); nil if none.
 	LastExit *LastExit
 }
 

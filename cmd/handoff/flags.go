@@ -36,6 +36,7 @@ type serveConfig struct {
 	logFormat    logFormatFlag
 	subreaper    bool
 	metrics      string // -metrics ADDR; "" for none
+	notServed    time.Duration
 	version      bool
 	command      []string
 }
@@ -63,6 +64,7 @@ func serveFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.Var(&cfg.logFormat, "log-format", "")
 	fs.BoolVar(&cfg.subreaper, "subreaper", false, "")
 	fs.StringVar(&cfg.metrics, "metrics", "", "")
+	fs.DurationVar(&cfg.notServed, "not-served-after", 10*time.Second, "")
 	fs.BoolVar(&cfg.version, "version", false, "")
 	return fs
 }
@@ -95,6 +97,9 @@ func parseServe(args []string) (*serveConfig, error) {
 		return nil, usagef("-stop-timeout %v: want a positive duration, e.g. 30s", cfg.stopTimeout)
 	case cfg.watchdog < 0 || cfg.watchdog > 0 && cfg.watchdog < time.Millisecond:
 		return nil, usagef("-watchdog %v: want 0 (off) or at least 1ms, e.g. 10s", cfg.watchdog)
+	}
+	if cfg.notServed < 0 {
+		return nil, usagef("-not-served-after %v: want 0 (off) or a positive duration, e.g. 30s", cfg.notServed)
 	}
 	if _, err := listener.ParseAddr(cfg.metrics); cfg.metrics != "" && err != nil {
 		return nil, usagef("-metrics: %v", err)
@@ -330,6 +335,12 @@ Flags:
       from handoff itself: it keeps serving across upgrades in place, and its
       counters never go back (default: off).
       e.g. -metrics tcp://127.0.0.1:9100
+  -not-served-after DURATION
+      Warn, once, when a socket's accept queue stays non-empty and does not
+      go down for this long while workers are ready: they do not accept on
+      it (a server that ignores LISTEN_FDS). status and the metrics show it
+      too (default 10s; 0: off).
+      e.g. -not-served-after 30s
   -version
       Print the version and exit.
       e.g. -version
@@ -341,8 +352,8 @@ Flags of status, reload, upgrade and scale:
                     e.g. handoff reload -control /run/app/control/handoff.sock
   -json             print the answer as JSON, for scripts
                     e.g. handoff status -json -pidfile /run/app/handoff.pid
-  -watch[=DURATION] status only: refresh every DURATION (default 1s) in
-                    place on a terminal, until interrupted
+  -watch            status only: refresh every second (-watch=DURATION:
+                    every DURATION), in place on a terminal, until interrupted
                     e.g. handoff status -watch -pidfile /run/app/handoff.pid
   -timeout DURATION how long to wait for the answer (default 2m)
                     e.g. handoff reload -timeout 5m -pidfile /run/app/handoff.pid

@@ -85,6 +85,7 @@ func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
 	if cfg.subreaper {
 		opts = append(opts, supervisor.WithSubreaper())
 	}
+	opts = append(opts, supervisor.WithNotServedAfter(cfg.notServed))
 	if cfg.metrics != "" {
 		opts = append(opts, supervisor.WithMetrics(cfg.metrics, metrics.Handler))
 	}
