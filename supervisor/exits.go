@@ -62,6 +62,7 @@ func (t *table) onExit(e exit) {
 	}
 	fields := append(workerFields(w.info), zap.Stringer("status", st))
 	asked := t.stopping || w.info.State == Stopping
+	t.countExit(w, st, asked)
 	sl := t.slotOf(w)
 	switch {
 	case sl == nil || asked:

@@ -19,6 +19,7 @@ func (t *table) ready(w *child) {
 		w.readyAt = time.Now()
 	}
 	w.deadline = time.Time{}
+	t.countReady(w)
 	t.log.Info("worker ready", append(workerFields(w.info),
 		zap.Duration("after", w.readyAt.Sub(w.info.Started)))...)
 	if h := t.o.hooks.OnReady; h != nil {
@@ -85,6 +86,7 @@ func (t *table) recycle(w *child) {
 	}
 	sl.next = nw
 	t.recycled++
+	w.recycled = true
 }
 
 func (t *table) onNotify(m notifyMsg) {

@@ -183,6 +183,9 @@ func quoteNotify(b []byte) string {
 // NotifyDrops counts the notify datagrams the supervisor dropped, by reason, and the file
 // descriptors that came with datagrams and were closed (Stats.NotifyDropped).
 type NotifyDrops struct {
+	// Foreign: datagrams from a process that is not a worker (nor, with WithNotifyAccessAll, a
+	// worker's descendant). Counted in Metrics; Stats.ForeignNotify counts them for this program.
+	Foreign uint64
 	// NoCredentials: datagrams without the sender's pid. The kernel attaches it to every
 	// datagram once SO_PASSCRED is set, which the supervisor does before binding, so this
 	// counts only datagrams queued on an inherited socket before SO_PASSCRED was set, and

@@ -47,6 +47,8 @@ type options struct {
 	lifetimeJitter time.Duration
 	maxFailures    int
 	maxDraining    int // see draining.go
+
+	metrics metricsOptions // metrics.go, queue.go
 }
 
 func defaultOptions() options {

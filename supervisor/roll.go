@@ -32,6 +32,7 @@ func (t *table) retire(w *child, why string) {
 	}
 	w.info.State = Stopping
 	w.deadline = time.Now().Add(t.o.stopTimeout)
+	w.retiredAt = time.Now()
 	t.log.Info("retiring worker", append(workerFields(w.info), zap.String("why", why))...)
 	t.signal(w, t.o.stopSignal)
 	t.capDraining()
@@ -100,6 +101,7 @@ func (t *table) advanceRoll() {
 		return
 	}
 	t.roll, t.gen, t.lastRollErr = nil, r.gen, nil
+	t.countRoll(r, "completed", nil)
 	t.log.Info("roll complete", zap.Uint64("generation", r.gen), zap.Duration("took", time.Since(r.started)))
 	t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=%d workers ready, generation %d", len(t.slots), t.gen))
 	replyAll(r.waiters, nil)
@@ -120,6 +122,7 @@ func (t *table) abortRoll(err error) {
 		}
 	}
 	t.roll, t.lastRollErr = nil, err
+	t.countRoll(r, "failed", err)
 	t.log.Error("roll failed; the previous generation keeps serving", zap.Uint64("generation", r.gen), zap.Error(err))
 	t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=roll to generation %d failed: %v", r.gen, err))
 	replyAll(r.waiters, fmt.Errorf("supervisor: roll to generation %d: %w", r.gen, err))

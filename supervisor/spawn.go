@@ -86,6 +86,7 @@ func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
 		}
 	}
 	t.track(w)
+	t.countStart()
 	t.log.Info("worker started", workerFields(w.info)...)
 	if h := t.o.hooks.AfterSpawn; h != nil {
 		h(w.info)

@@ -1,6 +1,10 @@
 package supervisor
 
-import "time"
+import (
+	"cmp"
+	"slices"
+	"time"
+)
 
 // State is where a worker is in its life.
 type State int
@@ -39,6 +43,24 @@ type WorkerInfo struct {
 	Restarts int
 	// Status is the last STATUS= the worker sent to its notify socket.
 	Status string
+	// ReadyAt is when it became ready and RetiredAt when it was asked to
+	// exit (zero: not yet). Filled in by Stats only.
+	ReadyAt, RetiredAt time.Time
+}
+
+// SlotInfo describes one of the N places a worker runs in.
+type SlotInfo struct {
+	Index int
+	// Failures counts the start failures in a row; NextRetry, when the
+	// slot is empty and waits for its backoff, is when it starts again.
+	Failures  int
+	NextRetry time.Time
+	Restarts  int
+	// Vetoed: the OnExit hook refused a restart; the slot stays empty.
+	Vetoed bool
+	// LastExit is the last exit of a worker of this slot that was not
+	// asked for (a retirement or recycling); nil if none.
+	LastExit *LastExit
 }
 
 // ExitCounts counts worker exits by cause.
@@ -79,4 +101,45 @@ type Stats struct {
 	// ones replaced at their maximum lifetime.
 	WatchdogKills int
 	Recycled      int
+
+	// RetiringWorkers lists the workers asked to exit that have not yet,
+	// with RetiredAt set; Slots, every slot; Sockets, the listening
+	// sockets with their accept queues as last sampled by the not-served
+	// check (Metrics samples them afresh); LastRoll, how the last roll
+	// ended (nil before one did).
+	RetiringWorkers []WorkerInfo
+	Slots           []SlotInfo
+	Sockets         []SocketQueue
+	LastRoll        *LastRoll
+	// MetricsAddr is the address WithMetrics serves on; "" without it.
+	MetricsAddr string
+}
+
+// infoNow is w's WorkerInfo with the fields only Stats fills.
+func (w *child) infoNow() WorkerInfo {
+	info := w.info
+	info.Status, info.ReadyAt, info.RetiredAt = w.status, w.readyAt, w.retiredAt
+	return info
+}
+
+// moreStats adds the slots, sockets and last roll to st.
+func (t *table) moreStats(st *Stats) {
+	slices.SortFunc(st.RetiringWorkers, func(a, b WorkerInfo) int { return cmp.Compare(a.Pid, b.Pid) })
+	now := time.Now()
+	for _, sl := range t.slots {
+		si := SlotInfo{Index: sl.index, Failures: sl.failures, Restarts: sl.restarts, Vetoed: sl.vetoed, LastExit: sl.lastExit}
+		if sl.w == nil && !sl.vetoed && !t.stopping && now.Before(sl.notBefore) {
+			si.NextRetry = sl.notBefore
+		}
+		st.Slots = append(st.Slots, si)
+	}
+	st.Sockets = t.queues.published()
+	for i, sock := range t.socks {
+		q := t.sampleQueue(sock)
+		st.Sockets[i].Known, st.Sockets[i].Len, st.Sockets[i].Max = q.Known, q.Len, q.Max
+	}
+	st.LastRoll = t.lastRoll
+	if t.metricsSock != nil {
+		st.MetricsAddr = t.metricsSock.Addr().String()
+	}
 }

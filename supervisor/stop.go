@@ -53,6 +53,7 @@ func (t *table) stop(timeout time.Duration) {
 	for w := range t.live {
 		if w.info.State != Stopping {
 			w.info.State = Stopping
+			w.retiredAt = time.Now()
 			t.signal(w, t.o.stopSignal)
 		}
 		w.deadline = time.Time{}

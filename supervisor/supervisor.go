@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -53,6 +54,8 @@ type Supervisor struct {
 
 	mu    sync.Mutex
 	phase phase
+
+	pub atomic.Pointer[published] // the run goroutine's last metrics
 }
 
 type phase int
@@ -145,6 +148,9 @@ func (o *options) validate() error {
 		return fmt.Errorf("supervisor: lifetime %v with jitter %v: want non-negative", o.maxLifetime, o.lifetimeJitter)
 	case o.maxFailures < 0:
 		return fmt.Errorf("supervisor: max start failures %d is negative", o.maxFailures)
+	}
+	if err := o.metrics.validate(); err != nil {
+		return err
 	}
 	for i, s := range o.sockets {
 		if s == nil {

@@ -62,6 +62,12 @@ type table struct {
 	foreign     int // notify messages from processes that are not workers
 	hung        int // workers the watchdog signalled
 	recycled    int // workers replaced at their maximum lifetime
+
+	count       counters   // metrics.go
+	queues      queueWatch // queue.go
+	lastRoll    *LastRoll  // nil before the first roll ends
+	metricsSock *listener.Socket
+	msrv        *metricsServer
 }
 
 // slot is one of the N places a worker runs in.
@@ -73,6 +79,7 @@ type slot struct {
 	notBefore time.Time
 	restarts  int
 	vetoed    bool // OnExit refused the restart
+	lastExit  *LastExit
 }
 
 type child struct {
@@ -85,6 +92,9 @@ type child struct {
 	hung     bool      // the watchdog signalled it
 	hurried  bool      // told to end its drain now (draining.go)
 	status   string    // the last STATUS= it sent
+
+	retiredAt time.Time // when it was asked to exit; zero if not
+	recycled  bool      // replaced at its maximum lifetime
 }
 
 type exit struct {
@@ -106,6 +116,7 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 		quit:       make(chan struct{}),
 		reaperGone: make(chan struct{}),
 		wake:       time.NewTimer(time.Hour),
+		count:      newCounters(),
 	}
 	t.wake.Stop()
 	defer func() {
@@ -132,6 +143,11 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 			return nil, err
 		}
 	} else if err := t.open(); err != nil {
+		return nil, err
+	}
+	t.initQueues()
+	t.publish() // before the metrics endpoint answers: the inherited counts, never zeros
+	if err := t.openMetrics(metricsFdOf(st)); err != nil {
 		return nil, err
 	}
 	t.bg.Add(1)
@@ -199,6 +215,7 @@ func (t *table) close() {
 	if t.notify != nil {
 		t.notify.Close()
 	}
+	t.stopMetrics()
 	t.bg.Wait()
 	t.watchers.Wait()
 	t.wake.Stop()
@@ -216,6 +233,9 @@ func (t *table) close() {
 	for _, sock := range t.owned {
 		sock.Close()
 	}
+	if t.metricsSock != nil {
+		t.metricsSock.Close()
+	}
 }
 
 // loop is the run goroutine: it owns the table until every worker is gone.
@@ -228,6 +248,7 @@ func (t *table) loop(ctx context.Context) error {
 	t.schedule()
 	t.afterOperation() // a roll requested before an upgrade
 	for !t.stopping || len(t.live) > 0 {
+		t.publish()
 		t.rearm()
 		select {
 		case e := <-t.exits:
@@ -255,6 +276,7 @@ func (t *table) loop(ctx context.Context) error {
 			t.killAll()
 		}
 	}
+	t.publish()
 	t.log.Info("stopped", zap.Int("restarts", t.restarts))
 	return t.fatal
 }
@@ -273,6 +295,7 @@ func (t *table) rearm() {
 		earliest(w.expireAt)
 	}
 	if !t.stopping {
+		earliest(t.queues.next)
 		for _, sl := range t.slots {
 			if sl.w == nil && !sl.vetoed {
 				earliest(sl.notBefore)
@@ -288,6 +311,7 @@ func (t *table) rearm() {
 // onTimer acts on every deadline that has passed.
 func (t *table) onTimer() {
 	now := time.Now()
+	t.watchQueues(now)
 	for w := range t.live {
 		if !w.pingBy.IsZero() && !now.Before(w.pingBy) {
 			t.watchdogFire(w, "missed its watchdog ping")
@@ -337,17 +361,17 @@ func (t *table) stats() Stats {
 	for _, sl := range t.slots {
 		for _, w := range []*child{sl.w, sl.next} {
 			if w != nil {
-				info := w.info
-				info.Status = w.status
-				st.Workers = append(st.Workers, info)
+				st.Workers = append(st.Workers, w.infoNow())
 			}
 		}
 	}
 	for w := range t.live {
 		if t.slotOf(w) == nil {
 			st.Retiring++
+			st.RetiringWorkers = append(st.RetiringWorkers, w.infoNow())
 		}
 	}
+	t.moreStats(&st)
 	return st
 }
 

@@ -135,6 +135,7 @@ func (t *table) failUpgrade(err error) {
 		return
 	}
 	t.upgrade = nil
+	t.countUpgrade(false)
 	t.log.Error("upgrade failed; the supervisor keeps running", zap.Error(err))
 	replyAll(u.waiters, fmt.Errorf("supervisor: upgrade: %w", err))
 	t.afterOperation()
@@ -154,6 +155,7 @@ func (t *table) exec(path string) error {
 			return err
 		}
 		t.reaper = r
+		t.serveMetrics()
 		// track re-inserts into t.live: range over a copy.
 		for _, w := range slices.Collect(maps.Keys(t.live)) {
 			select {
@@ -172,6 +174,7 @@ func (t *table) exec(path string) error {
 		}
 		return nil
 	}
+	t.stopMetrics() // its socket goes on; its connections would not
 	st, err := t.snapshot()
 	if err != nil {
 		return errors.Join(err, restore())
@@ -189,6 +192,9 @@ func (t *table) exec(path string) error {
 	fds := []int{st.NotifyFd, st.LivenessFds[0], st.LivenessFds[1]}
 	for _, s := range st.Sockets {
 		fds = append(fds, s.Fd)
+	}
+	if st.MetricsFd > 0 {
+		fds = append(fds, st.MetricsFd)
 	}
 	err = execInPlace(path, env, fds, t.sigs != nil)
 	if t.sigs != nil {

@@ -22,6 +22,10 @@ type upgradeState struct {
 	Exits          ExitCounts
 	AnnouncedReady bool
 	PendingRoll    bool
+
+	Counters  *counters // nil from a program without them
+	LastRoll  *LastRoll
+	MetricsFd int // 0: none
 }
 
 type stateSocket struct {
@@ -41,11 +45,14 @@ type stateWorker struct {
 	Hung       bool
 	Restarts   int
 	Status     string
+	RetiredAt  time.Time
+	Recycled   bool
 }
 
 type stateSlot struct {
 	Failures, Restarts int
 	Vetoed             bool
+	LastExit           *LastExit
 }
 
 // takeUpgradeState reads and removes the state an upgrade left in the
@@ -64,6 +71,9 @@ func takeUpgradeState() (*upgradeState, error) {
 		return nil, fmt.Errorf("supervisor: %s: notify fd %d, liveness fds %v, generation %d",
 			envUpgradeState, st.NotifyFd, st.LivenessFds, st.Generation)
 	}
+	if st.MetricsFd != 0 && st.MetricsFd < 3 {
+		return nil, fmt.Errorf("supervisor: %s: metrics socket on fd %d", envUpgradeState, st.MetricsFd)
+	}
 	for _, s := range st.Sockets {
 		if s.Fd < 3 {
 			return nil, fmt.Errorf("supervisor: %s: socket %q on fd %d", envUpgradeState, s.Name, s.Fd)
@@ -81,6 +91,12 @@ func (t *table) snapshot() (*upgradeState, error) {
 		Exits:          t.exitsBy,
 		AnnouncedReady: t.announcedReady,
 		PendingRoll:    t.nextRoll != nil,
+		Counters:       t.handOverCounters(),
+		LastRoll:       t.lastRoll,
+	}
+	var err error
+	if st.MetricsFd, err = t.metricsFd(); err != nil {
+		return nil, err
 	}
 	for _, sock := range t.socks {
 		if err := sock.Control(func(fd uintptr) {
@@ -98,7 +114,7 @@ func (t *table) snapshot() (*upgradeState, error) {
 	}
 	st.LivenessFds = [2]int{int(live[0]), int(live[1])}
 	for _, sl := range t.slots {
-		st.Slots = append(st.Slots, stateSlot{Failures: sl.failures, Restarts: sl.restarts, Vetoed: sl.vetoed})
+		st.Slots = append(st.Slots, stateSlot{Failures: sl.failures, Restarts: sl.restarts, Vetoed: sl.vetoed, LastExit: sl.lastExit})
 	}
 	for w := range t.live {
 		select {
@@ -110,6 +126,7 @@ func (t *table) snapshot() (*upgradeState, error) {
 			Pid: w.info.Pid, Slot: w.info.Slot, Generation: w.info.Generation, State: w.info.State,
 			Started: w.info.Started, ReadyAt: w.readyAt, Deadline: w.deadline, Restarts: w.info.Restarts,
 			PingBy: w.pingBy, ExpireAt: w.expireAt, Hung: w.hung, Status: w.status,
+			RetiredAt: w.retiredAt, Recycled: w.recycled,
 		})
 	}
 	return st, nil
@@ -141,6 +158,9 @@ func (t *table) resume(st *upgradeState) (err error) {
 		}
 	}
 	t.gen, t.restarts, t.exitsBy, t.announcedReady = st.Generation, st.Restarts, st.Exits, st.AnnouncedReady
+	t.count.inherit(st.Counters)
+	t.lastRoll = st.LastRoll
+	t.countUpgrade(true)
 	// The old program's slots, not the configured count: a Scale since
 	// start is the newer wish.
 	t.slots = make([]*slot, max(len(st.Slots), 1))
@@ -148,6 +168,7 @@ func (t *table) resume(st *upgradeState) (err error) {
 		t.slots[i] = &slot{index: i}
 		if i < len(st.Slots) {
 			t.slots[i].failures, t.slots[i].restarts, t.slots[i].vetoed = st.Slots[i].Failures, st.Slots[i].Restarts, st.Slots[i].Vetoed
+			t.slots[i].lastExit = st.Slots[i].LastExit
 		}
 	}
 	adopted := 0
@@ -162,6 +183,7 @@ func (t *table) resume(st *upgradeState) (err error) {
 				Started: sw.Started, Restarts: sw.Restarts},
 			proc: proc, readyAt: sw.ReadyAt, deadline: sw.Deadline,
 			pingBy: sw.PingBy, expireAt: sw.ExpireAt, hung: sw.Hung, status: sw.Status,
+			retiredAt: sw.RetiredAt, recycled: sw.Recycled,
 		}
 		t.track(w)
 		adopted++
@@ -179,4 +201,25 @@ func (t *table) resume(st *upgradeState) (err error) {
 	t.log.Info("supervisor upgraded in place", zap.Int("pid", os.Getpid()), zap.Int("workers", adopted),
 		zap.Uint64("generation", t.gen))
 	return nil
+}
+
+// handOverCounters returns the counters to hand on, with this program's
+// notify drops added to the earlier programs'.
+func (t *table) handOverCounters() *counters {
+	c := t.count
+	d := t.notify.dropped()
+	c.Notify.Foreign += uint64(t.foreign)
+	c.Notify.NoCredentials += d.NoCredentials
+	c.Notify.Oversized += d.Oversized
+	c.Notify.Malformed += d.Malformed
+	c.Notify.FdsClosed += d.FdsClosed
+	return &c
+}
+
+// metricsFdOf is the metrics socket st hands over; 0 for none.
+func metricsFdOf(st *upgradeState) int {
+	if st == nil {
+		return 0
+	}
+	return st.MetricsFd
 }

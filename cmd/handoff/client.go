@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -33,6 +34,9 @@ type target struct {
 
 // runClient runs a control subcommand and returns the exit status.
 func runClient(cfg *clientConfig, stdout, stderr io.Writer) int {
+	if cfg.watch > 0 {
+		return watchStatus(cfg, stdout, stderr)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()
 	st, err := client(ctx, cfg, stdout)
@@ -262,7 +266,8 @@ func upgrade(ctx context.Context, t *target, say func(string, ...any)) (*statusR
 	return after, nil
 }
 
-// printStatus writes st as a summary and a table of workers.
+// printStatus writes st for a person: a summary, the workers by slot with
+// their last exits, the retiring workers, and the listening sockets.
 func printStatus(w io.Writer, st *statusReport) {
 	now := time.Now()
 	since := ""
@@ -281,24 +286,100 @@ func printStatus(w io.Writer, st *statusReport) {
 	if st.Rolling {
 		rolling = ", rolling to the next"
 	}
-	fmt.Fprintf(w, "generation: %d%s\n", st.Generation, rolling)
+	alive := ""
+	if st.GenerationsAlive > 1 {
+		alive = fmt.Sprintf(" (%d generations alive)", st.GenerationsAlive)
+	}
+	fmt.Fprintf(w, "generation: %d%s%s\n", st.Generation, alive, rolling)
 	fmt.Fprintf(w, "workers:    %d, %d ready", len(st.Workers), ready)
 	if st.Retiring > 0 {
 		fmt.Fprintf(w, ", %d more retiring", st.Retiring)
 	}
 	fmt.Fprintf(w, "\nexits:      %d clean, %d failed, %d by signal, %d start failures; %d restarts\n",
 		st.Exits.Clean, st.Exits.Failed, st.Exits.Signaled, st.Exits.StartFailures, st.Restarts)
-	if st.LastRollError != "" {
+	if lr := st.LastRoll; lr != nil {
+		fmt.Fprintf(w, "last roll:  to generation %d %s in %s, %s ago", lr.Generation, lr.Result,
+			fmtDuration(time.Duration(lr.TookSeconds*float64(time.Second))), fmtDuration(now.Sub(lr.Started)))
+		if lr.Error != "" {
+			fmt.Fprintf(w, ": %s", lr.Error)
+		}
+		fmt.Fprintln(w)
+	} else if st.LastRollError != "" {
 		fmt.Fprintf(w, "last roll failed: %s\n", st.LastRollError)
 	}
+	if st.MetricsAddr != "" {
+		fmt.Fprintf(w, "metrics:    http://%s/metrics\n", st.MetricsAddr)
+	}
+	for _, q := range st.Sockets {
+		if q.NotServed && q.NotServedSince != nil {
+			fmt.Fprintf(w, "WARNING:    socket %s (%s) is not served: %d connections wait in its accept queue and no worker has taken one for %s\n",
+				q.Name, q.Addr, q.QueueLength, fmtDuration(now.Sub(*q.NotServedSince)))
+		}
+	}
+
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SLOT\tPID\tGEN\tSTATE\tUPTIME\tRESTARTS\tSTATUS")
+	fmt.Fprintln(tw, "SLOT\tPID\tGEN\tSTATE\tUPTIME\tRESTARTS\tLAST EXIT\tSTATUS")
+	slots := map[int]slotReport{}
+	for _, sl := range st.Slots {
+		slots[sl.Slot] = sl
+	}
+	seen := map[int]bool{}
 	for _, wr := range st.Workers {
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%d\t%s\n", wr.Slot, wr.Pid, wr.Generation, wr.State,
-			fmtDuration(time.Duration(wr.UptimeSeconds*float64(time.Second))), wr.Restarts, wr.Status)
+		seen[wr.Slot] = true
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%d\t%s\t%s\n", wr.Slot, wr.Pid, wr.Generation, wr.State,
+			fmtDuration(time.Duration(wr.UptimeSeconds*float64(time.Second))), wr.Restarts, lastExit(slots[wr.Slot], now), wr.Status)
+	}
+	for _, sl := range st.Slots {
+		if seen[sl.Slot] {
+			continue
+		}
+		state := "empty"
+		switch {
+		case sl.Vetoed:
+			state = "vetoed"
+		case sl.NextRetry != nil:
+			state = fmt.Sprintf("backoff, retry in %s (%d failures)", fmtDuration(time.Duration(sl.RetryInSecs*float64(time.Second))), sl.Failures)
+		}
+		fmt.Fprintf(tw, "%d\t-\t-\t%s\t-\t%d\t%s\t\n", sl.Slot, state, sl.Restarts, lastExit(sl, now))
 	}
 	tw.Flush()
+	if len(st.RetiringWorkers) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "RETIRING\tPID\tGEN\tDRAINING\tUPTIME\tSTATUS")
+		for _, wr := range st.RetiringWorkers {
+			fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%s\t%s\n", wr.Slot, wr.Pid, wr.Generation,
+				fmtDuration(time.Duration(wr.DrainingSeconds*float64(time.Second))),
+				fmtDuration(time.Duration(wr.UptimeSeconds*float64(time.Second))), wr.Status)
+		}
+		tw.Flush()
+	}
+	if len(st.Sockets) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "SOCKET\tADDRESS\tQUEUE\tMAX\tSERVED")
+		for _, q := range st.Sockets {
+			queue, mx, served := "?", "?", "yes"
+			if q.Known {
+				queue, mx = strconv.FormatUint(uint64(q.QueueLength), 10), strconv.FormatUint(uint64(q.QueueMax), 10)
+			}
+			if q.NotServed {
+				served = "NO"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", q.Name, q.Addr, queue, mx, served)
+		}
+		tw.Flush()
+	}
+}
+
+// lastExit describes a slot's last exit: "signal: killed (signal) 3.2s ago".
+func lastExit(sl slotReport, now time.Time) string {
+	e := sl.LastExit
+	if e == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%s (%s) %s ago", e.Status, e.Reason, fmtDuration(now.Sub(e.Time)))
 }
 
 // fmtDuration writes d for people: 850ms, 12.3s, 5m03s, 2h05m, 3d04h.

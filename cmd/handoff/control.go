@@ -166,6 +166,60 @@ type statusReport struct {
 	Restarts int            `json:"restarts"`
 	Exits    exitsReport    `json:"exits"`
 	Workers  []workerReport `json:"workers"`
+
+	// GenerationsAlive counts the distinct generations of live workers.
+	GenerationsAlive int `json:"generations_alive"`
+	// RetiringWorkers are the workers asked to exit, with how long they
+	// have been draining.
+	RetiringWorkers []workerReport `json:"retiring_workers"`
+	// Slots are the N places workers run in: backoff, restarts, last exit.
+	Slots []slotReport `json:"slots"`
+	// Sockets are the listening sockets with their accept queues.
+	Sockets  []socketReport `json:"sockets"`
+	LastRoll *rollReport    `json:"last_roll,omitempty"`
+	// MetricsAddr is where -metrics serves; "" without it.
+	MetricsAddr string `json:"metrics_addr,omitempty"`
+}
+
+type slotReport struct {
+	Slot     int  `json:"slot"`
+	Failures int  `json:"failures"`
+	Restarts int  `json:"restarts"`
+	Vetoed   bool `json:"vetoed,omitempty"`
+	// NextRetry is when an empty slot in backoff starts again; null if it
+	// is not waiting.
+	NextRetry   *time.Time  `json:"next_retry,omitempty"`
+	RetryInSecs float64     `json:"retry_in_seconds,omitempty"`
+	LastExit    *exitReport `json:"last_exit,omitempty"`
+}
+
+type exitReport struct {
+	Pid        int       `json:"pid"`
+	Generation uint64    `json:"generation"`
+	Status     string    `json:"status"`
+	Reason     string    `json:"reason"`
+	Time       time.Time `json:"time"`
+}
+
+type socketReport struct {
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	// Known: the kernel reported the queue (TCP and unix sockets on Linux).
+	Known       bool   `json:"known"`
+	QueueLength uint32 `json:"queue_length"`
+	QueueMax    uint32 `json:"queue_max"`
+	// NotServed: the queue sat non-empty without going down while workers
+	// were ready; since NotServedSince.
+	NotServed      bool       `json:"not_served"`
+	NotServedSince *time.Time `json:"not_served_since,omitempty"`
+}
+
+type rollReport struct {
+	Generation  uint64    `json:"generation"`
+	Result      string    `json:"result"`
+	Error       string    `json:"error,omitempty"`
+	Started     time.Time `json:"started"`
+	TookSeconds float64   `json:"took_seconds"`
 }
 
 type exitsReport struct {
@@ -185,4 +239,6 @@ type workerReport struct {
 	Restarts      int       `json:"restarts"`
 	// Status is the last STATUS= the worker sent to its notify socket.
 	Status string `json:"status,omitempty"`
+	// DrainingSeconds is how long a retiring worker has been draining.
+	DrainingSeconds float64 `json:"draining_seconds,omitempty"`
 }

@@ -287,11 +287,62 @@ func (c *controlServer) status() *statusReport {
 		Workers: make([]workerReport, 0, len(st.Workers)),
 	}
 	for _, w := range st.Workers {
-		r.Workers = append(r.Workers, workerReport{
-			Slot: w.Slot, Pid: w.Pid, Generation: w.Generation, State: w.State.String(),
-			Started: w.Started, UptimeSeconds: now.Sub(w.Started).Seconds(), Restarts: w.Restarts,
-			Status: w.Status,
-		})
+		r.Workers = append(r.Workers, workerReportOf(w, now))
 	}
+	addStatus(r, st, now)
 	return r
+}
+
+func workerReportOf(w supervisor.WorkerInfo, now time.Time) workerReport {
+	wr := workerReport{
+		Slot: w.Slot, Pid: w.Pid, Generation: w.Generation, State: w.State.String(),
+		Started: w.Started, UptimeSeconds: now.Sub(w.Started).Seconds(), Restarts: w.Restarts,
+		Status: w.Status,
+	}
+	if !w.RetiredAt.IsZero() {
+		wr.DrainingSeconds = now.Sub(w.RetiredAt).Seconds()
+	}
+	return wr
+}
+
+// addStatus adds what status shows beyond the workers: retiring workers,
+// slots, sockets, the last roll.
+func addStatus(r *statusReport, st supervisor.Stats, now time.Time) {
+	gens := map[uint64]bool{}
+	for _, w := range st.Workers {
+		gens[w.Generation] = true
+	}
+	r.RetiringWorkers = []workerReport{}
+	for _, w := range st.RetiringWorkers {
+		gens[w.Generation] = true
+		wr := workerReportOf(w, now)
+		wr.State = "retiring"
+		r.RetiringWorkers = append(r.RetiringWorkers, wr)
+	}
+	r.GenerationsAlive = len(gens)
+	r.Slots = []slotReport{}
+	for _, sl := range st.Slots {
+		sr := slotReport{Slot: sl.Index, Failures: sl.Failures, Restarts: sl.Restarts, Vetoed: sl.Vetoed}
+		if !sl.NextRetry.IsZero() {
+			t := sl.NextRetry
+			sr.NextRetry, sr.RetryInSecs = &t, max(t.Sub(now).Seconds(), 0)
+		}
+		if e := sl.LastExit; e != nil {
+			sr.LastExit = &exitReport{Pid: e.Pid, Generation: e.Generation, Status: e.Status, Reason: e.Reason, Time: e.Time}
+		}
+		r.Slots = append(r.Slots, sr)
+	}
+	r.Sockets = []socketReport{}
+	for _, q := range st.Sockets {
+		sr := socketReport{Name: q.Name, Addr: q.Addr, Known: q.Known, QueueLength: q.Len, QueueMax: q.Max, NotServed: q.NotServed}
+		if q.NotServed {
+			t := q.NotServedSince
+			sr.NotServedSince = &t
+		}
+		r.Sockets = append(r.Sockets, sr)
+	}
+	if lr := st.LastRoll; lr != nil {
+		r.LastRoll = &rollReport{Generation: lr.Generation, Result: lr.Result, Error: lr.Error, Started: lr.Started, TookSeconds: lr.Took.Seconds()}
+	}
+	r.MetricsAddr = st.MetricsAddr
 }

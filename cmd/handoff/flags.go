@@ -35,6 +35,8 @@ type serveConfig struct {
 	control      string
 	logFormat    logFormatFlag
 	subreaper    bool
+	metrics      string // -metrics ADDR; "" for none
+	notServed    time.Duration
 	version      bool
 	command      []string
 }
@@ -61,6 +63,8 @@ func serveFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.control, "control", "", "")
 	fs.Var(&cfg.logFormat, "log-format", "")
 	fs.BoolVar(&cfg.subreaper, "subreaper", false, "")
+	fs.StringVar(&cfg.metrics, "metrics", "", "")
+	fs.DurationVar(&cfg.notServed, "not-served-after", 10*time.Second, "")
 	fs.BoolVar(&cfg.version, "version", false, "")
 	return fs
 }
@@ -93,6 +97,12 @@ func parseServe(args []string) (*serveConfig, error) {
 		return nil, usagef("-stop-timeout %v: want a positive duration, e.g. 30s", cfg.stopTimeout)
 	case cfg.watchdog < 0 || cfg.watchdog > 0 && cfg.watchdog < time.Millisecond:
 		return nil, usagef("-watchdog %v: want 0 (off) or at least 1ms, e.g. 10s", cfg.watchdog)
+	}
+	if cfg.notServed < 0 {
+		return nil, usagef("-not-served-after %v: want 0 (off) or a positive duration, e.g. 30s", cfg.notServed)
+	}
+	if _, err := listener.ParseAddr(cfg.metrics); cfg.metrics != "" && err != nil {
+		return nil, usagef("-metrics: %v", err)
 	}
 	var err error
 	if cfg.pidfile, err = absPath("-pidfile", cfg.pidfile); err != nil {
@@ -195,6 +205,7 @@ type clientConfig struct {
 	pidfile string
 	control string
 	json    bool
+	watch   time.Duration // status -watch: the refresh period; 0: once
 	timeout time.Duration
 }
 
@@ -205,6 +216,9 @@ func clientFlags(cfg *clientConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.pidfile, "pidfile", "", "")
 	fs.StringVar(&cfg.control, "control", "", "")
 	fs.BoolVar(&cfg.json, "json", false, "")
+	if cfg.op == opStatus {
+		fs.Var(watchFlag{&cfg.watch}, "watch", "")
+	}
 	fs.DurationVar(&cfg.timeout, "timeout", cfg.timeout, "")
 	return fs
 }
@@ -256,7 +270,7 @@ and replaces them without dropping a connection.
 
 Usage:
   handoff [flags] -- COMMAND [ARG...]      supervise COMMAND
-  handoff status  [-json] (-pidfile PATH | -control PATH)
+  handoff status  [-json] [-watch[=DURATION]] (-pidfile PATH | -control PATH)
   handoff reload  [-json] (-pidfile PATH | -control PATH)
   handoff upgrade [-json] (-pidfile PATH | -control PATH)
   handoff scale N [-json] (-pidfile PATH | -control PATH)
@@ -316,6 +330,17 @@ Flags:
       Become a child subreaper: reap orphaned grandchildren too, as PID 1 in
       a container should.
       e.g. -subreaper
+  -metrics ADDR
+      Serve Prometheus metrics at http://ADDR/metrics (any path answers),
+      from handoff itself: it keeps serving across upgrades in place, and its
+      counters never go back (default: off).
+      e.g. -metrics tcp://127.0.0.1:9100
+  -not-served-after DURATION
+      Warn, once, when a socket's accept queue stays non-empty and does not
+      go down for this long while workers are ready: they do not accept on
+      it (a server that ignores LISTEN_FDS). status and the metrics show it
+      too (default 10s; 0: off).
+      e.g. -not-served-after 30s
   -version
       Print the version and exit.
       e.g. -version
@@ -327,6 +352,9 @@ Flags of status, reload, upgrade and scale:
                     e.g. handoff reload -control /run/app/control/handoff.sock
   -json             print the answer as JSON, for scripts
                     e.g. handoff status -json -pidfile /run/app/handoff.pid
+  -watch            status only: refresh every second (-watch=DURATION:
+                    every DURATION), in place on a terminal, until interrupted
+                    e.g. handoff status -watch -pidfile /run/app/handoff.pid
   -timeout DURATION how long to wait for the answer (default 2m)
                     e.g. handoff reload -timeout 5m -pidfile /run/app/handoff.pid
 
@@ -343,3 +371,33 @@ Example:
 `
 
 func printHelp(w io.Writer) { io.WriteString(w, helpText) }
+
+// watchFlag is status's -watch: a boolean flag ("-watch" refreshes every
+// second) that also takes a period ("-watch=500ms").
+type watchFlag struct{ d *time.Duration }
+
+func (f watchFlag) String() string {
+	if f.d == nil || *f.d == 0 {
+		return "false"
+	}
+	return f.d.String()
+}
+
+func (f watchFlag) IsBoolFlag() bool { return true }
+
+func (f watchFlag) Set(s string) error {
+	switch s {
+	case "true":
+		*f.d = time.Second
+		return nil
+	case "false":
+		*f.d = 0
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 10*time.Millisecond {
+		return errors.New("want a period of at least 10ms, e.g. -watch=2s")
+	}
+	*f.d = d
+	return nil
+}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/handoff-dev/handoff/listener"
+	"github.com/handoff-dev/handoff/metrics"
 	"github.com/handoff-dev/handoff/supervisor"
 )
 
@@ -83,6 +84,10 @@ func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
 	}
 	if cfg.subreaper {
 		opts = append(opts, supervisor.WithSubreaper())
+	}
+	opts = append(opts, supervisor.WithNotServedAfter(cfg.notServed))
+	if cfg.metrics != "" {
+		opts = append(opts, supervisor.WithMetrics(cfg.metrics, metrics.Handler))
 	}
 	sup, err := supervisor.New(supervisor.Command{Path: cfg.command[0], Args: cfg.command}, opts...)
 	if err != nil {
