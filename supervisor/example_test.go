@@ -132,11 +132,6 @@ func ExampleHooks() {
 	go s.Run(ctx)
 	<-ready
 
-	// A roll starts generation 2 and retires generation 1 once the new
-	// worker is ready; Roll returns when it is done.
-	if err := s.Roll(ctx); err != nil {
-		log.Fatal(err)
-	}
 	resp, err := http.Get("http://" + sock.Addr().String() + "/")
 	if err != nil {
 		log.Fatal(err)
@@ -144,13 +139,22 @@ func ExampleHooks() {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	fmt.Print(string(body))
+
+	// A roll starts generation 2 and retires generation 1 once the new
+	// worker is ready; Roll returns when it is done.
+	if err := s.Roll(ctx); err != nil {
+		log.Fatal(err)
+	}
+	st := s.Stats()
+	fmt.Println("serving generation", st.Generation, "with worker 0 of generation", st.Workers[0].Generation)
 	if err := s.Shutdown(ctx); err != nil {
 		log.Fatal(err)
 	}
 	// Output:
 	// worker 0 of generation 1 started
 	// worker 0 of generation 1 ready
+	// generation 1 says: hello from worker 0 of generation 1
 	// worker 0 of generation 2 started
 	// worker 0 of generation 2 ready
-	// generation 2 says: hello from worker 0 of generation 2
+	// serving generation 2 with worker 0 of generation 2
 }

@@ -29,6 +29,8 @@ func init() {
 		s, err := supervisor.New(supervisor.Command{Path: exe, Env: exitingWorkerEnv()},
 			supervisor.WithListen("127.0.0.1:0"),
 			supervisor.WithMaxStartFailures(2),
+			// However slow the machine, an exit is a start failure.
+			supervisor.WithMinUptime(time.Hour),
 			supervisor.WithBackoff(time.Millisecond, time.Millisecond))
 		if err != nil {
 			fmt.Println(err)
@@ -74,7 +76,7 @@ func TestDefaultLogSaysWorkerExitedAtStartUp(t *testing.T) {
 	for line := range strings.Lines(stderr.String()) {
 		var l map[string]any
 		if err := json.Unmarshal([]byte(line), &l); err != nil {
-			t.Fatalf("stderr is a pipe, so every line should be JSON: %q: %v", line, err)
+			t.Fatalf("stderr is a pipe, so every line should be JSON: %q: %v; stderr:\n%s", line, err, stderr.String())
 		}
 		switch {
 		case l["level"] == "debug":
@@ -106,6 +108,7 @@ func TestSlogHandler(t *testing.T) {
 	s, err := supervisor.New(supervisor.Command{Path: exe, Env: exitingWorkerEnv()},
 		supervisor.WithListen("127.0.0.1:0"),
 		supervisor.WithMaxStartFailures(2),
+		supervisor.WithMinUptime(time.Hour),
 		supervisor.WithBackoff(time.Millisecond, time.Millisecond),
 		supervisor.WithSlogHandler(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
