@@ -490,6 +490,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"missing directory", supervisor.Command{Path: exe, Dir: "/nonexistent/dir"}, nil, "/nonexistent/dir"},
 		{"directory is a file", supervisor.Command{Path: exe, Dir: "/etc/passwd"}, nil, "not a directory"},
 		{"bad surge", supervisor.Command{Path: exe}, []supervisor.Option{supervisor.WithSurge(0)}, "surge"},
+		{"negative max draining", supervisor.Command{Path: exe}, []supervisor.Option{supervisor.WithMaxDraining(-1)}, "max draining -1"},
 		{"bad watchdog", supervisor.Command{Path: exe}, []supervisor.Option{supervisor.WithWatchdog(time.Microsecond)}, "watchdog"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

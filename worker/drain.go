@@ -144,6 +144,7 @@ func ServeAndDrain(ctx context.Context, srv *http.Server, ls []net.Listener, opt
 		hook:     srv.ConnState,
 		conns:    make(map[net.Conn]*drainConn),
 		hijacked: make(map[*hijackedConn]struct{}),
+		h2New:    make(map[net.Conn]bool),
 		bell:     make(chan struct{}, 1),
 		drainCh:  make(chan struct{}),
 	}
@@ -156,6 +157,8 @@ func ServeAndDrain(ctx context.Context, srv *http.Server, ls []net.Listener, opt
 	if err != nil {
 		return err
 	}
+	d.h2host = h2host
+	defer d.goaways.Wait()
 	serveOn := ls
 	if tlsConfig != nil {
 		serveOn = make([]net.Listener, len(ls))
@@ -247,6 +250,15 @@ func (d *drainer) servers(srv *http.Server, tlsConfig *tls.Config) (inner, h2hos
 	inner.TLSNextProto = make(map[string]func(*http.Server, *tls.Conn, http.Handler), len(h2host.TLSNextProto))
 	for proto, fn := range h2host.TLSNextProto {
 		inner.TLSNextProto[proto] = func(hs *http.Server, c *tls.Conn, h http.Handler) {
+			// HTTP/2 calls ConnState with the TLS connection, or for h2c
+			// with the connection under the stand-in it was given.
+			var key net.Conn = c
+			if proto != "h2" {
+				key = c.NetConn()
+			}
+			d.mu.Lock()
+			d.h2New[key] = true
+			d.mu.Unlock()
 			d.h2Conns.Add(1)
 			d.h2Open.Add(1)
 			defer d.h2Open.Add(-1)
@@ -390,6 +402,9 @@ type drainer struct {
 	handlers      atomic.Int64       // handlers running
 	h2Conns       atomic.Int64       // HTTP/2 connections served
 	h2Open        atomic.Int64       // HTTP/2 connections open
+	h2host        *http.Server       // shut down to send GOAWAYs; nil without HTTP/2
+	goaways       sync.WaitGroup     // late GOAWAYs being sent
+	h2New         map[net.Conn]bool  // HTTP/2 connections HTTP/2 has not reported yet; under mu
 
 	mu       sync.Mutex
 	conns    map[net.Conn]*drainConn
@@ -421,6 +436,7 @@ func (d *drainer) serve(srv *http.Server, l net.Listener) error {
 // calls the caller's hook.
 func (d *drainer) connState(c net.Conn, st http.ConnState) {
 	d.track(c, st)
+	d.lateGoAway(c)
 	if d.hook != nil {
 		d.hook(c, st)
 	}
@@ -452,6 +468,34 @@ func (d *drainer) track(c net.Conn, st http.ConnState) {
 			delete(d.conns, c)
 		}
 		d.ring()
+	}
+}
+
+// lateGoAway sends a GOAWAY to HTTP/2 connections that began to be served
+// after the drain started (a TLS handshake in progress then), and to those
+// it had not reported yet when the drain started: HTTP/2's graceful
+// shutdown reaches only the connections it knows, and a connection's first
+// ConnState call comes once it knows it.
+func (d *drainer) lateGoAway(c net.Conn) {
+	if d.h2host == nil {
+		return
+	}
+	d.mu.Lock()
+	late := d.h2New[c] && d.draining.Load() && !d.stopped
+	if d.h2New[c] {
+		delete(d.h2New, c) // reported: a GOAWAY from now on reaches it
+	}
+	if late {
+		d.goaways.Add(1)
+	}
+	d.mu.Unlock()
+	if late {
+		go func() {
+			defer d.goaways.Done()
+			done, cancel := context.WithCancel(context.Background())
+			cancel()
+			d.h2host.Shutdown(done) // starts the GOAWAYs; each connection sends one only
+		}()
 	}
 }
 

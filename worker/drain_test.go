@@ -3,6 +3,7 @@ package worker_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -786,6 +787,9 @@ func TestServeAndDrainRejectsBadInput(t *testing.T) {
 		{"negative grace", &http.Server{}, ok, []worker.DrainOption{worker.WithIdleGrace(-time.Second)}, "idle grace -1s"},
 		{"negative timeout", &http.Server{}, ok, []worker.DrainOption{worker.WithDrainTimeout(-1)}, "drain timeout -1ns"},
 		{"negative body limit", &http.Server{}, ok, []worker.DrainOption{worker.WithBodyLimit(-5)}, "body limit -5"},
+		{"certificate without key", &http.Server{}, ok, []worker.DrainOption{worker.WithTLSFiles("cert.pem", "")}, `both a certificate and a key file, got "cert.pem" and ""`},
+		{"missing certificate file", &http.Server{}, ok, []worker.DrainOption{worker.WithTLSFiles("/nonexistent/cert.pem", "/nonexistent/key.pem")}, "/nonexistent/cert.pem"},
+		{"TLSConfig without certificate", &http.Server{TLSConfig: &tls.Config{}}, ok, nil, "TLSConfig has no certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := worker.ServeAndDrain(context.Background(), tc.srv, tc.ls, tc.opts...)
