@@ -16,3 +16,13 @@ func TestParseNetstat(t *testing.T) {
 		t.Error("no ListenOverflows in this machine's /proc/net/netstat")
 	}
 }
+
+// FuzzParseNetstat: any input gives a value or none, never a panic.
+func FuzzParseNetstat(f *testing.F) {
+	f.Add([]byte("TcpExt: SyncookiesSent ListenOverflows\nTcpExt: 0 17\n"))
+	f.Add([]byte("TcpExt: ListenOverflows\n"))
+	f.Add([]byte("TcpExt:\nTcpExt:\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parseNetstat(b, "TcpExt", "ListenOverflows")
+	})
+}

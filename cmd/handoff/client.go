@@ -130,7 +130,7 @@ func (t *target) request(ctx context.Context, cmd command) (*statusReport, error
 		}
 		r, err := exchange(ctx, conn, cmd)
 		conn.Close()
-		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+		if closedWithoutAnswer(err) {
 			if cmd.op == opStatus && time.Now().Before(give) && (t.pid == 0 || processAlive(t.pid)) {
 				continue
 			}
@@ -243,7 +243,7 @@ func upgrade(ctx context.Context, t *target, say func(string, ...any)) (*statusR
 			return nil, fmt.Errorf("handoff keeps running as it was: %w", err)
 		}
 		return nil, errors.New("the supervisor answered instead of re-executing itself")
-	case !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET):
+	case !closedWithoutAnswer(err):
 		return nil, err
 	}
 	// The connection ended without an answer, as it does when the process
@@ -397,4 +397,12 @@ func fmtDuration(d time.Duration) string {
 		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 	}
 	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+// closedWithoutAnswer tells whether err is a connection that ended without
+// an answer: the peer closed it (EOF, ECONNRESET), or was gone before the
+// request was written (EPIPE: a connection queued on the control socket of
+// a program that then exec'd).
+func closedWithoutAnswer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
