@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/handoff-dev/handoff/reap"
 )
 
 func (t *table) startFailed(sl *slot, err error) {
@@ -46,8 +48,17 @@ func (t *table) backoff(n int) time.Duration {
 	return min(d, t.o.backoffMax)
 }
 
+// failsRoll reports whether a failure of w, a worker in its slot, fails
+// the roll in progress: w is of the new generation (placed straight into
+// an empty slot) and has not been ready.
+func (t *table) failsRoll(w *child) bool {
+	r := t.roll
+	return r != nil && !r.back && w.info.Generation == r.gen && w.readyAt.IsZero() && t.slotOf(w) != nil
+}
+
 func (t *table) onExit(e exit) {
 	w, st := e.w, e.st
+	defer t.hookExit(w, st)
 	delete(t.live, w)
 	if t.byPid[w.info.Pid] == w {
 		delete(t.byPid, w.info.Pid)
@@ -79,6 +90,14 @@ func (t *table) onExit(e exit) {
 		t.failNext(sl, fmt.Errorf("new worker %d (slot %d) exited before it was ready: %s", w.info.Pid, sl.index, st))
 		return
 	}
+	if t.failsRoll(w) {
+		sl.w = nil
+		t.log.Error("new worker exited before it was ready", fields...)
+		t.exitsBy.StartFailures++
+		t.abortRoll(fmt.Errorf("new worker %d (slot %d) exited before it was ready: %s", w.info.Pid, sl.index, st))
+		t.schedule() // the slot is refilled in the generation the roll goes back to
+		return
+	}
 	sl.w = nil
 	up := !w.readyAt.IsZero() && st.Time.Sub(w.readyAt) >= t.o.minUptime
 	if up {
@@ -88,7 +107,7 @@ func (t *table) onExit(e exit) {
 	}
 	restart := true
 	if h := t.o.hooks.OnExit; h != nil {
-		restart = h(w.info, st)
+		t.runHook(func() { restart = h(w.info, st) })
 	}
 	if !restart {
 		sl.vetoed = true
@@ -106,4 +125,17 @@ func (t *table) onExit(e exit) {
 	t.failureLog(sl)("worker died; restarting", append(fields,
 		zap.Bool("start_failure", !up), zap.Int("failures", sl.failures), zap.Duration("delay", delay))...)
 	t.schedule()
+}
+
+// hookExit tells AfterExit about every exit.
+func (t *table) hookExit(w *child, st reap.Status) {
+	h := t.o.hooks.AfterExit
+	if h == nil {
+		return
+	}
+	e := ExitEvent{Worker: w.info, Status: st, Asked: w.info.State == Stopping || t.stopping, Why: w.why}
+	if e.Asked && e.Why == "" {
+		e.Why = "stopping"
+	}
+	t.runHook(func() { h(e) })
 }

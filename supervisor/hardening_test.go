@@ -31,7 +31,10 @@ func init() {
 		}
 		d, ok := worker.WatchdogInterval()
 		pingFor, _ := time.ParseDuration(os.Getenv("TEST_PING_FOR"))
+		readyAfter, _ := time.ParseDuration(os.Getenv("TEST_READY_AFTER"))
 		go func() {
+			time.Sleep(readyAfter) // a slow start
+
 			ctx, cancel := context.WithTimeout(context.Background(), pingFor)
 			defer cancel()
 			if err := worker.Ready(); err != nil {

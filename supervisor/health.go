@@ -19,10 +19,14 @@ func (t *table) ready(w *child) {
 		w.readyAt = time.Now()
 	}
 	w.deadline = time.Time{}
+	if t.o.watchdog > 0 && w.pingBy.IsZero() {
+		// Armed now: a slow start is the ready timeout's business.
+		w.pingBy = w.readyAt.Add(t.o.watchdog)
+	}
 	t.log.Info("worker ready", append(workerFields(w.info),
 		zap.Duration("after", w.readyAt.Sub(w.info.Started)))...)
 	if h := t.o.hooks.OnReady; h != nil {
-		h(w.info)
+		t.runHook(func() { h(w.info) })
 	}
 	if sl := t.slotOf(w); sl != nil && sl.next == w {
 		old := sl.w
@@ -102,7 +106,7 @@ func (t *table) onNotify(m notifyMsg) {
 	if m.Status != "" {
 		w.status = m.Status
 	}
-	if m.Watchdog && t.o.watchdog > 0 && !w.hung {
+	if m.Watchdog && t.o.watchdog > 0 && !w.hung && w.info.State == Ready {
 		w.pingBy = time.Now().Add(t.o.watchdog)
 	}
 	if m.WatchdogTrigger {

@@ -2,16 +2,37 @@ package supervisor
 
 import (
 	"fmt"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 )
 
+// RollResult is how a roll ended.
+type RollResult string
+
+// The outcomes of a roll.
+const (
+	// RollCompleted: every slot runs the new generation, which serves.
+	RollCompleted RollResult = "completed"
+	// RollRolledBack: the new generation failed, and every slot that had
+	// taken it went back to the previous one.
+	RollRolledBack RollResult = "rolled_back"
+	// RollFailed: the new generation failed, and so did the way back:
+	// some slots may still run the failed generation.
+	RollFailed RollResult = "failed"
+)
+
 type roll struct {
-	gen     uint64
+	gen     uint64 // the generation the slots are moving to
+	from    uint64 // the generation serving when the roll started
 	started time.Time
 	waiters []chan<- error
+
+	// back is set once the roll to gen failed: the roll now moves every
+	// slot to from, and ends with failure.
+	back   bool
+	failed uint64 // with back: the generation that failed
+	err    error  // with back: why
 }
 
 // slotOf returns the slot w runs in, or nil if w is retiring or its slot
@@ -25,13 +46,23 @@ func (t *table) slotOf(w *child) *slot {
 	return nil
 }
 
-// retire asks w to drain and exit, and kills it at the stop timeout.
+// retire asks w to drain and exit, and kills it at the stop timeout (none
+// with a stop timeout of 0).
 func (t *table) retire(w *child, why string) {
 	if w.info.State == Stopping {
 		return
 	}
+	if _, live := t.live[w]; !live {
+		w.info.State = Stopping // it has exited already
+		return
+	}
 	w.info.State = Stopping
-	w.deadline = time.Now().Add(t.o.stopTimeout)
+	w.why = why
+	w.deadline = time.Time{}
+	if t.o.stopTimeout > 0 {
+		w.deadline = time.Now().Add(t.o.stopTimeout)
+	}
+	w.pingBy = time.Time{}
 	t.log.Info("retiring worker", append(workerFields(w.info), zap.String("why", why))...)
 	t.signal(w, t.o.stopSignal)
 }
@@ -54,16 +85,24 @@ func (t *table) requestRoll(done chan<- error) {
 	t.startRoll(&roll{waiters: appendWaiter(nil, done)})
 }
 
+// startRoll starts a roll to a new generation. Generation numbers only go
+// up: a failed generation's number is never given again.
 func (t *table) startRoll(r *roll) {
-	r.gen, r.started = t.gen+1, time.Now()
+	t.lastGen = max(t.lastGen, t.gen) + 1
+	r.gen, r.from, r.started = t.lastGen, t.gen, time.Now()
 	t.roll = r
+	for _, sl := range t.slots {
+		sl.vetoed = false // "until the next roll"
+	}
 	t.log.Info("rolling", zap.Uint64("generation", r.gen), zap.Int("workers", len(t.slots)), zap.Int("surge", t.o.surge))
 	t.sdNotify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=rolling to generation %d", monotonicUsec(), r.gen))
+	t.hookRoll(RollEvent{Generation: r.gen, From: r.from})
+	t.schedule() // slots left empty by a veto
 	t.advanceRoll()
 }
 
 // advanceRoll starts replacements up to the surge and finishes the roll
-// once every slot serves the new generation.
+// once every slot serves the roll's generation.
 func (t *table) advanceRoll() {
 	r := t.roll
 	if r == nil || t.stopping {
@@ -77,7 +116,7 @@ func (t *table) advanceRoll() {
 	}
 	finished := inflight == 0
 	for _, sl := range t.slots {
-		if sl.vetoed || sl.next != nil || sl.w != nil && sl.w.info.Generation >= r.gen {
+		if sl.vetoed || sl.next != nil || sl.w != nil && sl.w.info.Generation == r.gen {
 			if sl.w != nil && sl.w.info.State != Ready {
 				finished = false // a new worker placed directly, not ready yet
 			}
@@ -85,7 +124,7 @@ func (t *table) advanceRoll() {
 		}
 		finished = false
 		if sl.w == nil || inflight >= t.o.surge {
-			continue // an empty slot is filled by schedule, in the new generation
+			continue // an empty slot is filled by schedule, in the roll's generation
 		}
 		w, err := t.spawn(sl, r.gen)
 		if err != nil {
@@ -98,14 +137,39 @@ func (t *table) advanceRoll() {
 	if !finished {
 		return
 	}
-	t.roll, t.gen, t.lastRollErr = nil, r.gen, nil
-	t.log.Info("roll complete", zap.Uint64("generation", r.gen), zap.Duration("took", time.Since(r.started)))
-	t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=%d workers ready, generation %d", len(t.slots), t.gen))
-	replyAll(r.waiters, nil)
+	t.roll = nil
+	took := time.Since(r.started)
+	if r.back {
+		t.gen = r.gen
+		t.endRoll(r, RollRolledBack, r.err)
+		t.log.Error("roll failed; the previous generation keeps serving", zap.Uint64("generation", r.failed),
+			zap.Uint64("serving", r.gen), zap.Duration("took", took), zap.Error(r.err))
+		t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=roll to generation %d failed: %v", r.failed, r.err))
+		replyAll(r.waiters, fmt.Errorf("supervisor: roll to generation %d: %w", r.failed, r.err))
+	} else {
+		t.gen = r.gen
+		t.endRoll(r, RollCompleted, nil)
+		t.log.Info("roll complete", zap.Uint64("generation", r.gen), zap.Duration("took", took))
+		t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=%d workers ready, generation %d", len(t.slots), t.gen))
+		replyAll(r.waiters, nil)
+	}
 	t.afterOperation()
 }
 
-// abortRoll stops the roll: its new workers are killed, the old ones serve.
+// endRoll records a roll's outcome and tells the hook.
+func (t *table) endRoll(r *roll, res RollResult, err error) {
+	t.lastRoll, t.lastRollErr = res, err
+	gen := r.gen
+	if r.back {
+		gen = r.failed
+	}
+	t.hookRollEnd(RollEvent{Generation: gen, From: r.from, Result: res, Err: err, Took: time.Since(r.started)})
+}
+
+// abortRoll stops the roll: its new workers in flight retire, and every
+// slot that took the new generation goes back to the previous one, through
+// the same readiness-gated path. If the way back fails too, the roll ends
+// with what serves.
 func (t *table) abortRoll(err error) {
 	r := t.roll
 	if r == nil {
@@ -114,15 +178,22 @@ func (t *table) abortRoll(err error) {
 	for _, sl := range t.slots {
 		if w := sl.next; w != nil {
 			sl.next = nil
-			w.info.State = Stopping
-			t.signal(w, syscall.SIGKILL)
+			t.retire(w, "its roll failed")
 		}
 	}
-	t.roll, t.lastRollErr = nil, err
-	t.log.Error("roll failed; the previous generation keeps serving", zap.Uint64("generation", r.gen), zap.Error(err))
-	t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=roll to generation %d failed: %v", r.gen, err))
-	replyAll(r.waiters, fmt.Errorf("supervisor: roll to generation %d: %w", r.gen, err))
-	t.afterOperation()
+	if r.back {
+		t.roll = nil
+		err = fmt.Errorf("%w; rolling back to generation %d: %w", r.err, r.gen, err)
+		t.endRoll(r, RollFailed, err)
+		t.log.Error("roll failed, and so did the rollback", zap.Uint64("generation", r.failed), zap.Error(err))
+		t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=roll to generation %d failed: %v", r.failed, err))
+		replyAll(r.waiters, fmt.Errorf("supervisor: roll to generation %d: %w", r.failed, err))
+		t.afterOperation()
+		return
+	}
+	r.back, r.failed, r.err, r.gen = true, r.gen, err, r.from
+	t.log.Warn("roll failed: rolling back", zap.Uint64("generation", r.failed), zap.Uint64("to", r.gen), zap.Error(err))
+	t.advanceRoll()
 }
 
 // failNext ends sl's replacement worker, which failed: during a roll, the
@@ -131,8 +202,7 @@ func (t *table) abortRoll(err error) {
 func (t *table) failNext(sl *slot, err error) {
 	if w := sl.next; w != nil {
 		sl.next = nil
-		w.info.State = Stopping
-		t.signal(w, syscall.SIGKILL)
+		t.retire(w, "it failed to start")
 	}
 	if t.roll != nil {
 		t.exitsBy.StartFailures++

@@ -56,7 +56,9 @@ func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
 		Generation: gen,
 	}
 	if h := t.o.hooks.BeforeSpawn; h != nil {
-		if err := h(sp); err != nil {
+		var err error
+		t.runHook(func() { err = h(sp) })
+		if err != nil {
 			return nil, fmt.Errorf("before-spawn hook: %w", err)
 		}
 	}
@@ -76,9 +78,6 @@ func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
 		},
 		proc: proc,
 	}
-	if t.o.watchdog > 0 {
-		w.pingBy = now.Add(t.o.watchdog)
-	}
 	if t.o.maxLifetime > 0 {
 		w.expireAt = now.Add(t.o.maxLifetime)
 		if t.o.lifetimeJitter > 0 {
@@ -88,7 +87,7 @@ func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
 	t.track(w)
 	t.log.Info("worker started", workerFields(w.info)...)
 	if h := t.o.hooks.AfterSpawn; h != nil {
-		h(w.info)
+		t.runHook(func() { h(w.info) })
 	}
 	switch t.o.readiness.mode {
 	case readyStart:

@@ -64,6 +64,8 @@ type Stats struct {
 	Generation    uint64
 	Rolling       bool
 	LastRollError string
+	// LastRoll is how the last roll ended ("" before the first one).
+	LastRoll RollResult
 	// Restarts counts restarts after exits the supervisor did not ask for.
 	Restarts int
 	Exits    ExitCounts

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -49,6 +50,12 @@ type Supervisor struct {
 	done    chan struct{}     // closed when Run returns
 
 	stopOnce, killOnce sync.Once
+
+	// A hook calling back: inHook counts hooks running, on the goroutine
+	// runGoid; cur is the table, which that goroutine may read directly.
+	inHook  atomic.Int32
+	runGoid atomic.Uint64
+	cur     *table
 
 	mu    sync.Mutex
 	phase phase
@@ -180,6 +187,8 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer t.close()
+	s.cur = t
+	s.runGoid.Store(goid())
 	close(s.running)
 	return t.loop(ctx)
 }
@@ -200,6 +209,9 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 	if !s.beginStop() {
 		return nil
 	}
+	if s.onRunGoroutine() {
+		return ErrInHook // the stop goes on once the hook returns
+	}
 	select {
 	case <-s.done:
 		return nil
@@ -217,6 +229,9 @@ func (s *Supervisor) Close() error {
 		return nil
 	}
 	s.kill()
+	if s.onRunGoroutine() {
+		return ErrInHook
+	}
 	<-s.done
 	return nil
 }
@@ -248,8 +263,10 @@ func (s *Supervisor) Stats() Stats {
 // Roll replaces every worker with a new one of the next generation, a
 // surge of new workers at a time, retiring an old worker only once its
 // replacement is ready: never fewer than N ready workers. If a new worker
-// fails to become ready, the roll stops, the old workers keep serving, and
-// Roll returns why. A roll requested while one runs is queued; requests
+// fails to become ready, the roll stops, every slot that took the new
+// generation goes back to the previous one (readiness-gated too), and Roll
+// returns why once it has. Generation numbers only go up: the next roll
+// after a failed one gets a new number. A roll requested while one runs is queued; requests
 // queued together are coalesced into one roll that starts after the current
 // one. Roll waits for the roll to end; ctx only bounds the wait.
 func (s *Supervisor) Roll(ctx context.Context) error {
@@ -279,6 +296,9 @@ func (s *Supervisor) Scale(ctx context.Context, n int) error {
 
 // await sends a request that answers on done and waits for the answer.
 func (s *Supervisor) await(ctx context.Context, req func(*table, chan<- error)) error {
+	if s.onRunGoroutine() {
+		return ErrInHook
+	}
 	done := make(chan error, 1)
 	if !s.call(func(t *table) { req(t, done) }) {
 		return ErrClosed
@@ -306,6 +326,10 @@ func (s *Supervisor) call(f func(*table)) bool {
 	s.mu.Unlock()
 	if p != running {
 		return false
+	}
+	if s.onRunGoroutine() {
+		f(s.cur) // a hook: the table is this goroutine's already
+		return true
 	}
 	ran := make(chan struct{})
 	select {

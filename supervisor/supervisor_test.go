@@ -127,6 +127,8 @@ type fixture struct {
 	ready   chan supervisor.WorkerInfo
 	exited  chan reap.Status
 	runErr  chan error
+	// before, if set before run, is called from the BeforeSpawn hook.
+	before func(*supervisor.Spawn) error
 }
 
 func newFixture(t *testing.T, helper string, env []string, opts ...supervisor.Option) *fixture {
@@ -149,6 +151,12 @@ func newFixture(t *testing.T, helper string, env []string, opts ...supervisor.Op
 		runErr:  make(chan error, 1),
 	}
 	hooks := supervisor.Hooks{
+		BeforeSpawn: func(sp *supervisor.Spawn) error {
+			if f.before != nil {
+				return f.before(sp)
+			}
+			return nil
+		},
 		AfterSpawn: func(w supervisor.WorkerInfo) { f.spawned <- w },
 		OnReady:    func(w supervisor.WorkerInfo) { f.ready <- w },
 		OnExit:     func(w supervisor.WorkerInfo, st reap.Status) bool { f.exited <- st; return true },

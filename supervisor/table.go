@@ -35,10 +35,11 @@ type table struct {
 	notes        chan notifyMsg
 	sigs         chan os.Signal // nil without WithSignals
 
-	gen   uint64 // generation of new workers outside a roll
-	slots []*slot
-	live  map[*child]struct{} // every started process not yet reaped
-	byPid map[int]*child
+	gen     uint64 // the generation serving: new workers' outside a roll
+	lastGen uint64 // the highest generation number given so far
+	slots   []*slot
+	live    map[*child]struct{} // every started process not yet reaped
+	byPid   map[int]*child
 
 	exits      chan exit
 	preflights chan preflightResult
@@ -56,6 +57,7 @@ type table struct {
 	wake           *time.Timer
 
 	fatal       error // Run gives up with this (WithMaxStartFailures)
+	lastRoll    RollResult
 	lastRollErr error
 	restarts    int
 	exitsBy     ExitCounts
@@ -84,6 +86,7 @@ type child struct {
 	expireAt time.Time // recycle then (WithMaxLifetime); zero: never
 	hung     bool      // the watchdog signalled it
 	status   string    // the last STATUS= it sent
+	why      string    // why it was asked to exit
 }
 
 type exit struct {
@@ -97,6 +100,7 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 		o:          &s.o,
 		log:        s.log,
 		gen:        1,
+		lastGen:    1,
 		live:       make(map[*child]struct{}),
 		byPid:      make(map[int]*child),
 		exits:      make(chan exit),
@@ -308,8 +312,16 @@ func (t *table) onTimer() {
 		default:
 			t.log.Error("worker not ready in time: killing", append(workerFields(w.info),
 				zap.Duration("ready_timeout", t.o.readyTimeout))...)
+			err := fmt.Errorf("new worker %d (slot %d) not ready within %v", w.info.Pid, w.info.Slot, t.o.readyTimeout)
 			if sl := t.slotOf(w); sl != nil && sl.next == w {
-				t.failNext(sl, fmt.Errorf("new worker %d (slot %d) not ready within %v", w.info.Pid, sl.index, t.o.readyTimeout))
+				t.failNext(sl, err)
+				continue
+			}
+			if t.failsRoll(w) {
+				t.slotOf(w).w = nil // refilled in the generation the roll goes back to
+				t.retire(w, "its roll failed")
+				t.exitsBy.StartFailures++
+				t.abortRoll(err)
 				continue
 			}
 			t.signal(w, syscall.SIGKILL) // its exit counts as a start failure
@@ -322,6 +334,7 @@ func (t *table) stats() Stats {
 	st := Stats{
 		Generation:    t.gen,
 		Rolling:       t.roll != nil,
+		LastRoll:      t.lastRoll,
 		Restarts:      t.restarts,
 		Exits:         t.exitsBy,
 		NotifySocket:  t.notify.Name(),
