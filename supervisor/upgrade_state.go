@@ -1,9 +1,12 @@
 package supervisor
 
 import (
+	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/handoff-dev/handoff/listener"
@@ -13,6 +16,9 @@ import (
 // upgradeState is the worker table as one program hands it to the next.
 type upgradeState struct {
 	Generation     uint64
+	LastGeneration uint64 // numbers only go up, across upgrades too
+	LastRoll       RollResult
+	LastRollError  string
 	Sockets        []stateSocket
 	NotifyFd       int
 	LivenessFds    [2]int // read and write ends
@@ -77,6 +83,8 @@ func takeUpgradeState() (*upgradeState, error) {
 func (t *table) snapshot() (*upgradeState, error) {
 	st := &upgradeState{
 		Generation:     t.gen,
+		LastGeneration: t.lastGen,
+		LastRoll:       t.lastRoll,
 		Restarts:       t.restarts,
 		Exits:          t.exitsBy,
 		AnnouncedReady: t.announcedReady,
@@ -91,6 +99,9 @@ func (t *table) snapshot() (*upgradeState, error) {
 	}
 	if err := t.notify.Control(func(fd uintptr) { st.NotifyFd = int(fd) }); err != nil {
 		return nil, err
+	}
+	if t.lastRollErr != nil {
+		st.LastRollError = t.lastRollErr.Error()
 	}
 	live, err := rawFds([]*os.File{t.liveR, t.liveW})
 	if err != nil {
@@ -141,6 +152,10 @@ func (t *table) resume(st *upgradeState) (err error) {
 		}
 	}
 	t.gen, t.restarts, t.exitsBy, t.announcedReady = st.Generation, st.Restarts, st.Exits, st.AnnouncedReady
+	t.lastGen, t.lastRoll = max(st.LastGeneration, st.Generation), st.LastRoll
+	if st.LastRollError != "" {
+		t.lastRollErr = errors.New(st.LastRollError)
+	}
 	// The old program's slots, not the configured count: a Scale since
 	// start is the newer wish.
 	t.slots = make([]*slot, max(len(st.Slots), 1))
@@ -151,6 +166,9 @@ func (t *table) resume(st *upgradeState) (err error) {
 		}
 	}
 	adopted := 0
+	// Ready workers first: a slot being recycled hands over its serving
+	// worker and the replacement starting beside it, in any order.
+	slices.SortStableFunc(st.Workers, func(a, b stateWorker) int { return cmp.Compare(stateRank(a.State), stateRank(b.State)) })
 	for _, sw := range st.Workers {
 		proc, err := t.reaper.Adopt(sw.Pid)
 		if err != nil {
@@ -165,10 +183,16 @@ func (t *table) resume(st *upgradeState) (err error) {
 		}
 		t.track(w)
 		adopted++
+		var sl *slot
+		if w.info.Slot < len(t.slots) {
+			sl = t.slots[w.info.Slot]
+		}
 		switch {
 		case w.info.State == Stopping:
-		case w.info.Slot < len(t.slots) && t.slots[w.info.Slot].w == nil:
-			t.slots[w.info.Slot].w = w
+		case sl != nil && sl.w == nil:
+			sl.w = w
+		case sl != nil && sl.next == nil && sl.w.info.State == Ready && w.info.State == Starting:
+			sl.next = w
 		default:
 			t.retire(w, "no slot for it after the upgrade")
 		}
@@ -179,4 +203,16 @@ func (t *table) resume(st *upgradeState) (err error) {
 	t.log.Info("supervisor upgraded in place", zap.Int("pid", os.Getpid()), zap.Int("workers", adopted),
 		zap.Uint64("generation", t.gen))
 	return nil
+}
+
+// stateRank orders handed-over workers for placement: ready, starting,
+// stopping.
+func stateRank(s State) int {
+	switch s {
+	case Ready:
+		return 0
+	case Starting:
+		return 1
+	}
+	return 2
 }
