@@ -75,7 +75,7 @@ func TestWatchdogReplacesHungWorker(t *testing.T) {
 			if got := f.ask(); got != interval.String()+" true" {
 				t.Fatalf("worker's watchdog: %q, want %v enabled for its own pid", got, interval)
 			}
-			st := <-f.exited
+			st := f.waitExit(ctx)
 			if st.Pid != w.Pid {
 				t.Fatalf("exit of %d, want the hung worker %d", st.Pid, w.Pid)
 			}
@@ -240,8 +240,13 @@ func TestUpgradeExecFailureKeepsRunning(t *testing.T) {
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The program's own registration for a signal the supervisor handles
+	// too must outlive a failed exec.
+	mine := make(chan os.Signal, 16)
+	signal.Notify(mine, syscall.SIGHUP)
+	defer signal.Stop(mine)
 	f := newFixture(t, "serve", nil, supervisor.WithWorkers(2), supervisor.WithMinUptime(0),
-		supervisor.WithUpgradePath(script))
+		supervisor.WithUpgradePath(script), supervisor.WithSignals())
 	f.run(ctx)
 	w1, w2 := f.waitSpawn(ctx), f.waitSpawn(ctx)
 	fds := fdCount(t)
@@ -260,7 +265,7 @@ func TestUpgradeExecFailureKeepsRunning(t *testing.T) {
 	if err := syscall.Kill(w1.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if ex := <-f.exited; ex.Pid != w1.Pid {
+	if ex := f.waitExit(ctx); ex.Pid != w1.Pid {
 		t.Fatalf("exit of %d, want %d", ex.Pid, w1.Pid)
 	}
 	if nw := f.waitSpawn(ctx); nw.Slot != w1.Slot {
@@ -274,4 +279,12 @@ func TestUpgradeExecFailureKeepsRunning(t *testing.T) {
 			t.Fatalf("after the roll: %+v", w)
 		}
 	}
+	// The supervisor still handles its signals (SIGHUP rolls), and so does
+	// the rest of the program.
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for f.waitSpawn(ctx).Generation != 3 { // earlier starts first
+	}
+	recv(ctx, t, mine, "SIGHUP on the program's own channel after a failed exec")
 }

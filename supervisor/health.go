@@ -74,10 +74,12 @@ func (t *table) watchdogFire(w *child, why string) {
 // readiness-gated path as a roll.
 func (t *table) recycle(w *child) {
 	sl := t.slotOf(w)
-	if sl == nil || sl.w != w || t.stopping {
+	if sl == nil || t.stopping {
 		return
 	}
-	if sl.next != nil || t.roll != nil || w.info.State != Ready {
+	if sl.w != w || sl.next != nil || t.roll != nil || w.info.State != Ready {
+		// A replacement whose lifetime ran out before it took the slot
+		// is recycled once it serves.
 		w.expireAt = time.Now().Add(t.o.backoffMin) // being replaced already, or not yet serving
 		return
 	}

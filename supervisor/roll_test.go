@@ -47,6 +47,13 @@ func newRollFixture(t *testing.T, env []string, opts ...supervisor.Option) *roll
 		supervisor.WithReadiness(supervisor.ReadyOnNotify()),
 		supervisor.WithLogger(zap.New(core)),
 	}, opts...)
+	t.Cleanup(func() {
+		if t.Failed() { // the log says what happened
+			for _, e := range logs.All() {
+				t.Log(e.Message, e.ContextMap())
+			}
+		}
+	})
 	return &rollFixture{fixture: newFixture(t, "notify", env, opts...), logs: logs}
 }
 

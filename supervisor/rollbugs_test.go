@@ -138,10 +138,10 @@ func TestVetoedSlotComesBackAtNextRoll(t *testing.T) {
 		OnExit:     func(w supervisor.WorkerInfo, st reap.Status) bool { exited <- st; return false },
 	}))
 	f.run(ctx)
-	w := <-spawned
-	<-spawned
+	w := recv(ctx, t, spawned, "a worker")
+	recv(ctx, t, spawned, "a worker")
 	syscall.Kill(w.Pid, syscall.SIGKILL)
-	<-exited
+	recv(ctx, t, exited, "the vetoed exit")
 	if st := f.s.Stats(); len(st.Workers) != 1 {
 		t.Fatalf("after the veto: %+v", st)
 	}

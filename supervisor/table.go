@@ -33,7 +33,8 @@ type table struct {
 	liveR, liveW *os.File
 	notify       *notifySocket
 	notes        chan notifyMsg
-	sigs         chan os.Signal // nil without WithSignals
+	sigs         chan os.Signal   // nil without WithSignals
+	carried      []syscall.Signal // received before an exec, handled first after it
 
 	gen     uint64 // the generation serving: new workers' outside a roll
 	lastGen uint64 // the highest generation number given so far
@@ -231,6 +232,11 @@ func (t *table) loop(ctx context.Context) error {
 	t.schedule()
 	t.afterOperation() // a roll requested before an upgrade
 	for !t.stopping || len(t.live) > 0 {
+		for t.sigs != nil && len(t.carried) > 0 { // from before an exec, or kept by a failed one
+			sig := t.carried[0]
+			t.carried = t.carried[1:]
+			t.onSignal(sig)
+		}
 		t.rearm()
 		select {
 		case e := <-t.exits:

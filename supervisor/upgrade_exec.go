@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
 	"syscall"
@@ -176,6 +175,18 @@ func (t *table) exec(path string) error {
 	if err != nil {
 		return errors.Join(err, restore())
 	}
+	// Signals received and not yet handled go with the table; a signal that
+	// arrives after this is blocked across the exec (execInPlace).
+	st.Signals = t.carried
+	t.carried = nil
+	for drained := false; t.sigs != nil && !drained; {
+		select {
+		case sig := <-t.sigs:
+			st.Signals = append(st.Signals, sig.(syscall.Signal))
+		default:
+			drained = true
+		}
+	}
 	state, err := json.Marshal(st)
 	if err != nil {
 		return errors.Join(err, restore())
@@ -191,9 +202,7 @@ func (t *table) exec(path string) error {
 		fds = append(fds, s.Fd)
 	}
 	err = execInPlace(path, env, fds, t.sigs != nil)
-	if t.sigs != nil {
-		signal.Notify(t.sigs, handledSignals...)
-	}
+	t.carried = append(st.Signals, t.carried...) // not handed over after all
 	return errors.Join(err, restore())
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/handoff-dev/handoff/listener"
@@ -28,6 +29,8 @@ type upgradeState struct {
 	Exits          ExitCounts
 	AnnouncedReady bool
 	PendingRoll    bool
+	// Signals the old program had received and not handled yet.
+	Signals []syscall.Signal
 }
 
 type stateSocket struct {
@@ -200,6 +203,7 @@ func (t *table) resume(st *upgradeState) (err error) {
 	if st.PendingRoll {
 		t.nextRoll = &roll{}
 	}
+	t.carried = st.Signals
 	t.log.Info("supervisor upgraded in place", zap.Int("pid", os.Getpid()), zap.Int("workers", adopted),
 		zap.Uint64("generation", t.gen))
 	return nil
