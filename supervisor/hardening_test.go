@@ -2,6 +2,7 @@ package supervisor_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -21,6 +22,35 @@ import (
 )
 
 func init() {
+	// newok, newfails and badflags are new builds of a supervisor program
+	// in an upgrade's preflight run: New succeeds (and ends the run), New
+	// fails, or the program rejects its argv (the test binary's -test.*
+	// flags) before it gets to New.
+	helpers["newok"] = func() int {
+		if _, err := supervisor.New(supervisor.Command{Path: "/bin/true"}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0 // not reached in a preflight run
+	}
+	helpers["newfails"] = func() int {
+		if _, err := supervisor.New(supervisor.Command{Path: "/bin/true"}, supervisor.WithWorkers(0)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
+	}
+	helpers["badflags"] = func() int {
+		fs := flag.NewFlagSet("new-supervisor", flag.ContinueOnError)
+		fs.Int("workers", 1, "")
+		if err := fs.Parse(os.Args[1:]); err != nil {
+			return 2
+		}
+		if _, err := supervisor.New(supervisor.Command{Path: "/bin/true"}); err != nil {
+			return 1
+		}
+		return 0
+	}
 	// watchdog says it is ready, pings the watchdog for TEST_PING_FOR,
 	// then stops pinging while it keeps serving: a hung worker. Its reply
 	// line is the watchdog interval it was given. With TEST_IGNORE_ABRT it
@@ -235,8 +265,14 @@ func TestGivesUpAfterMaxStartFailures(t *testing.T) {
 // when they die, and a later roll works.
 func TestUpgradeExecFailureKeepsRunning(t *testing.T) {
 	ctx := deadline(t)
+	// The new build passes its preflight (the test binary as a program
+	// whose New succeeds), then loses its exec bit.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
 	script := filepath.Join(t.TempDir(), "new-supervisor")
-	body := "#!/bin/sh\necho handoff-preflight-ok\nchmod -x \"$0\"\n"
+	body := "#!/bin/sh\nchmod -x \"$0\"\nexec " + exe + " \"$@\"\n"
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -249,8 +285,9 @@ func TestUpgradeExecFailureKeepsRunning(t *testing.T) {
 		supervisor.WithUpgradePath(script), supervisor.WithSignals())
 	f.run(ctx)
 	w1, w2 := f.waitSpawn(ctx), f.waitSpawn(ctx)
+	t.Setenv(helperEnv, "newok") // for the preflight run; the workers' env is set
 	fds := fdCount(t)
-	err := f.s.Upgrade(ctx)
+	err = f.s.Upgrade(ctx)
 	if err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("Upgrade: %v, want the exec's permission error", err)
 	}
@@ -287,4 +324,35 @@ func TestUpgradeExecFailureKeepsRunning(t *testing.T) {
 	for f.waitSpawn(ctx).Generation != 3 { // earlier starts first
 	}
 	recv(ctx, t, mine, "SIGHUP on the program's own channel after a failed exec")
+}
+
+// TestUpgradePreflightRefusesBadBuilds: the preflight runs the new build
+// with the real argv as far as New; a build that rejects its flags or whose
+// New fails is refused, and the supervisor goes on as it was.
+func TestUpgradePreflightRefusesBadBuilds(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ helper, want string }{
+		{"badflags", "exit status 2"},
+		{"newfails", "exit status 1"},
+		{"exit", "did not reach supervisor.New"}, // a program that exits 0 without New
+	} {
+		t.Run(tc.helper, func(t *testing.T) {
+			ctx := deadline(t)
+			f := newFixture(t, "serve", nil, supervisor.WithWorkers(2), supervisor.WithUpgradePath(exe))
+			f.run(ctx)
+			w1, w2 := f.waitSpawn(ctx), f.waitSpawn(ctx)
+			t.Setenv(helperEnv, tc.helper)
+			err := f.s.Upgrade(ctx)
+			if err == nil || !strings.Contains(err.Error(), "preflight") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Upgrade to a build that fails its preflight: %v, want the preflight's %q", err, tc.want)
+			}
+			st := f.s.Stats()
+			if len(st.Workers) != 2 || st.Workers[0].Pid != w1.Pid || st.Workers[1].Pid != w2.Pid {
+				t.Fatalf("after a refused upgrade: %+v", st.Workers)
+			}
+		})
+	}
 }

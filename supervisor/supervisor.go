@@ -110,6 +110,7 @@ func New(cmd Command, opts ...Option) (*Supervisor, error) {
 	if o.logger == nil {
 		o.logger = zap.NewNop()
 	}
+	preflightExit() // the preflight run of an upgrade ends here, once all is checked
 	return &Supervisor{
 		cmd:     cmd,
 		addrs:   addrs,
