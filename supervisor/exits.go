@@ -53,7 +53,7 @@ func (t *table) backoff(n int) time.Duration {
 // an empty slot) and has not been ready.
 func (t *table) failsRoll(w *child) bool {
 	r := t.roll
-	return r != nil && !r.back && w.info.Generation == r.gen && w.readyAt.IsZero() && t.slotOf(w) != nil
+	return r != nil && !r.back && w.info.Generation == r.gen && (w.readyAt.IsZero() || !r.accepted) && t.slotOf(w) != nil
 }
 
 func (t *table) onExit(e exit) {
@@ -86,15 +86,19 @@ func (t *table) onExit(e exit) {
 		t.schedule()
 		return
 	case sl.next == w:
-		t.log.Error("new worker exited before it was ready", fields...)
-		t.failNext(sl, fmt.Errorf("new worker %d (slot %d) exited before it was ready: %s", w.info.Pid, sl.index, st))
+		when := "before it was ready"
+		if !w.readyAt.IsZero() {
+			when = fmt.Sprintf("%v after it was ready, within the accept window", st.Time.Sub(w.readyAt).Round(time.Millisecond))
+		}
+		t.log.Error("new worker exited "+when, fields...)
+		t.failNext(sl, fmt.Errorf("new worker %d (slot %d) exited %s: %s", w.info.Pid, sl.index, when, st))
 		return
 	}
 	if t.failsRoll(w) {
 		sl.w = nil
-		t.log.Error("new worker exited before it was ready", fields...)
+		t.log.Error("new worker exited before its generation was accepted", fields...)
 		t.exitsBy.StartFailures++
-		t.abortRoll(fmt.Errorf("new worker %d (slot %d) exited before it was ready: %s", w.info.Pid, sl.index, st))
+		t.abortRoll(fmt.Errorf("new worker %d (slot %d) exited before its generation was accepted: %s", w.info.Pid, sl.index, st))
 		t.schedule() // the slot is refilled in the generation the roll goes back to
 		return
 	}

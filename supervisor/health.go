@@ -28,12 +28,15 @@ func (t *table) ready(w *child) {
 	if h := t.o.hooks.OnReady; h != nil {
 		t.runHook(func() { h(w.info) })
 	}
+	if r := t.roll; r != nil && !r.accepted && w.info.Generation == r.gen && t.slotOf(w) != nil {
+		// A canary: it serves beside the worker it replaces until its
+		// generation is accepted.
+		t.canaryReady()
+		t.announceReady()
+		return
+	}
 	if sl := t.slotOf(w); sl != nil && sl.next == w {
-		old := sl.w
-		sl.w, sl.next = w, nil
-		if old != nil {
-			t.retire(old, "replaced by a new generation")
-		}
+		t.takeOver(sl)
 	}
 	// Also for a worker a roll placed straight into an empty slot (scaled
 	// up, or refilled after a crash): it may be the last the roll waits for.

@@ -49,6 +49,12 @@ type Hooks struct {
 	// with its result (completed, rolled back, failed) and why it failed.
 	OnRollStart func(e RollEvent)
 	OnRollEnd   func(e RollEvent)
+
+	// OnCanary is called for each canary of a roll (see WithCanary) that
+	// stayed up and ready for the accept window, before its generation is
+	// accepted. An error vetoes the generation: the roll fails with it as
+	// the reason, and rolls back.
+	OnCanary func(w WorkerInfo) error
 }
 
 // ExitEvent is one worker's exit.

@@ -34,6 +34,8 @@ type options struct {
 	readiness    Readiness
 	readyTimeout time.Duration
 	surge        int
+	acceptWindow time.Duration
+	canary       int
 	notifyAll    bool
 	signals      bool
 	upgradePath  string
@@ -59,6 +61,8 @@ func defaultOptions() options {
 		readiness:    ReadyOnStart(),
 		readyTimeout: 60 * time.Second,
 		surge:        1,
+		acceptWindow: time.Second,
+		canary:       1,
 
 		watchdogSignal: syscall.SIGABRT,
 		watchdogGrace:  3 * time.Second,
@@ -220,3 +224,21 @@ func WithMaxLifetime(d, jitter time.Duration) Option {
 // and returns an error saying why, like systemd's start limit. The default,
 // 0, retries forever with backoff.
 func WithMaxStartFailures(n int) Option { return optionFunc(func(o *options) { o.maxFailures = n }) }
+
+// WithAcceptWindow sets how long a roll's first new workers (its canaries,
+// see WithCanary) must stay up and ready before their generation is
+// accepted (default 1s): "ready" is what a program says, and some say it
+// before they serve (gunicorn's arbiter is ready before its workers import
+// the app). Until then the canaries serve beside the workers they replace,
+// which are not retired; a canary that exits, is found hung by the
+// watchdog, or is vetoed by the OnCanary hook within the window fails the
+// roll, which then rolls back. 0 accepts a generation as soon as its
+// canaries are ready.
+func WithAcceptWindow(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.acceptWindow = d })
+}
+
+// WithCanary sets how many new workers a roll starts beside the old
+// generation and watches for the accept window before it rolls the rest,
+// a surge at a time (default 1).
+func WithCanary(n int) Option { return optionFunc(func(o *options) { o.canary = n }) }

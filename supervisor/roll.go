@@ -33,6 +33,12 @@ type roll struct {
 	back   bool
 	failed uint64 // with back: the generation that failed
 	err    error  // with back: why
+
+	// accepted is set once the canaries stayed up for the accept window
+	// (at once for the way back); acceptAt is when that will be, once
+	// every canary is ready.
+	accepted bool
+	acceptAt time.Time
 }
 
 // slotOf returns the slot w runs in, or nil if w is retiring or its slot
@@ -114,7 +120,11 @@ func (t *table) advanceRoll() {
 			inflight++
 		}
 	}
-	finished := inflight == 0
+	limit := t.o.surge
+	if !r.accepted {
+		limit = t.o.canary
+	}
+	finished := inflight == 0 && r.accepted
 	for _, sl := range t.slots {
 		if sl.vetoed || sl.next != nil || sl.w != nil && sl.w.info.Generation == r.gen {
 			if sl.w != nil && sl.w.info.State != Ready {
@@ -123,7 +133,7 @@ func (t *table) advanceRoll() {
 			continue
 		}
 		finished = false
-		if sl.w == nil || inflight >= t.o.surge {
+		if sl.w == nil || inflight >= limit {
 			continue // an empty slot is filled by schedule, in the roll's generation
 		}
 		w, err := t.spawn(sl, r.gen)
@@ -192,6 +202,7 @@ func (t *table) abortRoll(err error) {
 		return
 	}
 	r.back, r.failed, r.err, r.gen = true, r.gen, err, r.from
+	r.accepted = true // the previous generation was
 	t.log.Warn("roll failed: rolling back", zap.Uint64("generation", r.failed), zap.Uint64("to", r.gen), zap.Error(err))
 	t.advanceRoll()
 }
@@ -230,5 +241,72 @@ func (t *table) afterOperation() {
 	if r := t.nextRoll; r != nil {
 		t.nextRoll = nil
 		t.startRoll(r)
+	}
+}
+
+// canaryReady is called when a worker of the roll's generation is ready
+// before the generation was accepted: once every such worker is ready,
+// the accept window starts from the last of them.
+func (t *table) canaryReady() {
+	r := t.roll
+	var last time.Time
+	for _, sl := range t.slots {
+		for _, w := range []*child{sl.w, sl.next} {
+			if w == nil || w.info.Generation != r.gen {
+				continue
+			}
+			if w.info.State != Ready {
+				return
+			}
+			if w.readyAt.After(last) {
+				last = w.readyAt
+			}
+		}
+	}
+	r.acceptAt = last.Add(t.o.acceptWindow)
+	if t.o.acceptWindow == 0 {
+		t.accept()
+	}
+}
+
+// accept ends the canaries' window: the OnCanary hook may veto, else the
+// generation is accepted, the canaries take their slots and the roll goes
+// on a surge at a time.
+func (t *table) accept() {
+	r := t.roll
+	if r == nil || r.accepted || r.acceptAt.IsZero() {
+		return
+	}
+	var canaries []*slot
+	for _, sl := range t.slots {
+		if w := sl.next; w != nil && w.info.Generation == r.gen {
+			canaries = append(canaries, sl)
+		}
+	}
+	if h := t.o.hooks.OnCanary; h != nil {
+		for _, sl := range canaries {
+			var err error
+			t.runHook(func() { err = h(sl.next.info) })
+			if err != nil {
+				t.abortRoll(fmt.Errorf("canary %d (slot %d) vetoed: %w", sl.next.info.Pid, sl.index, err))
+				return
+			}
+		}
+	}
+	r.accepted = true
+	t.log.Info("generation accepted", zap.Uint64("generation", r.gen), zap.Int("canaries", len(canaries)),
+		zap.Duration("window", t.o.acceptWindow))
+	for _, sl := range canaries {
+		t.takeOver(sl)
+	}
+	t.advanceRoll()
+}
+
+// takeOver makes sl's ready replacement its worker and retires the old one.
+func (t *table) takeOver(sl *slot) {
+	old := sl.w
+	sl.w, sl.next = sl.next, nil
+	if old != nil {
+		t.retire(old, "replaced by a new generation")
 	}
 }

@@ -138,6 +138,10 @@ func (o *options) validate() error {
 		return errors.New("supervisor: stop signal is 0")
 	case o.surge < 1:
 		return fmt.Errorf("supervisor: surge must be at least 1, not %d", o.surge)
+	case o.canary < 1:
+		return fmt.Errorf("supervisor: canary must be at least 1 worker, not %d", o.canary)
+	case o.acceptWindow < 0:
+		return fmt.Errorf("supervisor: accept window %v is negative", o.acceptWindow)
 	case o.readyTimeout <= 0:
 		return fmt.Errorf("supervisor: ready timeout %v must be positive", o.readyTimeout)
 	case o.readiness.mode == readyDelay && o.readiness.delay < 0:

@@ -127,8 +127,10 @@ type fixture struct {
 	ready   chan supervisor.WorkerInfo
 	exited  chan reap.Status
 	runErr  chan error
-	// before, if set before run, is called from the BeforeSpawn hook.
+	// before, if set before run, is called from the BeforeSpawn hook;
+	// extra's OnRollEnd and OnCanary are installed too.
 	before func(*supervisor.Spawn) error
+	extra  supervisor.Hooks
 }
 
 func newFixture(t *testing.T, helper string, env []string, opts ...supervisor.Option) *fixture {
@@ -158,6 +160,17 @@ func newFixture(t *testing.T, helper string, env []string, opts ...supervisor.Op
 			return nil
 		},
 		AfterSpawn: func(w supervisor.WorkerInfo) { f.spawned <- w },
+		OnRollEnd: func(e supervisor.RollEvent) {
+			if f.extra.OnRollEnd != nil {
+				f.extra.OnRollEnd(e)
+			}
+		},
+		OnCanary: func(w supervisor.WorkerInfo) error {
+			if f.extra.OnCanary != nil {
+				return f.extra.OnCanary(w)
+			}
+			return nil
+		},
 		OnReady:    func(w supervisor.WorkerInfo) { f.ready <- w },
 		OnExit:     func(w supervisor.WorkerInfo, st reap.Status) bool { f.exited <- st; return true },
 	}

@@ -281,6 +281,9 @@ func (t *table) rearm() {
 		earliest(w.pingBy)
 		earliest(w.expireAt)
 	}
+	if r := t.roll; r != nil && !r.accepted {
+		earliest(r.acceptAt)
+	}
 	if !t.stopping {
 		for _, sl := range t.slots {
 			if sl.w == nil && !sl.vetoed {
@@ -297,6 +300,9 @@ func (t *table) rearm() {
 // onTimer acts on every deadline that has passed.
 func (t *table) onTimer() {
 	now := time.Now()
+	if r := t.roll; r != nil && !r.accepted && !r.acceptAt.IsZero() && !now.Before(r.acceptAt) {
+		t.accept()
+	}
 	for w := range t.live {
 		if !w.pingBy.IsZero() && !now.Before(w.pingBy) {
 			t.watchdogFire(w, "missed its watchdog ping")
