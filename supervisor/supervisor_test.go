@@ -171,8 +171,8 @@ func newFixture(t *testing.T, helper string, env []string, opts ...supervisor.Op
 			}
 			return nil
 		},
-		OnReady:    func(w supervisor.WorkerInfo) { f.ready <- w },
-		OnExit:     func(w supervisor.WorkerInfo, st reap.Status) bool { f.exited <- st; return true },
+		OnReady: func(w supervisor.WorkerInfo) { f.ready <- w },
+		OnExit:  func(w supervisor.WorkerInfo, st reap.Status) bool { f.exited <- st; return true },
 	}
 	opts = append([]supervisor.Option{
 		supervisor.WithSockets(sock),
