@@ -178,6 +178,10 @@ func TestCrashLoop(t *testing.T) {
 	s, err := supervisor.New(supervisor.Command{Path: "/bin/false"},
 		supervisor.WithLogger(zap.New(core)),
 		supervisor.WithBackoff(time.Millisecond, 4*time.Millisecond),
+		// Every exit is a start failure, however slow the machine: with
+		// the default 1s, a /bin/false that took a second to run under
+		// load counted as having been up.
+		supervisor.WithMinUptime(time.Hour),
 		supervisor.WithHooks(supervisor.Hooks{AfterSpawn: func(w supervisor.WorkerInfo) { spawned <- w }}))
 	if err != nil {
 		t.Fatal(err)

@@ -3,10 +3,10 @@ package supervisor
 import (
 	"fmt"
 	"os"
-	"os/signal"
 	"strconv"
-	"sync"
 	"time"
+
+	"github.com/handoff-dev/handoff/internal/early"
 )
 
 // The variables of an in-place upgrade. The old program first runs the new
@@ -17,26 +17,11 @@ import (
 // execs it with the worker table in HANDOFF_UPGRADE_STATE.
 const (
 	envPreflight    = "HANDOFF_PREFLIGHT"
-	envUpgradeState = "HANDOFF_UPGRADE_STATE"
+	envUpgradeState = early.EnvUpgradeState
 	preflightOK     = "handoff-preflight-ok"
 
 	preflightTimeout = 10 * time.Second
 )
-
-// earlySignals catches the supervisor's signals from the first moment of a
-// program that an upgrade exec'd until its Run takes them over. Signals are
-// process-wide, so this is the one piece of package state.
-var early struct {
-	sync.Mutex
-	sigs chan os.Signal
-}
-
-func init() {
-	if _, ok := os.LookupEnv(envUpgradeState); ok {
-		early.sigs = make(chan os.Signal, 2048)
-		signal.Notify(early.sigs, handledSignals...)
-	}
-}
 
 // Resuming reports whether this process is the new program of an in-place
 // upgrade whose state its supervisor has not taken over yet: the sockets
@@ -69,14 +54,11 @@ func preflightExit() {
 	os.Exit(0)
 }
 
-// takeEarlySignals returns the channel init registered, or a new one.
+// takeEarlySignals returns the channel package early registered at the
+// start of an upgraded program, or a new one.
 func takeEarlySignals() chan os.Signal {
-	early.Lock()
-	defer early.Unlock()
-	c := early.sigs
-	early.sigs = nil
-	if c == nil {
-		c = make(chan os.Signal, 2048)
+	if c := early.Take(); c != nil {
+		return c
 	}
-	return c
+	return make(chan os.Signal, 2048)
 }
