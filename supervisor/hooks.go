@@ -36,8 +36,8 @@ type Hooks struct {
 
 	// OnExit is called for every worker exit the supervisor did not ask
 	// for, with its status. Returning false vetoes the restart: the slot
-	// stays empty until the next roll. It is not called for workers that
-	// exit because the supervisor is stopping them.
+	// stays empty until the next roll, which fills it. It is not called for
+	// workers that exit because the supervisor asked them to (AfterExit is).
 	OnExit func(w WorkerInfo, st reap.Status) (restart bool)
 
 	// AfterExit is called for every worker exit, those the supervisor asked

@@ -113,9 +113,11 @@ func WithStopSignal(sig syscall.Signal) Option {
 	return optionFunc(func(o *options) { o.stopSignal = sig })
 }
 
-// WithStopTimeout bounds a graceful stop when Run's context is cancelled:
-// workers still alive after it get SIGKILL (default 30s). Shutdown uses its
-// own context's deadline instead.
+// WithStopTimeout bounds how long a worker asked to exit may drain: one
+// retired by a roll, a scale-down or a failed start, and every worker when
+// Run's context is cancelled; workers still alive after it get SIGKILL
+// (default 30s). 0 means no limit: never SIGKILL. Shutdown uses its own
+// context's deadline instead.
 func WithStopTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.stopTimeout = d })
 }

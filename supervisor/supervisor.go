@@ -279,7 +279,10 @@ func (s *Supervisor) Roll(ctx context.Context) error {
 }
 
 // Upgrade replaces the supervisor's own program in place: it checks that the
-// new binary starts (a preflight run), then execs it with the same pid,
+// new binary starts (a preflight run with this process's argv and
+// environment, which ends in the new program's New once New has checked
+// everything: a build whose flags, main or New fail is refused), then execs
+// it with the same pid,
 // handing over the listening sockets and the worker table; the new program
 // adopts the running workers. The new program must create its supervisor
 // the same way (supervisor.Serve does), and it finds the state in its
