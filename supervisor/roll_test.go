@@ -138,6 +138,10 @@ func TestRollAbortsOnFailure(t *testing.T) {
 					t.Fatalf("worker %+v is not one of the old ones", w)
 				}
 			}
+			// The failed worker was asked to stop (it may have accepted
+			// connections: it drains them); once it is gone, only the
+			// old generation answers.
+			waitStats(ctx, t, f.s, "the failed worker's exit", func(st supervisor.Stats) bool { return st.Retiring == 0 })
 			for range 4 {
 				if fields := strings.Fields(f.ask()); fields[2] != "1" {
 					t.Fatalf("generation %s answered after a failed roll", fields[2])

@@ -36,8 +36,9 @@ type table struct {
 	sigs         chan os.Signal   // nil without WithSignals
 	carried      []syscall.Signal // received before an exec, handled first after it
 
-	gen     uint64 // the generation serving: new workers' outside a roll
-	lastGen uint64 // the highest generation number given so far
+	gen     uint64             // the generation serving: new workers' outside a roll
+	recipes map[uint64]Command // each live generation's command, pinned when it started
+	lastGen uint64             // the highest generation number given so far
 	slots   []*slot
 	live    map[*child]struct{} // every started process not yet reaped
 	byPid   map[int]*child
@@ -102,6 +103,7 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 		log:        s.log,
 		gen:        1,
 		lastGen:    1,
+		recipes:    make(map[uint64]Command),
 		live:       make(map[*child]struct{}),
 		byPid:      make(map[int]*child),
 		exits:      make(chan exit),
