@@ -9,4 +9,8 @@ var (
 	ErrClosed = errors.New("supervisor: closed")
 	// ErrRunning is returned by a second call of Run.
 	ErrRunning = errors.New("supervisor: already running")
+	// ErrInHook is returned by Roll, Upgrade, Scale, Shutdown and Close
+	// called from a hook, on the run goroutine that would have to serve
+	// them.
+	ErrInHook = errors.New("supervisor: called from a hook; call it from another goroutine")
 )

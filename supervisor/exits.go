@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/handoff-dev/handoff/reap"
 )
 
 func (t *table) startFailed(sl *slot, err error) {
@@ -46,8 +48,17 @@ func (t *table) backoff(n int) time.Duration {
 	return min(d, t.o.backoffMax)
 }
 
+// failsRoll reports whether a failure of w, a worker in its slot, fails
+// the roll in progress: w is of the new generation (placed straight into
+// an empty slot) and has not been ready.
+func (t *table) failsRoll(w *child) bool {
+	r := t.roll
+	return r != nil && !r.back && w.info.Generation == r.gen && (w.readyAt.IsZero() || !r.accepted) && t.slotOf(w) != nil
+}
+
 func (t *table) onExit(e exit) {
 	w, st := e.w, e.st
+	defer t.hookExit(w, st)
 	delete(t.live, w)
 	if t.byPid[w.info.Pid] == w {
 		delete(t.byPid, w.info.Pid)
@@ -76,8 +87,20 @@ func (t *table) onExit(e exit) {
 		t.schedule()
 		return
 	case sl.next == w:
-		t.log.Error("new worker exited before it was ready", fields...)
-		t.failNext(sl, fmt.Errorf("new worker %d (slot %d) exited before it was ready: %s", w.info.Pid, sl.index, st))
+		when := "before it was ready"
+		if !w.readyAt.IsZero() {
+			when = fmt.Sprintf("%v after it was ready, within the accept window", st.Time.Sub(w.readyAt).Round(time.Millisecond))
+		}
+		t.log.Error("new worker exited "+when, fields...)
+		t.failNext(sl, fmt.Errorf("new worker %d (slot %d) exited %s: %s", w.info.Pid, sl.index, when, st))
+		return
+	}
+	if t.failsRoll(w) {
+		sl.w = nil
+		t.log.Error("new worker exited before its generation was accepted", fields...)
+		t.exitsBy.StartFailures++
+		t.abortRoll(fmt.Errorf("new worker %d (slot %d) exited before its generation was accepted: %s", w.info.Pid, sl.index, st))
+		t.schedule() // the slot is refilled in the generation the roll goes back to
 		return
 	}
 	sl.w = nil
@@ -89,7 +112,7 @@ func (t *table) onExit(e exit) {
 	}
 	restart := true
 	if h := t.o.hooks.OnExit; h != nil {
-		restart = h(w.info, st)
+		t.runHook(func() { restart = h(w.info, st) })
 	}
 	if !restart {
 		sl.vetoed = true
@@ -107,4 +130,17 @@ func (t *table) onExit(e exit) {
 	t.failureLog(sl)("worker died; restarting", append(fields,
 		zap.Bool("start_failure", !up), zap.Int("failures", sl.failures), zap.Duration("delay", delay))...)
 	t.schedule()
+}
+
+// hookExit tells AfterExit about every exit.
+func (t *table) hookExit(w *child, st reap.Status) {
+	h := t.o.hooks.AfterExit
+	if h == nil {
+		return
+	}
+	e := ExitEvent{Worker: w.info, Status: st, Asked: w.info.State == Stopping || t.stopping, Why: w.why}
+	if e.Asked && e.Why == "" {
+		e.Why = "stopping"
+	}
+	t.runHook(func() { h(e) })
 }

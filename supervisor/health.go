@@ -20,17 +20,24 @@ func (t *table) ready(w *child) {
 	}
 	w.deadline = time.Time{}
 	t.countReady(w)
+	if t.o.watchdog > 0 && w.pingBy.IsZero() {
+		// Armed now: a slow start is the ready timeout's business.
+		w.pingBy = w.readyAt.Add(t.o.watchdog)
+	}
 	t.log.Info("worker ready", append(workerFields(w.info),
 		zap.Duration("after", w.readyAt.Sub(w.info.Started)))...)
 	if h := t.o.hooks.OnReady; h != nil {
-		h(w.info)
+		t.runHook(func() { h(w.info) })
+	}
+	if r := t.roll; r != nil && !r.accepted && w.info.Generation == r.gen && t.slotOf(w) != nil {
+		// A canary: it serves beside the worker it replaces until its
+		// generation is accepted.
+		t.canaryReady()
+		t.announceReady()
+		return
 	}
 	if sl := t.slotOf(w); sl != nil && sl.next == w {
-		old := sl.w
-		sl.w, sl.next = w, nil
-		if old != nil {
-			t.retire(old, "replaced by a new generation")
-		}
+		t.takeOver(sl)
 	}
 	// Also for a worker a roll placed straight into an empty slot (scaled
 	// up, or refilled after a crash): it may be the last the roll waits for.
@@ -71,10 +78,12 @@ func (t *table) watchdogFire(w *child, why string) {
 // readiness-gated path as a roll.
 func (t *table) recycle(w *child) {
 	sl := t.slotOf(w)
-	if sl == nil || sl.w != w || t.stopping {
+	if sl == nil || t.stopping {
 		return
 	}
-	if sl.next != nil || t.roll != nil || w.info.State != Ready {
+	if sl.w != w || sl.next != nil || t.roll != nil || w.info.State != Ready {
+		// A replacement whose lifetime ran out before it took the slot
+		// is recycled once it serves.
 		w.expireAt = time.Now().Add(t.o.backoffMin) // being replaced already, or not yet serving
 		return
 	}
@@ -104,7 +113,7 @@ func (t *table) onNotify(m notifyMsg) {
 	if m.Status != "" {
 		w.status = m.Status
 	}
-	if m.Watchdog && t.o.watchdog > 0 && !w.hung {
+	if m.Watchdog && t.o.watchdog > 0 && !w.hung && w.info.State == Ready {
 		w.pingBy = time.Now().Add(t.o.watchdog)
 	}
 	if m.WatchdogTrigger {

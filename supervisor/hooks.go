@@ -1,7 +1,11 @@
 package supervisor
 
 import (
+	"bytes"
 	"os"
+	"runtime"
+	"strconv"
+	"time"
 
 	"github.com/handoff-dev/handoff/reap"
 )
@@ -10,6 +14,12 @@ import (
 // called on the supervisor's run goroutine (the one that owns the worker
 // table), without any lock held; while a hook runs the supervisor does
 // nothing else, so a hook must return promptly. A nil hook is skipped.
+//
+// A hook may call Stats, which answers from the table as it is. Roll,
+// Upgrade and Scale, which wait for the run goroutine, return ErrInHook
+// when called from a hook (call them from a goroutine of their own);
+// Shutdown and Close begin the stop and return ErrInHook instead of
+// waiting for it.
 type Hooks struct {
 	// BeforeSpawn is called before each worker starts, with the spawn it is
 	// about to make. It may change the path, arguments, environment,
@@ -26,9 +36,45 @@ type Hooks struct {
 
 	// OnExit is called for every worker exit the supervisor did not ask
 	// for, with its status. Returning false vetoes the restart: the slot
-	// stays empty until the next roll. It is not called for workers that
-	// exit because the supervisor is stopping them.
+	// stays empty until the next roll, which fills it. It is not called for
+	// workers that exit because the supervisor asked them to (AfterExit is).
 	OnExit func(w WorkerInfo, st reap.Status) (restart bool)
+
+	// AfterExit is called for every worker exit, those the supervisor asked
+	// for included (retired by a roll, a scale-down or a failed start;
+	// stopped with the supervisor), after OnExit.
+	AfterExit func(e ExitEvent)
+
+	// OnRollStart is called when a roll starts; OnRollEnd when it ends,
+	// with its result (completed, rolled back, failed) and why it failed.
+	OnRollStart func(e RollEvent)
+	OnRollEnd   func(e RollEvent)
+
+	// OnCanary is called for each canary of a roll (see WithCanary) that
+	// stayed up and ready for the accept window, before its generation is
+	// accepted. An error vetoes the generation: the roll fails with it as
+	// the reason, and rolls back.
+	OnCanary func(w WorkerInfo) error
+}
+
+// ExitEvent is one worker's exit.
+type ExitEvent struct {
+	Worker WorkerInfo
+	Status reap.Status
+	// Asked tells whether the supervisor asked the worker to exit; Why
+	// says why it did ("replaced by a new generation", "scaled down",
+	// "stopping", …), or is "" for an exit it did not ask for.
+	Asked bool
+	Why   string
+}
+
+// RollEvent describes a roll: from the generation serving when it started
+// to Generation. Result, Err and Took are set when it ends.
+type RollEvent struct {
+	Generation, From uint64
+	Result           RollResult
+	Err              error
+	Took             time.Duration
 }
 
 // Spawn describes one worker start. BeforeSpawn may change any field.
@@ -57,4 +103,42 @@ type Spawn struct {
 	// being started; changing them has no effect.
 	Worker     int
 	Generation uint64
+}
+
+// runHook calls a hook on the run goroutine, marked so that a call back
+// into the supervisor is recognised (see onRunGoroutine).
+func (t *table) runHook(f func()) {
+	t.s.inHook.Add(1)
+	defer t.s.inHook.Add(-1)
+	f()
+}
+
+func (t *table) hookRoll(e RollEvent) {
+	if h := t.o.hooks.OnRollStart; h != nil {
+		t.runHook(func() { h(e) })
+	}
+}
+
+func (t *table) hookRollEnd(e RollEvent) {
+	if h := t.o.hooks.OnRollEnd; h != nil {
+		t.runHook(func() { h(e) })
+	}
+}
+
+// onRunGoroutine reports whether the caller is a hook running on the run
+// goroutine, which must not wait for that goroutine.
+func (s *Supervisor) onRunGoroutine() bool {
+	return s.inHook.Load() > 0 && goid() == s.runGoid.Load()
+}
+
+// goid is the calling goroutine's id, read from its stack header
+// ("goroutine 7 [running]:"). It is only compared, never kept.
+func goid() uint64 {
+	var buf [64]byte
+	b := bytes.TrimPrefix(buf[:runtime.Stack(buf[:], false)], []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
+	}
+	id, _ := strconv.ParseUint(string(b), 10, 64)
+	return id
 }

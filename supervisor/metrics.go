@@ -219,21 +219,21 @@ func exitReason(w *child, st reap.Status, asked bool) string {
 	return "failed"
 }
 
-// countRoll counts a roll that ended: result is "completed", "failed" or
-// "rolled_back".
-func (t *table) countRoll(r *roll, result string, err error) {
+// countRoll counts a roll to gen that ended with result (RollCompleted, RollRolledBack or
+// RollFailed) and keeps it as the last roll.
+func (t *table) countRoll(gen uint64, started time.Time, result RollResult, err error) {
 	c := &t.count
-	took := time.Since(r.started)
+	took := time.Since(started)
 	switch result {
-	case "completed":
+	case RollCompleted:
 		c.Rolls.Completed++
-	case "rolled_back":
+	case RollRolledBack:
 		c.Rolls.RolledBack++
 	default:
 		c.Rolls.Failed++
 	}
 	c.RollDuration.observe(took)
-	t.lastRoll = &LastRoll{Generation: r.gen, Result: result, Started: r.started, Took: took}
+	t.lastRoll = &LastRoll{Generation: gen, Result: result, Started: started, Took: took}
 	if err != nil {
 		t.lastRoll.Error = err.Error()
 	}
@@ -262,12 +262,13 @@ type LastExit struct {
 
 // LastRoll is how the last roll ended.
 type LastRoll struct {
+	// Generation is the generation the roll was to.
 	Generation uint64
-	// Result is "completed", "failed" or "rolled_back"; Error says why
-	// when it did not complete.
-	Result, Error string
-	Started       time.Time
-	Took          time.Duration
+	// Result says how it ended; Error says why when it did not complete.
+	Result  RollResult
+	Error   string
+	Started time.Time
+	Took    time.Duration
 }
 
 // metricsOptions are the options of this file and queue.go.

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
 )
 
 // The notify protocol, as systemd's sd_notify speaks it: a worker finds a unix datagram socket in
@@ -201,6 +203,9 @@ type NotifyDrops struct {
 	// FdsClosed: descriptors received with SCM_RIGHTS (FDSTORE=1, BARRIER=1 and the like),
 	// all closed, delivered datagram or not.
 	FdsClosed uint64
+	// ReadErrors: failed reads of the socket (recvmsg: ENOMEM, ENOBUFS…). The
+	// reader counts them and goes on, pausing a little while they repeat.
+	ReadErrors uint64
 }
 
 // notifySocket receives notify datagrams for one supervisor.
@@ -210,7 +215,10 @@ type notifySocket struct {
 	closed  atomic.Bool
 	serving atomic.Bool
 
-	noCredentials, oversized, malformed, fdsClosed atomic.Uint64
+	noCredentials, oversized, malformed, fdsClosed, readErrors atomic.Uint64
+
+	// recvmsg is unix.Recvmsg; a test seam.
+	recvmsg func(fd int, p, oob []byte, flags int) (n, oobn, recvflags int, from unix.Sockaddr, err error)
 }
 
 // Name returns the NOTIFY_SOCKET value for workers: "@name" for an abstract socket, else a path.
@@ -237,6 +245,7 @@ func (n *notifySocket) dropped() NotifyDrops {
 		Oversized:     n.oversized.Load(),
 		Malformed:     n.malformed.Load(),
 		FdsClosed:     n.fdsClosed.Load(),
+		ReadErrors:    n.readErrors.Load(),
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -127,7 +128,7 @@ func wrapNotifySocket(fd int, name string) (*notifySocket, error) {
 // goroutine: while deliver blocks, datagrams wait in the socket's queue, and once that is full
 // senders block. Datagrams without credentials, oversized or unparsable are counted (see dropped)
 // and dropped. Every descriptor a datagram carries is closed. Call serve once; it returns nil
-// after Close, or an error if reading fails.
+// after Close; a failed read is counted (ReadErrors) and reading goes on.
 func (n *notifySocket) serve(deliver func(notifyMsg)) error {
 	if n.serving.Swap(true) {
 		return fmt.Errorf("notify socket %s: serve called twice", n.name)
@@ -140,6 +141,11 @@ func (n *notifySocket) serve(deliver func(notifyMsg)) error {
 	// Room for the credentials and the most descriptors a datagram can carry, so that control
 	// data is never cut short (MSG_CTRUNC).
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(scmMaxFd*4))
+	recvmsg := n.recvmsg
+	if recvmsg == nil {
+		recvmsg = unix.Recvmsg
+	}
+	errs := 0 // consecutive read errors
 	for {
 		var nr, oobn, flags int
 		var rerr error
@@ -147,7 +153,7 @@ func (n *notifySocket) serve(deliver func(notifyMsg)) error {
 			for {
 				// MSG_CMSG_CLOEXEC: received descriptors must not leak into a concurrent spawn
 				// before they are closed.
-				nr, oobn, flags, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
+				nr, oobn, flags, _, rerr = recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC|unix.MSG_DONTWAIT)
 				if rerr != unix.EINTR {
 					return rerr != unix.EAGAIN // EAGAIN: wait in the netpoller
 				}
@@ -159,8 +165,14 @@ func (n *notifySocket) serve(deliver func(notifyMsg)) error {
 		case err != nil:
 			return fmt.Errorf("notify socket %s: %w", n.name, err)
 		case rerr != nil:
-			return fmt.Errorf("notify socket %s: %w", n.name, os.NewSyscallError("recvmsg", rerr))
+			// A failed read loses at most that datagram: ending here would
+			// leave every later worker unready for good.
+			n.readErrors.Add(1)
+			errs++
+			time.Sleep(min(time.Duration(errs)*time.Millisecond, 100*time.Millisecond))
+			continue
 		}
+		errs = 0
 		if m, ok := n.accept(buf[:nr], oob[:oobn], flags); ok {
 			deliver(m)
 		}

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -850,5 +851,40 @@ func TestDescendantOf(t *testing.T) {
 		if w, ok := descendantOf(pid, func(int) bool { t.Errorf("isWorker called for pid %d", pid); return true }); ok {
 			t.Errorf("descendantOf(%d) = %d, true", pid, w)
 		}
+	}
+}
+
+// TestNotifyReadErrorIsNotTheEnd: a recvmsg error (ENOMEM, ENOBUFS: the
+// kernel short of memory) is counted, and the reader goes on: a worker's
+// READY=1 after it still arrives.
+func TestNotifyReadErrorIsNotTheEnd(t *testing.T) {
+	n, err := openNotifySocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	n.recvmsg = func(fd int, p, oob []byte, flags int) (int, int, int, unix.Sockaddr, error) {
+		if calls.Add(1) <= 3 {
+			return 0, 0, 0, nil, unix.ENOMEM
+		}
+		return unix.Recvmsg(fd, p, oob, flags)
+	}
+	r := notifyServe(t, n)
+	notifySend(t, notifyDial(t, n.Name()), []byte("READY=1"))
+	timer := time.NewTimer(time.Until(notifyDeadline(t)))
+	defer timer.Stop()
+	select {
+	case m := <-r.msgs:
+		if !m.Ready {
+			t.Fatalf("delivered %+v, want READY=1", m)
+		}
+	case err := <-r.done:
+		r.done <- err // for the cleanup
+		t.Fatalf("the reader ended at a recvmsg error: %v", err)
+	case <-timer.C:
+		t.Fatal("no message after a recvmsg error")
+	}
+	if d := n.dropped(); d.ReadErrors != 3 {
+		t.Errorf("dropped %+v, want 3 read errors", d)
 	}
 }

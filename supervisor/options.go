@@ -36,6 +36,8 @@ type options struct {
 	readiness    Readiness
 	readyTimeout time.Duration
 	surge        int
+	acceptWindow time.Duration
+	canary       int
 	notifyAll    bool
 	signals      bool
 	upgradePath  string
@@ -64,6 +66,8 @@ func defaultOptions() options {
 		readiness:    ReadyOnStart(),
 		readyTimeout: 60 * time.Second,
 		surge:        1,
+		acceptWindow: time.Second,
+		canary:       1,
 
 		watchdogSignal: syscall.SIGABRT,
 		watchdogGrace:  3 * time.Second,
@@ -123,9 +127,11 @@ func WithStopSignal(sig syscall.Signal) Option {
 	return optionFunc(func(o *options) { o.stopSignal = sig })
 }
 
-// WithStopTimeout bounds a graceful stop when Run's context is cancelled:
-// workers still alive after it get SIGKILL (default 30s). Shutdown uses its
-// own context's deadline instead.
+// WithStopTimeout bounds how long a worker asked to exit may drain: one
+// retired by a roll, a scale-down or a failed start, and every worker when
+// Run's context is cancelled; workers still alive after it get SIGKILL
+// (default 30s). 0 means no limit: never SIGKILL. Shutdown uses its own
+// context's deadline instead.
 func WithStopTimeout(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.stopTimeout = d })
 }
@@ -234,3 +240,21 @@ func WithMaxLifetime(d, jitter time.Duration) Option {
 // and returns an error saying why, like systemd's start limit. The default,
 // 0, retries forever with backoff.
 func WithMaxStartFailures(n int) Option { return optionFunc(func(o *options) { o.maxFailures = n }) }
+
+// WithAcceptWindow sets how long a roll's first new workers (its canaries,
+// see WithCanary) must stay up and ready before their generation is
+// accepted (default 1s): "ready" is what a program says, and some say it
+// before they serve (gunicorn's arbiter is ready before its workers import
+// the app). Until then the canaries serve beside the workers they replace,
+// which are not retired; a canary that exits, is found hung by the
+// watchdog, or is vetoed by the OnCanary hook within the window fails the
+// roll, which then rolls back. 0 accepts a generation as soon as its
+// canaries are ready.
+func WithAcceptWindow(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.acceptWindow = d })
+}
+
+// WithCanary sets how many new workers a roll starts beside the old
+// generation and watches for the accept window before it rolls the rest,
+// a surge at a time (default 1).
+func WithCanary(n int) Option { return optionFunc(func(o *options) { o.canary = n }) }

@@ -2,16 +2,43 @@ package supervisor
 
 import (
 	"fmt"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 )
 
+// RollResult is how a roll ended.
+type RollResult string
+
+// The outcomes of a roll.
+const (
+	// RollCompleted: every slot runs the new generation, which serves.
+	RollCompleted RollResult = "completed"
+	// RollRolledBack: the new generation failed, and every slot that had
+	// taken it went back to the previous one.
+	RollRolledBack RollResult = "rolled_back"
+	// RollFailed: the new generation failed, and so did the way back:
+	// some slots may still run the failed generation.
+	RollFailed RollResult = "failed"
+)
+
 type roll struct {
-	gen     uint64
+	gen     uint64 // the generation the slots are moving to
+	from    uint64 // the generation serving when the roll started
 	started time.Time
 	waiters []chan<- error
+
+	// back is set once the roll to gen failed: the roll now moves every
+	// slot to from, and ends with failure.
+	back   bool
+	failed uint64 // with back: the generation that failed
+	err    error  // with back: why
+
+	// accepted is set once the canaries stayed up for the accept window
+	// (at once for the way back); acceptAt is when that will be, once
+	// every canary is ready.
+	accepted bool
+	acceptAt time.Time
 }
 
 // slotOf returns the slot w runs in, or nil if w is retiring or its slot
@@ -25,14 +52,24 @@ func (t *table) slotOf(w *child) *slot {
 	return nil
 }
 
-// retire asks w to drain and exit, and kills it at the stop timeout.
+// retire asks w to drain and exit, and kills it at the stop timeout (none
+// with a stop timeout of 0).
 func (t *table) retire(w *child, why string) {
 	if w.info.State == Stopping {
 		return
 	}
+	if _, live := t.live[w]; !live {
+		w.info.State = Stopping // it has exited already
+		return
+	}
 	w.info.State = Stopping
-	w.deadline = time.Now().Add(t.o.stopTimeout)
+	w.why = why
 	w.retiredAt = time.Now()
+	w.deadline = time.Time{}
+	if t.o.stopTimeout > 0 {
+		w.deadline = time.Now().Add(t.o.stopTimeout)
+	}
+	w.pingBy = time.Time{}
 	t.log.Info("retiring worker", append(workerFields(w.info), zap.String("why", why))...)
 	t.signal(w, t.o.stopSignal)
 	t.capDraining()
@@ -56,16 +93,25 @@ func (t *table) requestRoll(done chan<- error) {
 	t.startRoll(&roll{waiters: appendWaiter(nil, done)})
 }
 
+// startRoll starts a roll to a new generation. Generation numbers only go
+// up: a failed generation's number is never given again.
 func (t *table) startRoll(r *roll) {
-	r.gen, r.started = t.gen+1, time.Now()
+	t.lastGen = max(t.lastGen, t.gen) + 1
+	r.gen, r.from, r.started = t.lastGen, t.gen, time.Now()
+	t.recipes[r.gen] = t.s.pin()
 	t.roll = r
+	for _, sl := range t.slots {
+		sl.vetoed = false // "until the next roll"
+	}
 	t.log.Info("rolling", zap.Uint64("generation", r.gen), zap.Int("workers", len(t.slots)), zap.Int("surge", t.o.surge))
 	t.sdNotify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=rolling to generation %d", monotonicUsec(), r.gen))
+	t.hookRoll(RollEvent{Generation: r.gen, From: r.from})
+	t.schedule() // slots left empty by a veto
 	t.advanceRoll()
 }
 
 // advanceRoll starts replacements up to the surge and finishes the roll
-// once every slot serves the new generation.
+// once every slot serves the roll's generation.
 func (t *table) advanceRoll() {
 	r := t.roll
 	if r == nil || t.stopping {
@@ -77,17 +123,21 @@ func (t *table) advanceRoll() {
 			inflight++
 		}
 	}
-	finished := inflight == 0
+	limit := t.o.surge
+	if !r.accepted {
+		limit = t.o.canary
+	}
+	finished := inflight == 0 && r.accepted
 	for _, sl := range t.slots {
-		if sl.vetoed || sl.next != nil || sl.w != nil && sl.w.info.Generation >= r.gen {
+		if sl.vetoed || sl.next != nil || sl.w != nil && sl.w.info.Generation == r.gen {
 			if sl.w != nil && sl.w.info.State != Ready {
 				finished = false // a new worker placed directly, not ready yet
 			}
 			continue
 		}
 		finished = false
-		if sl.w == nil || inflight >= t.o.surge {
-			continue // an empty slot is filled by schedule, in the new generation
+		if sl.w == nil || inflight >= limit {
+			continue // an empty slot is filled by schedule, in the roll's generation
 		}
 		w, err := t.spawn(sl, r.gen)
 		if err != nil {
@@ -100,15 +150,40 @@ func (t *table) advanceRoll() {
 	if !finished {
 		return
 	}
-	t.roll, t.gen, t.lastRollErr = nil, r.gen, nil
-	t.countRoll(r, "completed", nil)
-	t.log.Info("roll complete", zap.Uint64("generation", r.gen), zap.Duration("took", time.Since(r.started)))
-	t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=%d workers ready, generation %d", len(t.slots), t.gen))
-	replyAll(r.waiters, nil)
+	t.roll = nil
+	took := time.Since(r.started)
+	if r.back {
+		t.gen = r.gen
+		t.endRoll(r, RollRolledBack, r.err)
+		t.log.Error("roll failed; the previous generation keeps serving", zap.Uint64("generation", r.failed),
+			zap.Uint64("serving", r.gen), zap.Duration("took", took), zap.Error(r.err))
+		t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=roll to generation %d failed: %v", r.failed, r.err))
+		replyAll(r.waiters, fmt.Errorf("supervisor: roll to generation %d: %w", r.failed, r.err))
+	} else {
+		t.gen = r.gen
+		t.endRoll(r, RollCompleted, nil)
+		t.log.Info("roll complete", zap.Uint64("generation", r.gen), zap.Duration("took", took))
+		t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=%d workers ready, generation %d", len(t.slots), t.gen))
+		replyAll(r.waiters, nil)
+	}
 	t.afterOperation()
 }
 
-// abortRoll stops the roll: its new workers are killed, the old ones serve.
+// endRoll records a roll's outcome and tells the hook.
+func (t *table) endRoll(r *roll, res RollResult, err error) {
+	gen := r.gen
+	if r.back {
+		gen = r.failed
+	}
+	t.lastRollErr = err
+	t.countRoll(gen, r.started, res, err)
+	t.hookRollEnd(RollEvent{Generation: gen, From: r.from, Result: res, Err: err, Took: time.Since(r.started)})
+}
+
+// abortRoll stops the roll: its new workers in flight retire, and every
+// slot that took the new generation goes back to the previous one, through
+// the same readiness-gated path. If the way back fails too, the roll ends
+// with what serves.
 func (t *table) abortRoll(err error) {
 	r := t.roll
 	if r == nil {
@@ -117,16 +192,23 @@ func (t *table) abortRoll(err error) {
 	for _, sl := range t.slots {
 		if w := sl.next; w != nil {
 			sl.next = nil
-			w.info.State = Stopping
-			t.signal(w, syscall.SIGKILL)
+			t.retire(w, "its roll failed")
 		}
 	}
-	t.roll, t.lastRollErr = nil, err
-	t.countRoll(r, "failed", err)
-	t.log.Error("roll failed; the previous generation keeps serving", zap.Uint64("generation", r.gen), zap.Error(err))
-	t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=roll to generation %d failed: %v", r.gen, err))
-	replyAll(r.waiters, fmt.Errorf("supervisor: roll to generation %d: %w", r.gen, err))
-	t.afterOperation()
+	if r.back {
+		t.roll = nil
+		err = fmt.Errorf("%w; rolling back to generation %d: %w", r.err, r.gen, err)
+		t.endRoll(r, RollFailed, err)
+		t.log.Error("roll failed, and so did the rollback", zap.Uint64("generation", r.failed), zap.Error(err))
+		t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=roll to generation %d failed: %v", r.failed, err))
+		replyAll(r.waiters, fmt.Errorf("supervisor: roll to generation %d: %w", r.failed, err))
+		t.afterOperation()
+		return
+	}
+	r.back, r.failed, r.err, r.gen = true, r.gen, err, r.from
+	r.accepted = true // the previous generation was
+	t.log.Warn("roll failed: rolling back", zap.Uint64("generation", r.failed), zap.Uint64("to", r.gen), zap.Error(err))
+	t.advanceRoll()
 }
 
 // failNext ends sl's replacement worker, which failed: during a roll, the
@@ -135,8 +217,7 @@ func (t *table) abortRoll(err error) {
 func (t *table) failNext(sl *slot, err error) {
 	if w := sl.next; w != nil {
 		sl.next = nil
-		w.info.State = Stopping
-		t.signal(w, syscall.SIGKILL)
+		t.retire(w, "it failed to start")
 	}
 	if t.roll != nil {
 		t.exitsBy.StartFailures++
@@ -164,5 +245,72 @@ func (t *table) afterOperation() {
 	if r := t.nextRoll; r != nil {
 		t.nextRoll = nil
 		t.startRoll(r)
+	}
+}
+
+// canaryReady is called when a worker of the roll's generation is ready
+// before the generation was accepted: once every such worker is ready,
+// the accept window starts from the last of them.
+func (t *table) canaryReady() {
+	r := t.roll
+	var last time.Time
+	for _, sl := range t.slots {
+		for _, w := range []*child{sl.w, sl.next} {
+			if w == nil || w.info.Generation != r.gen {
+				continue
+			}
+			if w.info.State != Ready {
+				return
+			}
+			if w.readyAt.After(last) {
+				last = w.readyAt
+			}
+		}
+	}
+	r.acceptAt = last.Add(t.o.acceptWindow)
+	if t.o.acceptWindow == 0 {
+		t.accept()
+	}
+}
+
+// accept ends the canaries' window: the OnCanary hook may veto, else the
+// generation is accepted, the canaries take their slots and the roll goes
+// on a surge at a time.
+func (t *table) accept() {
+	r := t.roll
+	if r == nil || r.accepted || r.acceptAt.IsZero() {
+		return
+	}
+	var canaries []*slot
+	for _, sl := range t.slots {
+		if w := sl.next; w != nil && w.info.Generation == r.gen {
+			canaries = append(canaries, sl)
+		}
+	}
+	if h := t.o.hooks.OnCanary; h != nil {
+		for _, sl := range canaries {
+			var err error
+			t.runHook(func() { err = h(sl.next.info) })
+			if err != nil {
+				t.abortRoll(fmt.Errorf("canary %d (slot %d) vetoed: %w", sl.next.info.Pid, sl.index, err))
+				return
+			}
+		}
+	}
+	r.accepted = true
+	t.log.Info("generation accepted", zap.Uint64("generation", r.gen), zap.Int("canaries", len(canaries)),
+		zap.Duration("window", t.o.acceptWindow))
+	for _, sl := range canaries {
+		t.takeOver(sl)
+	}
+	t.advanceRoll()
+}
+
+// takeOver makes sl's ready replacement its worker and retires the old one.
+func (t *table) takeOver(sl *slot) {
+	old := sl.w
+	sl.w, sl.next = sl.next, nil
+	if old != nil {
+		t.retire(old, "replaced by a new generation")
 	}
 }

@@ -1,6 +1,7 @@
 package supervisor_test
 
 import (
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -15,7 +16,8 @@ import (
 
 func init() {
 	// notify serves like serve, after READY=1; if HANDOFF_GENERATION is
-	// TEST_FAIL_GEN, it exits 1 at once, and if it is TEST_MUTE_GEN or
+	// TEST_FAIL_GEN, it exits 1 at once; if TEST_CRASH_GEN, it exits 4 soon
+	// after READY=1; and if it is TEST_MUTE_GEN or
 	// HANDOFF_WORKER is TEST_MUTE_SLOT, it never says it is ready.
 	helpers["notify"] = func() int {
 		gen := os.Getenv(worker.EnvGeneration)
@@ -26,6 +28,10 @@ func init() {
 			go func() {
 				if err := worker.Ready(); err != nil {
 					panic(err)
+				}
+				if gen == os.Getenv("TEST_CRASH_GEN") { // ready, then dies: "ready" lied
+					time.Sleep(100 * time.Millisecond)
+					os.Exit(4)
 				}
 			}()
 		}
@@ -47,6 +53,13 @@ func newRollFixture(t *testing.T, env []string, opts ...supervisor.Option) *roll
 		supervisor.WithReadiness(supervisor.ReadyOnNotify()),
 		supervisor.WithLogger(zap.New(core)),
 	}, opts...)
+	t.Cleanup(func() {
+		if t.Failed() { // the log says what happened
+			for _, e := range logs.All() {
+				t.Log(e.Message, e.ContextMap())
+			}
+		}
+	})
 	return &rollFixture{fixture: newFixture(t, "notify", env, opts...), logs: logs}
 }
 
@@ -125,6 +138,10 @@ func TestRollAbortsOnFailure(t *testing.T) {
 					t.Fatalf("worker %+v is not one of the old ones", w)
 				}
 			}
+			// The failed worker was asked to stop (it may have accepted
+			// connections: it drains them); once it is gone, only the
+			// old generation answers.
+			waitStats(ctx, t, f.s, "the failed worker's exit", func(st supervisor.Stats) bool { return st.Retiring == 0 })
 			for range 4 {
 				if fields := strings.Fields(f.ask()); fields[2] != "1" {
 					t.Fatalf("generation %s answered after a failed roll", fields[2])
@@ -219,5 +236,53 @@ func TestNotifyFromStranger(t *testing.T) {
 	}
 	if st.Workers[0].State != supervisor.Starting {
 		t.Fatalf("slot 0 is %v, want still starting", st.Workers[0].State)
+	}
+}
+
+// TestAcceptWindowCatchesReadyThenCrash: canaries that say READY=1 and die
+// soon after (gunicorn without --preload, a bad app) fail the roll within
+// the accept window; the old workers were never retired and serve on; a
+// canary the OnCanary hook vetoes fails it too.
+func TestAcceptWindowCatchesReadyThenCrash(t *testing.T) {
+	for _, tc := range []struct {
+		name, env, want string
+		veto            bool
+	}{
+		{"crash", "TEST_CRASH_GEN=2", "within the accept window", false},
+		{"veto", "", "vetoed: not today", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := deadline(t)
+			rolls := make(chan supervisor.RollEvent, 4)
+			hooks := supervisor.Hooks{OnRollEnd: func(e supervisor.RollEvent) { rolls <- e }}
+			if tc.veto {
+				hooks.OnCanary = func(w supervisor.WorkerInfo) error { return errors.New("not today") }
+			}
+			f := newRollFixture(t, []string{tc.env}, supervisor.WithWorkers(2), supervisor.WithCanary(2),
+				supervisor.WithAcceptWindow(2*time.Second))
+			f.extra = hooks
+			f.run(ctx)
+			w1, w2 := f.waitReady(ctx), f.waitReady(ctx)
+			err := f.s.Roll(ctx)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Roll: %v, want %q", err, tc.want)
+			}
+			e := recv(ctx, t, rolls, "the roll's end")
+			if e.Result != supervisor.RollRolledBack || e.Generation != 2 || e.From != 1 {
+				t.Fatalf("roll event %+v, want generation 2 rolled back to 1", e)
+			}
+			st := f.s.Stats()
+			if st.LastRoll == nil || st.LastRoll.Result != supervisor.RollRolledBack || st.Generation != 1 || len(st.Workers) != 2 {
+				t.Fatalf("stats after the failed roll: %+v", st)
+			}
+			for _, w := range st.Workers {
+				if w.Pid != w1.Pid && w.Pid != w2.Pid {
+					t.Fatalf("worker %+v: the old workers should have served throughout", w)
+				}
+			}
+			if n := f.logs.FilterMessage("retiring worker").FilterField(zap.Int("pid", w1.Pid)).Len(); n != 0 {
+				t.Fatalf("an old worker was retired during a roll that was never accepted")
+			}
+		})
 	}
 }

@@ -3,7 +3,7 @@ package supervisor
 import (
 	"fmt"
 	"os"
-	"os/signal"
+	"runtime"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -32,11 +32,19 @@ func monotonicUsec() int64 {
 
 // execInPlace execs path with fds kept open across the exec. A signal whose
 // default action ends the process would kill it if it landed in the exec
-// window, so with ignore the handled signals are ignored across the exec:
-// the kernel keeps an ignored disposition in the new program until it
-// registers its handlers (its init does, first thing). On failure it puts
-// the fds back to close-on-exec; the caller re-registers its signals.
-func execInPlace(path string, env []string, fds []int, ignore bool) error {
+// window, and an ignored one would be lost; so with block the handled
+// signals are blocked on the exec'ing thread. Once the kernel has ended the
+// process's other threads, that thread is the process: a signal arriving
+// then stays pending through the exec, and the new program receives it when
+// its init registers its handlers (os/signal unblocks what it is notified
+// of). Nothing is ignored or reset, so every signal.Notify of the process
+// survives a failed exec. On failure it restores the thread's mask (pending
+// signals are delivered then) and puts the fds back to close-on-exec.
+//
+// The new program inherits the mask: its own threads keep the handled
+// signals blocked except the one os/signal listens on, which is enough for
+// it; workers get an empty mask from the trampoline (package launch).
+func execInPlace(path string, env []string, fds []int, block bool) error {
 	setCloexec := func(on bool) error {
 		flag := 0
 		if on {
@@ -53,10 +61,24 @@ func execInPlace(path string, env []string, fds []int, ignore bool) error {
 		setCloexec(true)
 		return err
 	}
-	if ignore {
-		signal.Ignore(handledSignals...)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var old unix.Sigset_t
+	if block {
+		var set unix.Sigset_t
+		for _, sig := range handledSignals {
+			n := uint(sig.(syscall.Signal)) - 1
+			set.Val[n/64] |= 1 << (n % 64)
+		}
+		if err := unix.PthreadSigmask(unix.SIG_BLOCK, &set, &old); err != nil {
+			setCloexec(true)
+			return os.NewSyscallError("pthread_sigmask", err)
+		}
 	}
 	err := syscall.Exec(path, os.Args, env)
+	if block {
+		unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+	}
 	setCloexec(true)
 	return fmt.Errorf("exec %s: %w", path, err)
 }

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"syscall"
@@ -44,10 +45,16 @@ func (t *table) targetGen() uint64 {
 // spawn starts a worker for sl in generation gen.
 func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
 	s := t.s
+	cmd, ok := t.recipes[gen]
+	if !ok { // the first generation, or one handed over by an upgrade
+		cmd = s.pin()
+		t.recipes[gen] = cmd
+	}
+	t.forget()
 	sp := &Spawn{
-		Path:       s.cmd.Path,
-		Args:       slices.Clone(s.cmd.Args),
-		Dir:        s.cmd.Dir,
+		Path:       cmd.Path,
+		Args:       slices.Clone(cmd.Args),
+		Dir:        cmd.Dir,
 		Env:        s.workerEnv(t.socks, t.notify.Name(), sl.index, gen),
 		Stdin:      t.devnull,
 		Stdout:     os.Stdout,
@@ -56,7 +63,9 @@ func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
 		Generation: gen,
 	}
 	if h := t.o.hooks.BeforeSpawn; h != nil {
-		if err := h(sp); err != nil {
+		var err error
+		t.runHook(func() { err = h(sp) })
+		if err != nil {
 			return nil, fmt.Errorf("before-spawn hook: %w", err)
 		}
 	}
@@ -76,9 +85,6 @@ func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
 		},
 		proc: proc,
 	}
-	if t.o.watchdog > 0 {
-		w.pingBy = now.Add(t.o.watchdog)
-	}
 	if t.o.maxLifetime > 0 {
 		w.expireAt = now.Add(t.o.maxLifetime)
 		if t.o.lifetimeJitter > 0 {
@@ -89,7 +95,7 @@ func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
 	t.countStart()
 	t.log.Info("worker started", workerFields(w.info)...)
 	if h := t.o.hooks.AfterSpawn; h != nil {
-		h(w.info)
+		t.runHook(func() { h(w.info) })
 	}
 	switch t.o.readiness.mode {
 	case readyStart:
@@ -184,4 +190,40 @@ func rawFds(files []*os.File) ([]uintptr, error) {
 		}
 	}
 	return fds, nil
+}
+
+// pin resolves the command's symbolic links now: a generation keeps the
+// program and directory it started with, so that a release layout
+// (current -> releases/N) switched for the next roll changes neither the
+// restarts of the serving generation nor the way back of a failed roll.
+func (s *Supervisor) pin() Command {
+	cmd := s.cmd
+	if p, err := filepath.EvalSymlinks(cmd.Path); err == nil {
+		cmd.Path = p
+	}
+	if cmd.Dir != "" {
+		if d, err := filepath.EvalSymlinks(cmd.Dir); err == nil {
+			cmd.Dir = d
+		}
+	}
+	return cmd
+}
+
+// forget drops the recipes of generations nothing runs or can go back to.
+func (t *table) forget() {
+	if len(t.recipes) < 4 {
+		return
+	}
+	keep := map[uint64]bool{t.gen: true}
+	if r := t.roll; r != nil {
+		keep[r.gen], keep[r.from], keep[r.failed] = true, true, true
+	}
+	for w := range t.live {
+		keep[w.info.Generation] = true
+	}
+	for g := range t.recipes {
+		if !keep[g] {
+			delete(t.recipes, g)
+		}
+	}
 }

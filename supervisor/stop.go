@@ -21,8 +21,7 @@ func (t *table) scale(n int) {
 	for _, sl := range t.slots[n:] {
 		if w := sl.next; w != nil {
 			sl.next = nil
-			w.info.State = Stopping
-			t.signal(w, syscall.SIGKILL)
+			t.retire(w, "scaled down")
 		}
 		if sl.w != nil {
 			t.retire(sl.w, "scaled down")
@@ -54,8 +53,10 @@ func (t *table) stop(timeout time.Duration) {
 		if w.info.State != Stopping {
 			w.info.State = Stopping
 			w.retiredAt = time.Now()
+			w.why = "stopping"
 			t.signal(w, t.o.stopSignal)
 		}
+		w.pingBy = time.Time{}
 		w.deadline = time.Time{}
 		if timeout > 0 {
 			w.deadline = time.Now().Add(timeout)
@@ -66,6 +67,9 @@ func (t *table) stop(timeout time.Duration) {
 func (t *table) killAll() {
 	for w := range t.live {
 		w.info.State = Stopping
+		if w.why == "" {
+			w.why = "killed"
+		}
 		w.deadline = time.Time{}
 		t.signal(w, syscall.SIGKILL)
 	}

@@ -52,6 +52,12 @@ type Supervisor struct {
 
 	stopOnce, killOnce sync.Once
 
+	// A hook calling back: inHook counts hooks running, on the goroutine
+	// runGoid; cur is the table, which that goroutine may read directly.
+	inHook  atomic.Int32
+	runGoid atomic.Uint64
+	cur     *table
+
 	mu    sync.Mutex
 	phase phase
 
@@ -107,6 +113,7 @@ func New(cmd Command, opts ...Option) (*Supervisor, error) {
 	if o.logger == nil {
 		o.logger = logging.Default()
 	}
+	preflightExit() // the preflight run of an upgrade ends here, once all is checked
 	return &Supervisor{
 		cmd:     cmd,
 		addrs:   addrs,
@@ -136,6 +143,10 @@ func (o *options) validate() error {
 		return errors.New("supervisor: stop signal is 0")
 	case o.surge < 1:
 		return fmt.Errorf("supervisor: surge must be at least 1, not %d", o.surge)
+	case o.canary < 1:
+		return fmt.Errorf("supervisor: canary must be at least 1 worker, not %d", o.canary)
+	case o.acceptWindow < 0:
+		return fmt.Errorf("supervisor: accept window %v is negative", o.acceptWindow)
 	case o.readyTimeout <= 0:
 		return fmt.Errorf("supervisor: ready timeout %v must be positive", o.readyTimeout)
 	case o.readiness.mode == readyDelay && o.readiness.delay < 0:
@@ -189,6 +200,8 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer t.close()
+	s.cur = t
+	s.runGoid.Store(goid())
 	close(s.running)
 	return t.loop(ctx)
 }
@@ -209,6 +222,9 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 	if !s.beginStop() {
 		return nil
 	}
+	if s.onRunGoroutine() {
+		return ErrInHook // the stop goes on once the hook returns
+	}
 	select {
 	case <-s.done:
 		return nil
@@ -226,6 +242,9 @@ func (s *Supervisor) Close() error {
 		return nil
 	}
 	s.kill()
+	if s.onRunGoroutine() {
+		return ErrInHook
+	}
 	<-s.done
 	return nil
 }
@@ -257,8 +276,10 @@ func (s *Supervisor) Stats() Stats {
 // Roll replaces every worker with a new one of the next generation, a
 // surge of new workers at a time, retiring an old worker only once its
 // replacement is ready: never fewer than N ready workers. If a new worker
-// fails to become ready, the roll stops, the old workers keep serving, and
-// Roll returns why. A roll requested while one runs is queued; requests
+// fails to become ready, the roll stops, every slot that took the new
+// generation goes back to the previous one (readiness-gated too), and Roll
+// returns why once it has. Generation numbers only go up: the next roll
+// after a failed one gets a new number. A roll requested while one runs is queued; requests
 // queued together are coalesced into one roll that starts after the current
 // one. Roll waits for the roll to end; ctx only bounds the wait.
 func (s *Supervisor) Roll(ctx context.Context) error {
@@ -266,7 +287,10 @@ func (s *Supervisor) Roll(ctx context.Context) error {
 }
 
 // Upgrade replaces the supervisor's own program in place: it checks that the
-// new binary starts (a preflight run), then execs it with the same pid,
+// new binary starts (a preflight run with this process's argv and
+// environment, which ends in the new program's New once New has checked
+// everything: a build whose flags, main or New fail is refused), then execs
+// it with the same pid,
 // handing over the listening sockets and the worker table; the new program
 // adopts the running workers. The new program must create its supervisor
 // the same way (supervisor.Main does), and it finds the state in its
@@ -288,6 +312,9 @@ func (s *Supervisor) Scale(ctx context.Context, n int) error {
 
 // await sends a request that answers on done and waits for the answer.
 func (s *Supervisor) await(ctx context.Context, req func(*table, chan<- error)) error {
+	if s.onRunGoroutine() {
+		return ErrInHook
+	}
 	done := make(chan error, 1)
 	if !s.call(func(t *table) { req(t, done) }) {
 		return ErrClosed
@@ -315,6 +342,10 @@ func (s *Supervisor) call(f func(*table)) bool {
 	s.mu.Unlock()
 	if p != running {
 		return false
+	}
+	if s.onRunGoroutine() {
+		f(s.cur) // a hook: the table is this goroutine's already
+		return true
 	}
 	ran := make(chan struct{})
 	select {

@@ -127,6 +127,10 @@ type fixture struct {
 	ready   chan supervisor.WorkerInfo
 	exited  chan reap.Status
 	runErr  chan error
+	// before, if set before run, is called from the BeforeSpawn hook;
+	// extra's OnRollEnd and OnCanary are installed too.
+	before func(*supervisor.Spawn) error
+	extra  supervisor.Hooks
 }
 
 func newFixture(t *testing.T, helper string, env []string, opts ...supervisor.Option) *fixture {
@@ -149,9 +153,26 @@ func newFixture(t *testing.T, helper string, env []string, opts ...supervisor.Op
 		runErr:  make(chan error, 1),
 	}
 	hooks := supervisor.Hooks{
+		BeforeSpawn: func(sp *supervisor.Spawn) error {
+			if f.before != nil {
+				return f.before(sp)
+			}
+			return nil
+		},
 		AfterSpawn: func(w supervisor.WorkerInfo) { f.spawned <- w },
-		OnReady:    func(w supervisor.WorkerInfo) { f.ready <- w },
-		OnExit:     func(w supervisor.WorkerInfo, st reap.Status) bool { f.exited <- st; return true },
+		OnRollEnd: func(e supervisor.RollEvent) {
+			if f.extra.OnRollEnd != nil {
+				f.extra.OnRollEnd(e)
+			}
+		},
+		OnCanary: func(w supervisor.WorkerInfo) error {
+			if f.extra.OnCanary != nil {
+				return f.extra.OnCanary(w)
+			}
+			return nil
+		},
+		OnReady: func(w supervisor.WorkerInfo) { f.ready <- w },
+		OnExit:  func(w supervisor.WorkerInfo, st reap.Status) bool { f.exited <- st; return true },
 	}
 	opts = append([]supervisor.Option{
 		supervisor.WithSockets(sock),
@@ -187,6 +208,24 @@ func (f *fixture) waitSpawn(ctx context.Context) supervisor.WorkerInfo {
 		return w
 	case <-ctx.Done():
 		f.t.Fatal("timed out waiting for a worker to start")
+	}
+	panic("unreachable")
+}
+
+// waitExit returns the next exit OnExit saw.
+func (f *fixture) waitExit(ctx context.Context) reap.Status {
+	f.t.Helper()
+	return recv(ctx, f.t, f.exited, "a worker's exit")
+}
+
+// recv receives from c, or fails the test at ctx's deadline.
+func recv[T any](ctx context.Context, t *testing.T, c <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-ctx.Done():
+		t.Fatalf("timed out waiting for %s", what)
 	}
 	panic("unreachable")
 }
@@ -278,7 +317,7 @@ func TestRestartsKilledWorker(t *testing.T) {
 		if err := syscall.Kill(w.Pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		if st := <-f.exited; st.Pid != w.Pid || st.Signal != syscall.SIGKILL {
+		if st := f.waitExit(ctx); st.Pid != w.Pid || st.Signal != syscall.SIGKILL {
 			t.Fatalf("exit %+v, want pid %d killed", st, w.Pid)
 		}
 		nw := f.waitSpawn(ctx)
@@ -309,7 +348,7 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	for i := range 8 {
 		f.waitSpawn(ctx)
 		now := time.Now()
-		st := <-f.exited
+		st := f.waitExit(ctx)
 		if st.Code != 3 {
 			t.Fatalf("exit %v, want status 3", st)
 		}
@@ -354,7 +393,7 @@ func TestHooksChangeSpawnAndVeto(t *testing.T) {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(ctx) }()
-	w := <-spawned
+	w := recv(ctx, t, spawned, "a worker")
 	c, err := net.Dial("tcp", sock.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -365,7 +404,7 @@ func TestHooksChangeSpawnAndVeto(t *testing.T) {
 		t.Fatalf("worker said %q, want the hook's env and argument", line)
 	}
 	syscall.Kill(w.Pid, syscall.SIGKILL)
-	if st := <-vetoed; st.Pid != w.Pid {
+	if st := recv(ctx, t, vetoed, "the vetoed exit"); st.Pid != w.Pid {
 		t.Fatalf("OnExit saw pid %d, want %d", st.Pid, w.Pid)
 	}
 	if st := s.Stats(); len(st.Workers) != 0 {
@@ -401,7 +440,7 @@ func TestBeforeSpawnErrorIsStartFailure(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(ctx) }()
 	for range 3 {
-		<-calls
+		recv(ctx, t, calls, "a BeforeSpawn call")
 	}
 	if st := s.Stats(); st.Exits.StartFailures < 3 || len(st.Workers) != 0 {
 		t.Errorf("stats %+v: want 3 start failures and no worker", st)
@@ -513,7 +552,7 @@ func TestSocketStaysNonblocking(t *testing.T) {
 	// Spawn more workers while the first ones run.
 	for range 3 {
 		syscall.Kill(w.Pid, syscall.SIGKILL)
-		<-f.exited
+		f.waitExit(ctx)
 		w = f.waitSpawn(ctx)
 	}
 	for range 4 {
@@ -539,7 +578,7 @@ func TestTwoSupervisors(t *testing.T) {
 	b.run(ctx)
 	wa, wb := a.waitSpawn(ctx), b.waitSpawn(ctx)
 	syscall.Kill(wa.Pid, syscall.SIGKILL)
-	if st := <-a.exited; st.Pid != wa.Pid {
+	if st := a.waitExit(ctx); st.Pid != wa.Pid {
 		t.Fatalf("a saw exit of %d, want %d", st.Pid, wa.Pid)
 	}
 	a.waitSpawn(ctx)

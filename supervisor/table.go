@@ -33,12 +33,15 @@ type table struct {
 	liveR, liveW *os.File
 	notify       *notifySocket
 	notes        chan notifyMsg
-	sigs         chan os.Signal // nil without WithSignals
+	sigs         chan os.Signal   // nil without WithSignals
+	carried      []syscall.Signal // received before an exec, handled first after it
 
-	gen   uint64 // generation of new workers outside a roll
-	slots []*slot
-	live  map[*child]struct{} // every started process not yet reaped
-	byPid map[int]*child
+	gen     uint64             // the generation serving: new workers' outside a roll
+	recipes map[uint64]Command // each live generation's command, pinned when it started
+	lastGen uint64             // the highest generation number given so far
+	slots   []*slot
+	live    map[*child]struct{} // every started process not yet reaped
+	byPid   map[int]*child
 
 	exits      chan exit
 	preflights chan preflightResult
@@ -95,6 +98,7 @@ type child struct {
 
 	retiredAt time.Time // when it was asked to exit; zero if not
 	recycled  bool      // replaced at its maximum lifetime
+	why       string    // why it was asked to exit
 }
 
 type exit struct {
@@ -108,6 +112,8 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 		o:          &s.o,
 		log:        s.log,
 		gen:        1,
+		lastGen:    1,
+		recipes:    make(map[uint64]Command),
 		live:       make(map[*child]struct{}),
 		byPid:      make(map[int]*child),
 		exits:      make(chan exit),
@@ -248,6 +254,11 @@ func (t *table) loop(ctx context.Context) error {
 	t.schedule()
 	t.afterOperation() // a roll requested before an upgrade
 	for !t.stopping || len(t.live) > 0 {
+		for t.sigs != nil && len(t.carried) > 0 { // from before an exec, or kept by a failed one
+			sig := t.carried[0]
+			t.carried = t.carried[1:]
+			t.onSignal(sig)
+		}
 		t.publish()
 		t.rearm()
 		select {
@@ -294,6 +305,9 @@ func (t *table) rearm() {
 		earliest(w.pingBy)
 		earliest(w.expireAt)
 	}
+	if r := t.roll; r != nil && !r.accepted {
+		earliest(r.acceptAt)
+	}
 	if !t.stopping {
 		earliest(t.queues.next)
 		for _, sl := range t.slots {
@@ -312,6 +326,9 @@ func (t *table) rearm() {
 func (t *table) onTimer() {
 	now := time.Now()
 	t.watchQueues(now)
+	if r := t.roll; r != nil && !r.accepted && !r.acceptAt.IsZero() && !now.Before(r.acceptAt) {
+		t.accept()
+	}
 	for w := range t.live {
 		if !w.pingBy.IsZero() && !now.Before(w.pingBy) {
 			t.watchdogFire(w, "missed its watchdog ping")
@@ -333,8 +350,16 @@ func (t *table) onTimer() {
 		default:
 			t.log.Error("worker not ready in time: killing", append(workerFields(w.info),
 				zap.Duration("ready_timeout", t.o.readyTimeout))...)
+			err := fmt.Errorf("new worker %d (slot %d) not ready within %v", w.info.Pid, w.info.Slot, t.o.readyTimeout)
 			if sl := t.slotOf(w); sl != nil && sl.next == w {
-				t.failNext(sl, fmt.Errorf("new worker %d (slot %d) not ready within %v", w.info.Pid, sl.index, t.o.readyTimeout))
+				t.failNext(sl, err)
+				continue
+			}
+			if t.failsRoll(w) {
+				t.slotOf(w).w = nil // refilled in the generation the roll goes back to
+				t.retire(w, "its roll failed")
+				t.exitsBy.StartFailures++
+				t.abortRoll(err)
 				continue
 			}
 			t.signal(w, syscall.SIGKILL) // its exit counts as a start failure
@@ -347,6 +372,7 @@ func (t *table) stats() Stats {
 	st := Stats{
 		Generation:    t.gen,
 		Rolling:       t.roll != nil,
+		LastRoll:      t.lastRoll,
 		Restarts:      t.restarts,
 		Exits:         t.exitsBy,
 		NotifySocket:  t.notify.Name(),

@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
 	"syscall"
@@ -60,15 +59,17 @@ func (t *table) startPreflight() {
 		t.failUpgrade(err)
 		return
 	}
-	env := []string{envPreflight + "=1"}
+	env := []string{envPreflight + "=3"}
 	for _, kv := range os.Environ() {
 		if !ownedVar(kv) {
 			env = append(env, kv)
 		}
 	}
-	fds, err := rawFds([]*os.File{t.devnull, w, os.Stderr})
+	// The real argv and environment: the new program runs its main as it
+	// will after the exec, up to New (see preflightExit).
+	fds, err := rawFds([]*os.File{t.devnull, os.Stdout, os.Stderr, w})
 	if err == nil {
-		p, perr := t.reaper.Start(u.path, []string{u.path}, &syscall.ProcAttr{Env: env, Files: fds})
+		p, perr := t.reaper.Start(u.path, os.Args, &syscall.ProcAttr{Env: env, Files: fds})
 		err = perr
 		if perr == nil {
 			t.bg.Add(1)
@@ -119,7 +120,7 @@ func (t *table) onPreflight(res preflightResult) {
 		return
 	}
 	if res.err == nil && strings.TrimSpace(string(res.out)) != preflightOK {
-		res.err = fmt.Errorf("not a handoff program: its preflight run printed %q", truncate(string(res.out), 80))
+		res.err = fmt.Errorf("it did not reach supervisor.New (it said %q)", truncate(string(res.out), 80))
 	}
 	if res.err != nil {
 		t.failUpgrade(fmt.Errorf("the new binary %s failed its preflight run: %w", u.path, res.err))
@@ -179,6 +180,18 @@ func (t *table) exec(path string) error {
 	if err != nil {
 		return errors.Join(err, restore())
 	}
+	// Signals received and not yet handled go with the table; a signal that
+	// arrives after this is blocked across the exec (execInPlace).
+	st.Signals = t.carried
+	t.carried = nil
+	for drained := false; t.sigs != nil && !drained; {
+		select {
+		case sig := <-t.sigs:
+			st.Signals = append(st.Signals, sig.(syscall.Signal))
+		default:
+			drained = true
+		}
+	}
 	state, err := json.Marshal(st)
 	if err != nil {
 		return errors.Join(err, restore())
@@ -197,9 +210,7 @@ func (t *table) exec(path string) error {
 		fds = append(fds, st.MetricsFd)
 	}
 	err = execInPlace(path, env, fds, t.sigs != nil)
-	if t.sigs != nil {
-		signal.Notify(t.sigs, handledSignals...)
-	}
+	t.carried = append(st.Signals, t.carried...) // not handed over after all
 	return errors.Join(err, restore())
 }
 

@@ -1,9 +1,13 @@
 package supervisor
 
 import (
+	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"syscall"
 	"time"
 
 	"github.com/handoff-dev/handoff/listener"
@@ -13,6 +17,8 @@ import (
 // upgradeState is the worker table as one program hands it to the next.
 type upgradeState struct {
 	Generation     uint64
+	LastGeneration uint64 // numbers only go up, across upgrades too
+	LastRollError  string
 	Sockets        []stateSocket
 	NotifyFd       int
 	LivenessFds    [2]int // read and write ends
@@ -26,6 +32,8 @@ type upgradeState struct {
 	Counters  *counters // nil from a program without them
 	LastRoll  *LastRoll
 	MetricsFd int // 0: none
+	// Signals the old program had received and not handled yet.
+	Signals []syscall.Signal
 }
 
 type stateSocket struct {
@@ -87,6 +95,7 @@ func takeUpgradeState() (*upgradeState, error) {
 func (t *table) snapshot() (*upgradeState, error) {
 	st := &upgradeState{
 		Generation:     t.gen,
+		LastGeneration: t.lastGen,
 		Restarts:       t.restarts,
 		Exits:          t.exitsBy,
 		AnnouncedReady: t.announcedReady,
@@ -107,6 +116,9 @@ func (t *table) snapshot() (*upgradeState, error) {
 	}
 	if err := t.notify.Control(func(fd uintptr) { st.NotifyFd = int(fd) }); err != nil {
 		return nil, err
+	}
+	if t.lastRollErr != nil {
+		st.LastRollError = t.lastRollErr.Error()
 	}
 	live, err := rawFds([]*os.File{t.liveR, t.liveW})
 	if err != nil {
@@ -161,6 +173,10 @@ func (t *table) resume(st *upgradeState) (err error) {
 	t.count.inherit(st.Counters)
 	t.lastRoll = st.LastRoll
 	t.countUpgrade(true)
+	t.lastGen = max(st.LastGeneration, st.Generation)
+	if st.LastRollError != "" {
+		t.lastRollErr = errors.New(st.LastRollError)
+	}
 	// The old program's slots, not the configured count: a Scale since
 	// start is the newer wish.
 	t.slots = make([]*slot, max(len(st.Slots), 1))
@@ -172,6 +188,9 @@ func (t *table) resume(st *upgradeState) (err error) {
 		}
 	}
 	adopted := 0
+	// Ready workers first: a slot being recycled hands over its serving
+	// worker and the replacement starting beside it, in any order.
+	slices.SortStableFunc(st.Workers, func(a, b stateWorker) int { return cmp.Compare(stateRank(a.State), stateRank(b.State)) })
 	for _, sw := range st.Workers {
 		proc, err := t.reaper.Adopt(sw.Pid)
 		if err != nil {
@@ -187,10 +206,16 @@ func (t *table) resume(st *upgradeState) (err error) {
 		}
 		t.track(w)
 		adopted++
+		var sl *slot
+		if w.info.Slot < len(t.slots) {
+			sl = t.slots[w.info.Slot]
+		}
 		switch {
 		case w.info.State == Stopping:
-		case w.info.Slot < len(t.slots) && t.slots[w.info.Slot].w == nil:
-			t.slots[w.info.Slot].w = w
+		case sl != nil && sl.w == nil:
+			sl.w = w
+		case sl != nil && sl.next == nil && sl.w.info.State == Ready && w.info.State == Starting:
+			sl.next = w
 		default:
 			t.retire(w, "no slot for it after the upgrade")
 		}
@@ -198,6 +223,7 @@ func (t *table) resume(st *upgradeState) (err error) {
 	if st.PendingRoll {
 		t.nextRoll = &roll{}
 	}
+	t.carried = st.Signals
 	t.log.Info("supervisor upgraded in place", zap.Int("pid", os.Getpid()), zap.Int("workers", adopted),
 		zap.Uint64("generation", t.gen))
 	return nil
@@ -222,4 +248,16 @@ func metricsFdOf(st *upgradeState) int {
 		return 0
 	}
 	return st.MetricsFd
+}
+
+// stateRank orders handed-over workers for placement: ready, starting,
+// stopping.
+func stateRank(s State) int {
+	switch s {
+	case Ready:
+		return 0
+	case Starting:
+		return 1
+	}
+	return 2
 }

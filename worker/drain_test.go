@@ -454,11 +454,16 @@ func TestServeAndDrainRollingRestart(t *testing.T) {
 // TestShutdownRollingRestartControl runs the same rolling restart with
 // http.Server.Shutdown, for contrast: it closes idle keep-alive connections
 // at once, and a client sending its next request on one of them loses it.
-// How many fail is a race, so it is only logged.
+// How many fail is a race, but with 32 busy connections over 5 restarts
+// some always do: none would mean the harness cannot tell a drain that
+// loses requests from one that does not, and its zero above proves nothing.
 func TestShutdownRollingRestartControl(t *testing.T) {
 	failures, total := roll(t, shutdownStarter)
 	t.Logf("control: http.Server.Shutdown failed %d requests in %d restarts of %d connections: %v",
 		total, rollRounds, rollClients, failures)
+	if total == 0 {
+		t.Errorf("http.Server.Shutdown failed no request in %d restarts of %d busy connections: the load cannot see a lost request", rollRounds, rollClients)
+	}
 }
 
 // drainServer runs ServeAndDrain with handler h on a fresh loopback

@@ -342,7 +342,7 @@ func addStatus(r *statusReport, st supervisor.Stats, now time.Time) {
 		r.Sockets = append(r.Sockets, sr)
 	}
 	if lr := st.LastRoll; lr != nil {
-		r.LastRoll = &rollReport{Generation: lr.Generation, Result: lr.Result, Error: lr.Error, Started: lr.Started, TookSeconds: lr.Took.Seconds()}
+		r.LastRoll = &rollReport{Generation: lr.Generation, Result: string(lr.Result), Error: lr.Error, Started: lr.Started, TookSeconds: lr.Took.Seconds()}
 	}
 	r.MetricsAddr = st.MetricsAddr
 }

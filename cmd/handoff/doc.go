@@ -22,6 +22,9 @@
 //	-ready MODE             when a new worker is ready: notify (READY=1), start,
 //	                        or delay:DURATION (default start)
 //	-ready-timeout D        how long a new worker may take to be ready (default 1m)
+//	-accept-window D        how long a roll's canaries must stay up after ready before
+//	                        the new generation is accepted (default 3s)
+//	-canary N               how many new workers a roll watches first (default 1)
 //	-stop-timeout D         how long a worker may drain before SIGKILL (default 30s)
 //	-stop-signal SIG        the signal that asks a worker to drain (default TERM)
 //	-watchdog D             require WATCHDOG=1 from each worker this often (default off)

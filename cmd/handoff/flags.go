@@ -28,6 +28,8 @@ type serveConfig struct {
 	workers      int
 	ready        readyFlag
 	readyTimeout time.Duration
+	acceptWindow time.Duration
+	canary       int
 	stopTimeout  time.Duration
 	stopSignal   signalFlag
 	watchdog     time.Duration
@@ -49,6 +51,8 @@ func serveFlags(cfg *serveConfig) *flag.FlagSet {
 		workers:      1,
 		ready:        readyFlag{r: supervisor.ReadyOnStart(), s: "start"},
 		readyTimeout: 60 * time.Second,
+		acceptWindow: 3 * time.Second,
+		canary:       1,
 		stopTimeout:  30 * time.Second,
 		stopSignal:   signalFlag{sig: syscall.SIGTERM, s: "TERM"},
 	}
@@ -56,6 +60,8 @@ func serveFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.IntVar(&cfg.workers, "workers", cfg.workers, "")
 	fs.Var(&cfg.ready, "ready", "")
 	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", cfg.readyTimeout, "")
+	fs.DurationVar(&cfg.acceptWindow, "accept-window", cfg.acceptWindow, "")
+	fs.IntVar(&cfg.canary, "canary", cfg.canary, "")
 	fs.DurationVar(&cfg.stopTimeout, "stop-timeout", cfg.stopTimeout, "")
 	fs.Var(&cfg.stopSignal, "stop-signal", "")
 	fs.DurationVar(&cfg.watchdog, "watchdog", 0, "")
@@ -93,6 +99,10 @@ func parseServe(args []string) (*serveConfig, error) {
 		return nil, usagef("-workers %d: want 1 to %d", cfg.workers, maxWorkers)
 	case cfg.readyTimeout <= 0:
 		return nil, usagef("-ready-timeout %v: want a positive duration, e.g. 30s", cfg.readyTimeout)
+	case cfg.acceptWindow < 0:
+		return nil, usagef("-accept-window %v: want 0 or a positive duration, e.g. 5s", cfg.acceptWindow)
+	case cfg.canary < 1:
+		return nil, usagef("-canary %d: want at least 1 worker", cfg.canary)
 	case cfg.stopTimeout <= 0:
 		return nil, usagef("-stop-timeout %v: want a positive duration, e.g. 30s", cfg.stopTimeout)
 	case cfg.watchdog < 0 || cfg.watchdog > 0 && cfg.watchdog < time.Millisecond:
@@ -301,6 +311,17 @@ Flags:
       How long a new worker may take to be ready before it is killed; during
       a roll this stops the roll and the old workers keep serving (default 1m).
       e.g. -ready-timeout 30s
+  -accept-window DURATION
+      How long a roll's first new workers (its canaries) must stay up after
+      they are ready before the new generation is accepted and the old
+      workers retire; a canary that exits meanwhile fails the reload, which
+      puts every slot back on the previous generation (default 3s). Servers
+      that say ready before they serve (gunicorn without --preload) need it.
+      e.g. -accept-window 5s
+  -canary N
+      How many new workers a roll starts beside the old ones and watches for
+      the accept window before it rolls the rest (default 1).
+      e.g. -canary 2
   -stop-timeout DURATION
       How long a worker asked to stop may drain before SIGKILL (default 30s).
       e.g. -stop-timeout 1m

@@ -78,6 +78,8 @@ func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
 		supervisor.WithWorkers(cfg.workers),
 		supervisor.WithReadiness(cfg.ready.r),
 		supervisor.WithReadyTimeout(cfg.readyTimeout),
+		supervisor.WithAcceptWindow(cfg.acceptWindow),
+		supervisor.WithCanary(cfg.canary),
 		supervisor.WithStopTimeout(cfg.stopTimeout),
 		supervisor.WithStopSignal(cfg.stopSignal.sig),
 		supervisor.WithWatchdog(cfg.watchdog),

@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 const selfExe = "/proc/self/exe"
@@ -30,6 +33,12 @@ func runTrampoline() {
 	if target == "" {
 		return
 	}
+	// An upgraded supervisor runs with its handled signals blocked (see
+	// supervisor's execInPlace), and a child inherits the mask: the worker
+	// starts with none blocked.
+	runtime.LockOSThread()
+	var none unix.Sigset_t
+	unix.PthreadSigmask(unix.SIG_SETMASK, &none, nil)
 	err := syscall.Exec(target, os.Args, os.Environ())
 	fmt.Fprintf(os.Stderr, "handoff: exec %s: %v\n", target, err)
 	os.Exit(127)

@@ -1,0 +1,73 @@
+package supervisor
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+	"golang.org/x/sys/unix"
+)
+
+// TestResumeKeepsTheReadyWorker: an upgrade while a slot's worker is being
+// recycled hands over two workers for that slot, the serving one and its
+// starting replacement. Whatever their order, the new program keeps the
+// ready one serving and the other as its replacement.
+func TestResumeKeepsTheReadyWorker(t *testing.T) {
+	for _, readyFirst := range []bool{true, false} {
+		s, err := New(Command{Path: "/bin/true"}, WithLogger(zaptest.NewLogger(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb := &table{s: s, o: &s.o, log: s.log, live: map[*child]struct{}{}, byPid: map[int]*child{},
+			exits: make(chan exit, 8), quit: make(chan struct{}), reaperGone: make(chan struct{}), wake: time.NewTimer(time.Hour)}
+		if tb.reaper, err = tb.newReaper(); err != nil {
+			t.Fatal(err)
+		}
+		var procs []*os.Process
+		for range 2 {
+			c := exec.Command("sleep", "60")
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			procs = append(procs, c.Process)
+		}
+		ready := stateWorker{Pid: procs[0].Pid, Slot: 0, Generation: 1, State: Ready, ReadyAt: time.Now()}
+		starting := stateWorker{Pid: procs[1].Pid, Slot: 0, Generation: 1, State: Starting, Deadline: time.Now().Add(time.Hour)}
+		st := &upgradeState{Generation: 1, Slots: []stateSlot{{}}, Workers: []stateWorker{starting, ready}}
+		if readyFirst {
+			st.Workers = []stateWorker{ready, starting}
+		}
+		ns, err := openNotifySocket()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns.Control(func(fd uintptr) { st.NotifyFd, _ = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 3) })
+		ns.Close()
+		r, w, _ := os.Pipe()
+		for i, f := range []*os.File{r, w} {
+			st.LivenessFds[i], _ = unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+			f.Close()
+		}
+		if err := tb.resume(st); err != nil {
+			t.Fatal(err)
+		}
+		sl := tb.slots[0]
+		var got [2]int
+		if sl.w != nil {
+			got[0] = sl.w.info.Pid
+		}
+		if sl.next != nil {
+			got[1] = sl.next.info.Pid
+		}
+		for _, p := range procs {
+			p.Kill()
+		}
+		tb.close()
+		if got != [2]int{ready.Pid, starting.Pid} {
+			t.Fatalf("ready first %t: slot 0 serves pid %d with replacement %d, want %d with %d",
+				readyFirst, got[0], got[1], ready.Pid, starting.Pid)
+		}
+	}
+}
