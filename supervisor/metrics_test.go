@@ -275,7 +275,8 @@ func TestMetricsCount(t *testing.T) {
 	m := f.s.Metrics()
 	want := supervisor.Metrics{Generation: 2, Starts: 6}
 	want.Exits = supervisor.ExitReasons{Signal: 1, Retired: 2, Failed: 1}
-	want.Rolls = supervisor.RollResults{Completed: 1, Failed: 1}
+	// The roll to 3 fails at its first new worker, and is rolled back.
+	want.Rolls = supervisor.RollResults{Completed: 1, RolledBack: 1}
 	if m.Generation != want.Generation || m.Starts != want.Starts || m.Rolls != want.Rolls || m.Exits != want.Exits {
 		t.Errorf("metrics %+v, want generation %d, %d starts, rolls %+v, exits %+v", m, want.Generation, want.Starts, want.Rolls, want.Exits)
 	}
@@ -294,8 +295,8 @@ func TestMetricsCount(t *testing.T) {
 		t.Errorf("workers %+v, generations alive %d", m.Workers, m.GenerationsAlive)
 	}
 	st = f.s.Stats()
-	if st.LastRoll == nil || st.LastRoll.Result != "failed" || st.LastRoll.Generation != 3 || st.LastRoll.Error == "" {
-		t.Errorf("last roll %+v, want the failed roll to generation 3", st.LastRoll)
+	if st.LastRoll == nil || st.LastRoll.Result != supervisor.RollRolledBack || st.LastRoll.Generation != 3 || st.LastRoll.Error == "" {
+		t.Errorf("last roll %+v, want the rolled-back roll to generation 3", st.LastRoll)
 	}
 	if len(st.Slots) != 2 {
 		t.Fatalf("slots %+v, want 2", st.Slots)
