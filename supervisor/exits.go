@@ -61,6 +61,10 @@ func (t *table) onExit(e exit) {
 		t.exitsBy.Failed++
 	}
 	fields := append(workerFields(w.info), zap.Stringer("status", st))
+	if t.stopping {
+		t.groups[w.info.Pid] = true
+		t.sweep() // what its tree left behind
+	}
 	asked := t.stopping || w.info.State == Stopping
 	sl := t.slotOf(w)
 	switch {
@@ -84,7 +88,7 @@ func (t *table) onExit(e exit) {
 	if up {
 		sl.failures = 0
 	} else {
-		t.failed(sl, fmt.Errorf("worker %d exited after %v: %s", w.info.Pid, st.Time.Sub(w.info.Started).Round(time.Millisecond), st))
+		t.failed(sl, workerExit(w, st))
 	}
 	restart := true
 	if h := t.o.hooks.OnExit; h != nil {

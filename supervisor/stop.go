@@ -50,6 +50,9 @@ func (t *table) stop(timeout time.Duration) {
 		replyAll(t.upgrade.waiters, ErrClosed)
 	}
 	t.roll, t.nextRoll, t.upgrade = nil, nil, nil
+	// The trees are listed before any worker is signalled: a worker that
+	// exits at once would leave its children to whoever reaps orphans.
+	strays := t.findStrays()
 	for w := range t.live {
 		if w.info.State != Stopping {
 			w.info.State = Stopping
@@ -60,14 +63,22 @@ func (t *table) stop(timeout time.Duration) {
 			w.deadline = time.Now().Add(timeout)
 		}
 	}
+	if timeout > 0 {
+		t.stopDeadline = time.Now().Add(timeout)
+	}
+	t.signalStrays(strays) // the rest of the workers' trees get the stop signal too
 }
 
 func (t *table) killAll() {
+	if !t.killing {
+		t.findStrays() // before the workers die and their children move
+	}
 	for w := range t.live {
 		w.info.State = Stopping
 		w.deadline = time.Time{}
 		t.signal(w, syscall.SIGKILL)
 	}
+	t.killTrees()
 }
 
 func (t *table) signal(w *child, sig syscall.Signal) {

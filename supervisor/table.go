@@ -51,7 +51,13 @@ type table struct {
 	upgrade  *upgrade
 
 	stopping       bool
-	stopSignals    int // SIGTERM/SIGINT received
+	stopDeadline   time.Time // SIGKILL for the workers' trees; zero: only on kill
+	killing        bool      // the stop turned to SIGKILL
+	strays         map[int]*stray
+	strayExits     chan *stray
+	strayWG        sync.WaitGroup
+	groups         map[int]bool // process groups of workers seen during the stop
+	stopSignals    int          // SIGTERM/SIGINT received
 	announcedReady bool
 	wake           *time.Timer
 
@@ -104,6 +110,9 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 		preflights: make(chan preflightResult),
 		quit:       make(chan struct{}),
 		reaperGone: make(chan struct{}),
+		strays:     make(map[int]*stray),
+		strayExits: make(chan *stray),
+		groups:     make(map[int]bool),
 		wake:       time.NewTimer(time.Hour),
 	}
 	t.wake.Stop()
@@ -175,7 +184,7 @@ func (t *table) open() (err error) {
 
 func (t *table) newReaper() (*reap.Reaper, error) {
 	opts := []reap.Option{reap.WithLogger(t.log)}
-	if t.o.subreaper {
+	if t.subreaping() {
 		opts = append(opts, reap.WithSubreaper(), reap.WithOrphanFunc(func(st reap.Status) {
 			t.log.Debug("reaped orphan", zap.Int("pid", st.Pid), zap.Stringer("status", st))
 		}))
@@ -200,6 +209,7 @@ func (t *table) close() {
 	}
 	t.bg.Wait()
 	t.watchers.Wait()
+	t.closeStrays()
 	t.wake.Stop()
 	if t.sigs != nil {
 		signal.Stop(t.sigs)
@@ -226,11 +236,13 @@ func (t *table) loop(ctx context.Context) error {
 		zap.Stringer("readiness", t.o.readiness), zap.String("notify_socket", t.notify.Name()))
 	t.schedule()
 	t.afterOperation() // a roll requested before an upgrade
-	for !t.stopping || len(t.live) > 0 {
+	for !t.stopping || len(t.live) > 0 || len(t.strays) > 0 {
 		t.rearm()
 		select {
 		case e := <-t.exits:
 			t.onExit(e)
+		case s := <-t.strayExits:
+			t.onStrayExit(s)
 		case m := <-t.notes:
 			t.onNotify(m)
 		case r := <-t.preflights:
@@ -270,6 +282,9 @@ func (t *table) rearm() {
 		earliest(w.deadline)
 		earliest(w.pingBy)
 		earliest(w.expireAt)
+	}
+	if t.stopping && len(t.strays) > 0 {
+		earliest(t.stopDeadline)
 	}
 	if !t.stopping {
 		for _, sl := range t.slots {
@@ -315,6 +330,7 @@ func (t *table) onTimer() {
 			t.signal(w, syscall.SIGKILL) // its exit counts as a start failure
 		}
 	}
+	t.treeDeadline(now)
 	t.schedule()
 }
 

@@ -5,7 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +40,18 @@ type serveConfig struct {
 	subreaper    bool
 	version      bool
 	command      []string
+
+	// Init duties and the rest of the library's settings.
+	remapExit        exitMap
+	surge            int
+	minUptime        time.Duration
+	backoff          time.Duration
+	backoffMax       time.Duration
+	maxStartFailures int
+	maxLifetime      time.Duration
+	lifetimeJitter   time.Duration
+	env              []string
+	chdir            string
 }
 
 // serveFlags declares the supervisor's flags, with their defaults, in cfg.
@@ -49,18 +64,33 @@ func serveFlags(cfg *serveConfig) *flag.FlagSet {
 		readyTimeout: 60 * time.Second,
 		stopTimeout:  30 * time.Second,
 		stopSignal:   signalFlag{sig: syscall.SIGTERM, s: "TERM"},
+		surge:        1,
+		minUptime:    time.Second,
+		backoff:      100 * time.Millisecond,
+		backoffMax:   10 * time.Second,
 	}
 	fs.Var((*listenFlag)(&cfg.listen), "listen", "")
-	fs.IntVar(&cfg.workers, "workers", cfg.workers, "")
+	fs.Var((*intFlag)(&cfg.workers), "workers", "")
 	fs.Var(&cfg.ready, "ready", "")
-	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", cfg.readyTimeout, "")
-	fs.DurationVar(&cfg.stopTimeout, "stop-timeout", cfg.stopTimeout, "")
+	fs.Var((*durationFlag)(&cfg.readyTimeout), "ready-timeout", "")
+	fs.Var((*durationFlag)(&cfg.stopTimeout), "stop-timeout", "")
 	fs.Var(&cfg.stopSignal, "stop-signal", "")
-	fs.DurationVar(&cfg.watchdog, "watchdog", 0, "")
+	fs.Var((*durationFlag)(&cfg.watchdog), "watchdog", "")
+	fs.Var(&cfg.remapExit, "remap-exit", "")
+	fs.Var((*intFlag)(&cfg.surge), "surge", "")
+	fs.Var((*durationFlag)(&cfg.minUptime), "min-uptime", "")
+	fs.Var((*durationFlag)(&cfg.backoff), "backoff", "")
+	fs.Var((*durationFlag)(&cfg.backoffMax), "backoff-max", "")
+	fs.Var((*intFlag)(&cfg.maxStartFailures), "max-start-failures", "")
+	fs.Var((*durationFlag)(&cfg.maxLifetime), "max-lifetime", "")
+	fs.Var((*durationFlag)(&cfg.lifetimeJitter), "lifetime-jitter", "")
+	fs.Var((*envFlag)(&cfg.env), "env", "")
+	fs.StringVar(&cfg.chdir, "chdir", "", "")
 	fs.StringVar(&cfg.pidfile, "pidfile", "", "")
 	fs.StringVar(&cfg.control, "control", "", "")
 	fs.Var(&cfg.logFormat, "log-format", "")
-	fs.BoolVar(&cfg.subreaper, "subreaper", false, "")
+	fs.BoolVar(&cfg.subreaper, "init", false, "")
+	fs.BoolVar(&cfg.subreaper, "subreaper", false, "") // the old name of -init
 	fs.BoolVar(&cfg.version, "version", false, "")
 	return fs
 }
@@ -93,6 +123,22 @@ func parseServe(args []string) (*serveConfig, error) {
 		return nil, usagef("-stop-timeout %v: want a positive duration, e.g. 30s", cfg.stopTimeout)
 	case cfg.watchdog < 0 || cfg.watchdog > 0 && cfg.watchdog < time.Millisecond:
 		return nil, usagef("-watchdog %v: want 0 (off) or at least 1ms, e.g. 10s", cfg.watchdog)
+	case cfg.surge < 1 || cfg.surge > maxWorkers:
+		return nil, usagef("-surge %d: want 1 to %d", cfg.surge, maxWorkers)
+	case cfg.minUptime < 0:
+		return nil, usagef("-min-uptime %v: want a duration of 0 or more, e.g. 1s", cfg.minUptime)
+	case cfg.backoff <= 0:
+		return nil, usagef("-backoff %v: want a positive duration, e.g. 100ms", cfg.backoff)
+	case cfg.backoffMax < cfg.backoff:
+		return nil, usagef("-backoff-max %v: want at least -backoff (%v), e.g. 10s", cfg.backoffMax, cfg.backoff)
+	case cfg.maxStartFailures < 0:
+		return nil, usagef("-max-start-failures %d: want 0 (retry forever) or more", cfg.maxStartFailures)
+	case cfg.maxLifetime < 0:
+		return nil, usagef("-max-lifetime %v: want 0 (forever) or a positive duration, e.g. 1h", cfg.maxLifetime)
+	case cfg.lifetimeJitter < 0:
+		return nil, usagef("-lifetime-jitter %v: want a duration of 0 or more, e.g. 10m", cfg.lifetimeJitter)
+	case cfg.lifetimeJitter > 0 && cfg.maxLifetime == 0:
+		return nil, usagef("-lifetime-jitter %v needs -max-lifetime", cfg.lifetimeJitter)
 	}
 	var err error
 	if cfg.pidfile, err = absPath("-pidfile", cfg.pidfile); err != nil {
@@ -100,6 +146,16 @@ func parseServe(args []string) (*serveConfig, error) {
 	}
 	if cfg.control, err = absPath("-control", cfg.control); err != nil {
 		return nil, err
+	}
+	if cfg.chdir != "" {
+		if fi, err := os.Stat(cfg.chdir); err != nil {
+			return nil, usagef("-chdir %s: %v", cfg.chdir, errors.Unwrap(err))
+		} else if !fi.IsDir() {
+			return nil, usagef("-chdir %s: not a directory", cfg.chdir)
+		}
+		if cfg.chdir, err = absPath("-chdir", cfg.chdir); err != nil {
+			return nil, err
+		}
 	}
 	return &cfg, nil
 }
@@ -172,6 +228,88 @@ func (f *signalFlag) Set(s string) error {
 	}
 	f.sig, f.s = sig, s
 	return nil
+}
+
+// intFlag is a whole-number flag whose error says what it wants.
+type intFlag int
+
+func (f *intFlag) String() string { return strconv.Itoa(int(*f)) }
+
+func (f *intFlag) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("want a whole number, e.g. 4")
+	}
+	*f = intFlag(n)
+	return nil
+}
+
+// durationFlag is a duration flag whose error says what it wants.
+type durationFlag time.Duration
+
+func (f *durationFlag) String() string { return time.Duration(*f).String() }
+
+func (f *durationFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("want a duration with a unit, e.g. 1.5s, 300ms or 2m")
+	}
+	*f = durationFlag(d)
+	return nil
+}
+
+// envFlag collects -env KEY=VALUE.
+type envFlag []string
+
+func (f *envFlag) String() string { return strings.Join(*f, " ") }
+
+func (f *envFlag) Set(s string) error {
+	k, _, ok := strings.Cut(s, "=")
+	switch {
+	case !ok:
+		return errors.New("want KEY=VALUE, e.g. -env APP_ENV=production")
+	case k == "" || strings.ContainsAny(k, "\x00 \t\n"):
+		return errors.New("want KEY=VALUE with a name of no spaces before the =")
+	case strings.ContainsRune(s, 0):
+		return errors.New("the value holds a NUL byte")
+	}
+	*f = append(*f, s)
+	return nil
+}
+
+// exitMap is -remap-exit FROM=TO, repeatable: handoff exits with TO where it
+// would have exited with FROM (tini's -e, generalised).
+type exitMap map[int]int
+
+func (m *exitMap) String() string {
+	var parts []string
+	for from, to := range *m {
+		parts = append(parts, fmt.Sprintf("%d=%d", from, to))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+func (m *exitMap) Set(s string) error {
+	a, b, ok := strings.Cut(s, "=")
+	from, err1 := strconv.Atoi(a)
+	to, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || from < 0 || from > 255 || to < 0 || to > 255 {
+		return errors.New("want FROM=TO, two exit codes from 0 to 255, e.g. 143=0")
+	}
+	if *m == nil {
+		*m = exitMap{}
+	}
+	(*m)[from] = to
+	return nil
+}
+
+// apply returns the exit code handoff exits with instead of code.
+func (m exitMap) apply(code int) int {
+	if to, ok := m[code]; ok {
+		return to
+	}
+	return code
 }
 
 // logFormatFlag is -log-format; "" picks console on a terminal, JSON

@@ -194,6 +194,7 @@ type logLine struct {
 	Error      string `json:"error"`
 	Control    string `json:"control"`
 	Version    string `json:"version"`
+	Processes  int    `json:"processes"`
 
 	SystemdSockets []string `json:"systemd_sockets"`
 }

@@ -36,12 +36,13 @@ func serve(cfg *serveConfig, stderr *os.File, start time.Time) int {
 	var ue usageError
 	switch {
 	case err == nil:
-		return exitOK
+		return cfg.remapExit.apply(exitOK)
 	case errors.As(err, &ue):
 		return usageFailed(stderr, err)
 	}
-	log.Error("handoff exits", zap.Error(err))
-	return exitFailure
+	code := cfg.remapExit.apply(supervisor.ExitCode(err))
+	log.Error("handoff exits", zap.Error(err), zap.Int("exit_code", code))
+	return code
 }
 
 // supervise sets up the sockets, the pid file and the control socket, and
@@ -80,11 +81,20 @@ func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
 		supervisor.WithStopTimeout(cfg.stopTimeout),
 		supervisor.WithStopSignal(cfg.stopSignal.sig),
 		supervisor.WithWatchdog(cfg.watchdog),
+		supervisor.WithSurge(cfg.surge),
+		supervisor.WithMinUptime(cfg.minUptime),
+		supervisor.WithBackoff(cfg.backoff, cfg.backoffMax),
+		supervisor.WithMaxStartFailures(cfg.maxStartFailures),
+		supervisor.WithMaxLifetime(cfg.maxLifetime, cfg.lifetimeJitter),
 	}
 	if cfg.subreaper {
 		opts = append(opts, supervisor.WithSubreaper())
 	}
-	sup, err := supervisor.New(supervisor.Command{Path: cfg.command[0], Args: cfg.command}, opts...)
+	cmd := supervisor.Command{Path: cfg.command[0], Args: cfg.command, Dir: cfg.chdir}
+	if len(cfg.env) > 0 {
+		cmd.Env = append(os.Environ(), cfg.env...)
+	}
+	sup, err := supervisor.New(cmd, opts...)
 	if err != nil {
 		return usageError{err}
 	}
