@@ -52,6 +52,7 @@ func (t *table) onExit(e exit) {
 	if t.byPid[w.info.Pid] == w {
 		delete(t.byPid, w.info.Pid)
 	}
+	t.tellJanitor('-', w.info.Pid)
 	switch {
 	case st.Signal != 0:
 		t.exitsBy.Signaled++

@@ -106,6 +106,7 @@ func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
 func (t *table) track(w *child) {
 	t.live[w] = struct{}{}
 	t.byPid[w.info.Pid] = w
+	t.tellJanitor('+', w.info.Pid)
 	proc, gone := w.proc, t.reaperGone
 	t.watchers.Add(1)
 	go func() {

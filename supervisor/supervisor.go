@@ -353,6 +353,7 @@ func ownedVar(kv string) bool {
 		"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET",
 		"WATCHDOG_USEC", "WATCHDOG_PID",
 		worker.EnvWorker, worker.EnvGeneration, worker.EnvSupervisorPID, worker.EnvLivenessFd, "HANDOFF_TRAMPOLINE", envPreflight, envUpgradeState,
+		envJanitorState, launch.EnvJanitor,
 	} {
 		if len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name {
 			return true

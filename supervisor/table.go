@@ -57,7 +57,9 @@ type table struct {
 	strayExits     chan *stray
 	strayWG        sync.WaitGroup
 	groups         map[int]bool // process groups of workers seen during the stop
-	stopSignals    int          // SIGTERM/SIGINT received
+	janitor        *janitor
+	janitorExits   chan *reap.Process
+	stopSignals    int // SIGTERM/SIGINT received
 	announcedReady bool
 	wake           *time.Timer
 
@@ -113,7 +115,9 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 		strays:     make(map[int]*stray),
 		strayExits: make(chan *stray),
 		groups:     make(map[int]bool),
-		wake:       time.NewTimer(time.Hour),
+
+		janitorExits: make(chan *reap.Process),
+		wake:         time.NewTimer(time.Hour),
 	}
 	t.wake.Stop()
 	defer func() {
@@ -142,6 +146,7 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 	} else if err := t.open(); err != nil {
 		return nil, err
 	}
+	t.startJanitor()
 	t.bg.Add(1)
 	go func() {
 		defer t.bg.Done()
@@ -207,6 +212,9 @@ func (t *table) close() {
 	if t.notify != nil {
 		t.notify.Close()
 	}
+	if t.reaper != nil {
+		t.stopJanitor()
+	}
 	t.bg.Wait()
 	t.watchers.Wait()
 	t.closeStrays()
@@ -243,6 +251,8 @@ func (t *table) loop(ctx context.Context) error {
 			t.onExit(e)
 		case s := <-t.strayExits:
 			t.onStrayExit(s)
+		case p := <-t.janitorExits:
+			t.onJanitorExit(p)
 		case m := <-t.notes:
 			t.onNotify(m)
 		case r := <-t.preflights:

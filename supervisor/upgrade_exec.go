@@ -170,6 +170,7 @@ func (t *table) exec(path string) error {
 			delete(t.live, w)
 			t.track(w)
 		}
+		t.readoptJanitor() // janitor.go
 		return nil
 	}
 	st, err := t.snapshot()
@@ -189,6 +190,11 @@ func (t *table) exec(path string) error {
 	fds := []int{st.NotifyFd, st.LivenessFds[0], st.LivenessFds[1]}
 	for _, s := range st.Sockets {
 		fds = append(fds, s.Fd)
+	}
+	// The janitor's pipe stays open across the exec, so that the janitor
+	// does not take it for the supervisor's death (janitor.go).
+	if v, fd, ok := t.janitorExec(); ok {
+		env, fds = append(env, v), append(fds, fd)
 	}
 	err = execInPlace(path, env, fds, t.sigs != nil)
 	if t.sigs != nil {
