@@ -269,12 +269,30 @@ func (s *Supervisor) Upgrade(ctx context.Context) error {
 }
 
 // Scale sets the number of workers. New slots start at once; removed ones
-// retire their workers gracefully.
+// retire their workers gracefully. Scale(ctx, 0) pauses: every worker
+// retires, the sockets stay open (connections queue in the kernel) until a
+// later Scale starts workers again.
 func (s *Supervisor) Scale(ctx context.Context, n int) error {
-	if n < 1 {
-		return fmt.Errorf("supervisor: scale to %d: want at least 1 worker", n)
+	if n < 0 {
+		return fmt.Errorf("supervisor: scale to %d: want 0 or more workers", n)
 	}
 	return s.await(ctx, func(t *table, done chan<- error) { t.scale(n); done <- nil })
+}
+
+// ScaleBy adds delta workers (removes them if delta is negative) and
+// returns the new number. Going below 0 is an error, and changes nothing.
+func (s *Supervisor) ScaleBy(ctx context.Context, delta int) (int, error) {
+	var n int
+	err := s.await(ctx, func(t *table, done chan<- error) {
+		n = len(t.slots) + delta
+		if n < 0 {
+			done <- fmt.Errorf("supervisor: scale by %+d: there are only %d workers", delta, len(t.slots))
+			return
+		}
+		t.scale(n)
+		done <- nil
+	})
+	return n, err
 }
 
 // await sends a request that answers on done and waits for the answer.

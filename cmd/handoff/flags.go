@@ -328,12 +328,13 @@ func (f *logFormatFlag) Set(s string) error {
 
 // clientConfig is the command line of a control subcommand.
 type clientConfig struct {
-	op      op
-	workers int // scale
-	pidfile string
-	control string
-	json    bool
-	timeout time.Duration
+	op       op
+	workers  int  // scale
+	relative bool // scale +N, -N
+	pidfile  string
+	control  string
+	json     bool
+	timeout  time.Duration
 }
 
 func clientFlags(cfg *clientConfig) *flag.FlagSet {
@@ -353,6 +354,16 @@ func parseClient(o op, args []string) (*clientConfig, error) {
 	cfg := &clientConfig{op: o}
 	fs := clientFlags(cfg)
 	var pos []string
+	if o == opScale {
+		// "scale -1" is a change of the number, not a flag.
+		for i, a := range args {
+			if len(a) > 1 && a[0] == '-' && strings.Trim(a[1:], "0123456789") == "" {
+				pos = append(pos, a)
+				args = append(args[:i:i], args[i+1:]...)
+				break
+			}
+		}
+	}
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
@@ -370,11 +381,11 @@ func parseClient(o op, args []string) (*clientConfig, error) {
 	case o == opScale && len(pos) != 1:
 		return nil, usagef("scale takes one argument, the number of workers, e.g. handoff scale 4 -pidfile /run/app/handoff.pid")
 	case o == opScale:
-		n, err := parseWorkers(pos[0])
+		n, rel, err := parseScale(pos[0])
 		if err != nil {
 			return nil, usagef("scale: %v", err)
 		}
-		cfg.workers = n
+		cfg.workers, cfg.relative = n, rel
 	case len(pos) > 0:
 		return nil, usagef("%s takes no argument, got %q", o, pos[0])
 	}
@@ -397,7 +408,7 @@ Usage:
   handoff status  [-json] (-pidfile PATH | -control PATH)
   handoff reload  [-json] (-pidfile PATH | -control PATH)
   handoff upgrade [-json] (-pidfile PATH | -control PATH)
-  handoff scale N [-json] (-pidfile PATH | -control PATH)
+  handoff scale N|+N|-N [-json] (-pidfile PATH | -control PATH)
 
 COMMAND gets the sockets the systemd way: fd 3, 4, ... with LISTEN_FDS,
 LISTEN_FDNAMES and LISTEN_PID (its own pid), and NOTIFY_SOCKET for sd_notify.
@@ -450,10 +461,52 @@ Flags:
       console: a line per event for people; json: a JSON object per line
       (default: console on a terminal, json otherwise).
       e.g. -log-format json
+  -init
+      Do an init's duties: become a child subreaper that reaps every orphan
+      re-parented to handoff, and stop every process left under it with the
+      workers. On by itself when handoff is PID 1 (a container's
+      entrypoint). -subreaper is its old name.
+      e.g. -init
   -subreaper
-      Become a child subreaper: reap orphaned grandchildren too, as PID 1 in
-      a container should.
+      The same as -init.
       e.g. -subreaper
+  -remap-exit FROM=TO
+      Exit with TO where handoff would exit with FROM; repeatable (tini's -e,
+      generalised). See Exit status below.
+      e.g. -remap-exit 143=0
+  -surge N
+      How many new workers a rolling restart starts at once (default 1).
+      e.g. -surge 2
+  -min-uptime DURATION
+      How long a worker must run for its start to count as a success; one
+      that exits sooner is a start failure, restarted after the backoff
+      (default 1s).
+      e.g. -min-uptime 5s
+  -backoff DURATION
+      The delay before restarting a worker after its first start failure in
+      a row; it doubles with each further one (default 100ms).
+      e.g. -backoff 500ms
+  -backoff-max DURATION
+      The longest backoff (default 10s).
+      e.g. -backoff-max 1m
+  -max-start-failures N
+      Give up after N start failures in a row of one worker: stop the others
+      and exit with the failing worker's status (default 0: retry forever).
+      e.g. -max-start-failures 5
+  -max-lifetime DURATION
+      Replace each worker after it has run this long, as a rolling restart
+      does (gunicorn's max_requests role; default 0: never).
+      e.g. -max-lifetime 6h
+  -lifetime-jitter DURATION
+      Add a random part of up to DURATION to each worker's -max-lifetime, so
+      that they do not all restart at once (default 0).
+      e.g. -lifetime-jitter 30m
+  -env KEY=VALUE
+      Set a variable in the workers' environment; repeatable.
+      e.g. -env APP_ENV=production -env WEB_CONCURRENCY=4
+  -chdir DIR
+      Run the workers in DIR (default: handoff's working directory).
+      e.g. -chdir /srv/app
   -version
       Print the version and exit.
       e.g. -version
@@ -472,7 +525,10 @@ Signals to handoff: HUP rolls the workers to a new generation; USR2 upgrades
 handoff in place (same pid, workers kept); TERM or INT stops (a second one
 kills); TTIN and TTOU add and remove a worker.
 
-Exit status: 0 after a requested stop, 2 for a bad command line, 1 otherwise.
+Exit status: 0 after a requested stop (TERM, INT), however the workers
+exited; 2 for a bad command line; when handoff gives up on a worker
+(-max-start-failures), the worker's last exit code, or 128+n if signal n
+killed it; 1 otherwise. -remap-exit changes any of them.
 
 Example:
   handoff -listen tcp://127.0.0.1:8080 -workers 4 -ready notify -pidfile /tmp/app.pid -- gunicorn app:app
