@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"slices"
 	"syscall"
 	"time"
 
@@ -44,6 +45,7 @@ type options struct {
 	maxLifetime    time.Duration
 	lifetimeJitter time.Duration
 	maxFailures    int
+	cred           *Credential
 }
 
 func defaultOptions() options {
@@ -212,6 +214,27 @@ func WithWatchdogSignal(sig syscall.Signal, grace time.Duration) Option {
 // before it retires.
 func WithMaxLifetime(d, jitter time.Duration) Option {
 	return optionFunc(func(o *options) { o.maxLifetime, o.lifetimeJitter = d, jitter })
+}
+
+// Credential is a user and its groups, by number.
+type Credential struct {
+	UID, GID uint32
+	// Groups are the supplementary groups; none when empty (the
+	// supervisor's own are never passed on).
+	Groups []uint32
+}
+
+// WithCredential runs the workers as another user, so that a supervisor
+// started as root, which binds a privileged port and passes it on, does
+// not hand root to the server it runs. Changing user needs the privilege to
+// (root, or CAP_SETUID and CAP_SETGID). The worker program, and the
+// supervisor's own binary, which starts it (see package internal/launch),
+// must be executable by that user.
+func WithCredential(c Credential) Option {
+	return optionFunc(func(o *options) {
+		c.Groups = slices.Clone(c.Groups)
+		o.cred = &c
+	})
 }
 
 // WithMaxStartFailures makes Run give up after n consecutive start

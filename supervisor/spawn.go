@@ -55,6 +55,9 @@ func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
 		Worker:     sl.index,
 		Generation: gen,
 	}
+	if c := t.o.cred; c != nil {
+		sp.Credential = &Credential{UID: c.UID, GID: c.GID, Groups: slices.Clone(c.Groups)}
+	}
 	if h := t.o.hooks.BeforeSpawn; h != nil {
 		if err := h(sp); err != nil {
 			return nil, fmt.Errorf("before-spawn hook: %w", err)
@@ -157,7 +160,7 @@ func (t *table) start(sp *Spawn) (proc *reap.Process, err error) {
 			Dir:   sp.Dir,
 			Env:   env,
 			Files: slices.Concat(std, socks, extra, live),
-			Sys:   sysProcAttr(),
+			Sys:   sysProcAttr(sp.Credential),
 		})
 	})
 	runtime.KeepAlive(sp) // its files stay open until the child has its copies

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -52,6 +53,8 @@ type serveConfig struct {
 	lifetimeJitter   time.Duration
 	env              []string
 	chdir            string
+	user, group      string
+	cred             *supervisor.Credential // from -user and -group
 }
 
 // serveFlags declares the supervisor's flags, with their defaults, in cfg.
@@ -86,6 +89,8 @@ func serveFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.Var((*durationFlag)(&cfg.lifetimeJitter), "lifetime-jitter", "")
 	fs.Var((*envFlag)(&cfg.env), "env", "")
 	fs.StringVar(&cfg.chdir, "chdir", "", "")
+	fs.StringVar(&cfg.user, "user", "", "")
+	fs.StringVar(&cfg.group, "group", "", "")
 	fs.StringVar(&cfg.pidfile, "pidfile", "", "")
 	fs.StringVar(&cfg.control, "control", "", "")
 	fs.Var(&cfg.logFormat, "log-format", "")
@@ -145,6 +150,9 @@ func parseServe(args []string) (*serveConfig, error) {
 		return nil, err
 	}
 	if cfg.control, err = absPath("-control", cfg.control); err != nil {
+		return nil, err
+	}
+	if cfg.cred, err = lookupCredential(cfg.user, cfg.group); err != nil {
 		return nil, err
 	}
 	if cfg.chdir != "" {
@@ -228,6 +236,51 @@ func (f *signalFlag) Set(s string) error {
 	}
 	f.sig, f.s = sig, s
 	return nil
+}
+
+// lookupCredential resolves -user and -group, names or numbers: -user alone
+// takes the user's primary group; -group alone keeps handoff's user.
+func lookupCredential(name, group string) (*supervisor.Credential, error) {
+	if name == "" && group == "" {
+		return nil, nil
+	}
+	c := &supervisor.Credential{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+	if name != "" {
+		u, err := user.Lookup(name)
+		if err != nil {
+			if _, nerr := strconv.ParseUint(name, 10, 32); nerr != nil {
+				return nil, usagef("-user %s: no such user: want a user name or a number, e.g. -user nobody", quoteShort(name))
+			}
+			u, err = user.LookupId(name)
+			if err != nil { // a uid with no entry in the user database
+				uid, _ := strconv.ParseUint(name, 10, 32)
+				c.UID = uint32(uid)
+				u = nil
+			}
+		}
+		if u != nil {
+			uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+			gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+			if err1 != nil || err2 != nil {
+				return nil, usagef("-user %s: uid %q, gid %q are not numbers", quoteShort(name), u.Uid, u.Gid)
+			}
+			c.UID, c.GID = uint32(uid), uint32(gid)
+		}
+	}
+	if group != "" {
+		gid, err := strconv.ParseUint(group, 10, 32)
+		if err != nil {
+			g, lerr := user.LookupGroup(group)
+			if lerr != nil {
+				return nil, usagef("-group %s: no such group: want a group name or a number, e.g. -group nogroup", quoteShort(group))
+			}
+			if gid, err = strconv.ParseUint(g.Gid, 10, 32); err != nil {
+				return nil, usagef("-group %s: gid %q is not a number", quoteShort(group), g.Gid)
+			}
+		}
+		c.GID = uint32(gid)
+	}
+	return c, nil
 }
 
 // intFlag is a whole-number flag whose error says what it wants.
@@ -507,6 +560,16 @@ Flags:
   -chdir DIR
       Run the workers in DIR (default: handoff's working directory).
       e.g. -chdir /srv/app
+  -user USER
+      Run the workers as USER, a name or a number, in its primary group;
+      handoff keeps its own user, and the sockets it bound (a port below
+      1024 as root). handoff's binary and the command must be executable by
+      USER.
+      e.g. -user www-data
+  -group GROUP
+      Run the workers in GROUP, a name or a number (default: -user's primary
+      group, or handoff's).
+      e.g. -group www-data
   -version
       Print the version and exit.
       e.g. -version

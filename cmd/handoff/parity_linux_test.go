@@ -4,10 +4,15 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestScalePauseAndRelative: scale 0 pauses (every worker retires, the
@@ -66,6 +71,63 @@ func TestWorkerSettingsFlags(t *testing.T) {
 	}
 	_, from = p.waitMsg(from, "recycling worker at its maximum lifetime")
 	p.waitReady(from, 1, 1)
+	if code := p.stop(); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+}
+
+// idServer answers each connection on fd 3 with "UID GID" and closes it.
+const idServer = `import os, socket
+s = socket.socket(fileno=3)
+while True:
+    c, _ = s.accept()
+    c.sendall(("%d %d\n" % (os.getuid(), os.getgid())).encode())
+    c.close()
+`
+
+// TestUserNobodyPrivilegedPort: handoff, as root, binds a port below 1024
+// and runs its worker as nobody, which serves on it.
+func TestUserNobodyPrivilegedPort(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("binding a port below 1024 and changing user need root")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody:", err)
+	}
+	checkFds(t)
+	// A free port below 1024: bind one, then hand its number to handoff.
+	var port int
+	for p := 700 + rand.IntN(300); port == 0; p = 700 + rand.IntN(300) {
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+			l.Close()
+			port = p
+		}
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	p := startProc(t, bins.handoff, []string{"-user", "nobody", "-listen", "tcp://" + addr,
+		"-log-format", "json", "--", "/usr/bin/python3", "-c", idServer})
+	_, from := p.waitMsg(0, "listening")
+	p.waitReady(from, 1, 1)
+	var got string
+	for end := deadline(t); ; {
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			b, _ := io.ReadAll(c)
+			c.Close()
+			if got = strings.TrimSpace(string(b)); got != "" {
+				break
+			}
+		}
+		if time.Now().After(end) {
+			t.Fatalf("no answer on %s: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond) // python is still starting
+	}
+	if want := nobody.Uid + " " + nobody.Gid; got != want {
+		t.Errorf("the worker runs as %q, want nobody's %q", got, want)
+	}
 	if code := p.stop(); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0", code)
 	}

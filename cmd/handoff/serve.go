@@ -90,6 +90,9 @@ func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
 	if cfg.subreaper {
 		opts = append(opts, supervisor.WithSubreaper())
 	}
+	if cfg.cred != nil {
+		opts = append(opts, supervisor.WithCredential(*cfg.cred))
+	}
 	cmd := supervisor.Command{Path: cfg.command[0], Args: cfg.command, Dir: cfg.chdir}
 	if len(cfg.env) > 0 {
 		cmd.Env = append(os.Environ(), cfg.env...)
