@@ -46,6 +46,7 @@ type options struct {
 	lifetimeJitter time.Duration
 	maxFailures    int
 	cred           *Credential
+	shutdownDelay  time.Duration
 }
 
 func defaultOptions() options {

@@ -40,6 +40,7 @@ func (t *table) stop(timeout time.Duration) {
 		return
 	}
 	t.stopping = true
+	t.s.draining.Store(true)
 	t.sdNotify("STOPPING=1")
 	for _, r := range []*roll{t.roll, t.nextRoll} {
 		if r != nil {
@@ -70,6 +71,11 @@ func (t *table) stop(timeout time.Duration) {
 }
 
 func (t *table) killAll() {
+	if t.delaying {
+		t.delayOver(time.Time{}) // no more delay: stop, then kill
+	} else if !t.stopping {
+		t.stop(0) // so that nothing is restarted
+	}
 	if !t.killing {
 		t.findStrays() // before the workers die and their children move
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -52,6 +53,8 @@ type Supervisor struct {
 
 	mu    sync.Mutex
 	phase phase
+
+	draining atomic.Bool // a stop (or its shutdown delay) has begun
 }
 
 type phase int
@@ -140,6 +143,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("supervisor: watchdog signal %d with grace %v", o.watchdogSignal, o.watchdogGrace)
 	case o.maxLifetime < 0 || o.lifetimeJitter < 0:
 		return fmt.Errorf("supervisor: lifetime %v with jitter %v: want non-negative", o.maxLifetime, o.lifetimeJitter)
+	case o.shutdownDelay < 0:
+		return fmt.Errorf("supervisor: shutdown delay %v is negative", o.shutdownDelay)
 	case o.maxFailures < 0:
 		return fmt.Errorf("supervisor: max start failures %d is negative", o.maxFailures)
 	}

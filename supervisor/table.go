@@ -57,6 +57,9 @@ type table struct {
 	strayExits     chan *stray
 	strayWG        sync.WaitGroup
 	groups         map[int]bool // process groups of workers seen during the stop
+	delaying       bool         // in the shutdown delay (WithShutdownDelay)
+	delayUntil     time.Time    // when it ends
+	delayTimeout   time.Duration
 	janitor        *janitor
 	janitorExits   chan *reap.Process
 	stopSignals    int // SIGTERM/SIGINT received
@@ -266,11 +269,11 @@ func (t *table) loop(ctx context.Context) error {
 		case <-done:
 			done = nil
 			t.log.Info("context done: stopping", zap.Duration("timeout", t.o.stopTimeout))
-			t.stop(t.o.stopTimeout)
+			t.requestStop(t.o.stopTimeout)
 		case <-stopC:
 			stopC = nil
 			t.log.Info("stopping")
-			t.stop(0)
+			t.requestStop(0)
 		case <-killC:
 			killC = nil
 			t.killAll()
@@ -295,6 +298,9 @@ func (t *table) rearm() {
 	}
 	if t.stopping && len(t.strays) > 0 {
 		earliest(t.stopDeadline)
+	}
+	if t.delaying {
+		earliest(t.delayUntil)
 	}
 	if !t.stopping {
 		for _, sl := range t.slots {
@@ -341,6 +347,7 @@ func (t *table) onTimer() {
 		}
 	}
 	t.treeDeadline(now)
+	t.delayOver(now)
 	t.schedule()
 }
 

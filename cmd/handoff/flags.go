@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -54,6 +55,8 @@ type serveConfig struct {
 	env              []string
 	chdir            string
 	user, group      string
+	shutdownDelay    time.Duration
+	health           string
 	cred             *supervisor.Credential // from -user and -group
 }
 
@@ -90,6 +93,8 @@ func serveFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.Var((*envFlag)(&cfg.env), "env", "")
 	fs.StringVar(&cfg.chdir, "chdir", "", "")
 	fs.StringVar(&cfg.user, "user", "", "")
+	fs.Var((*durationFlag)(&cfg.shutdownDelay), "shutdown-delay", "")
+	fs.StringVar(&cfg.health, "health", "", "")
 	fs.StringVar(&cfg.group, "group", "", "")
 	fs.StringVar(&cfg.pidfile, "pidfile", "", "")
 	fs.StringVar(&cfg.control, "control", "", "")
@@ -142,6 +147,8 @@ func parseServe(args []string) (*serveConfig, error) {
 		return nil, usagef("-max-lifetime %v: want 0 (forever) or a positive duration, e.g. 1h", cfg.maxLifetime)
 	case cfg.lifetimeJitter < 0:
 		return nil, usagef("-lifetime-jitter %v: want a duration of 0 or more, e.g. 10m", cfg.lifetimeJitter)
+	case cfg.shutdownDelay < 0:
+		return nil, usagef("-shutdown-delay %v: want a duration of 0 or more, e.g. 5s", cfg.shutdownDelay)
 	case cfg.lifetimeJitter > 0 && cfg.maxLifetime == 0:
 		return nil, usagef("-lifetime-jitter %v needs -max-lifetime", cfg.lifetimeJitter)
 	}
@@ -151,6 +158,11 @@ func parseServe(args []string) (*serveConfig, error) {
 	}
 	if cfg.control, err = absPath("-control", cfg.control); err != nil {
 		return nil, err
+	}
+	if cfg.health != "" {
+		if _, _, err := net.SplitHostPort(cfg.health); err != nil {
+			return nil, usagef("-health %s: want HOST:PORT, e.g. 0.0.0.0:8081", quoteShort(cfg.health))
+		}
 	}
 	if cfg.cred, err = lookupCredential(cfg.user, cfg.group); err != nil {
 		return nil, err
@@ -560,6 +572,16 @@ Flags:
   -chdir DIR
       Run the workers in DIR (default: handoff's working directory).
       e.g. -chdir /srv/app
+  -shutdown-delay DURATION
+      On TERM or INT, keep the workers serving for DURATION while -health's
+      /readyz answers 503, so that a load balancer (a Kubernetes readiness
+      probe) stops sending traffic first; then stop (default 0).
+      e.g. -shutdown-delay 5s
+  -health ADDR
+      Serve probes over HTTP on ADDR: /livez answers 200 while handoff runs;
+      /readyz 200 while it serves, 503 once a stop (and its -shutdown-delay)
+      has begun.
+      e.g. -health 0.0.0.0:8081
   -user USER
       Run the workers as USER, a name or a number, in its primary group;
       handoff keeps its own user, and the sockets it bound (a port below

@@ -195,6 +195,7 @@ type logLine struct {
 	Control    string `json:"control"`
 	Version    string `json:"version"`
 	Processes  int    `json:"processes"`
+	Ts         string `json:"ts"`
 
 	SystemdSockets []string `json:"systemd_sockets"`
 }

@@ -7,10 +7,12 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -130,5 +132,57 @@ func TestUserNobodyPrivilegedPort(t *testing.T) {
 	}
 	if code := p.stop(); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+}
+
+// probe returns the status code of GET url, 0 if it could not be had.
+func probe(url string) int {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestShutdownDelay: with -shutdown-delay 2s, SIGTERM first turns /readyz
+// to 503 while the workers go on serving keep-alive clients that never
+// retry; only after the delay are the workers stopped. The clients, gone
+// once the probe failed (as a load balancer would take the endpoint out),
+// lose no request.
+func TestShutdownDelay(t *testing.T) {
+	checkFds(t)
+	p := startProc(t, bins.handoff, []string{"-workers", "2", "-ready", "notify", "-listen", "tcp://127.0.0.1:0",
+		"-shutdown-delay", "2s", "-health", "127.0.0.1:0", "-log-format", "json", "--", bins.example, "-worker"})
+	h, _ := p.waitMsg(0, "health endpoint")
+	ready := "http://" + h.Addr + "/readyz"
+	l, from := p.waitMsg(0, "listening")
+	_, from = p.waitReady(from, 2, 1)
+	if code := probe(ready); code != http.StatusOK {
+		t.Fatalf("/readyz %d while serving, want 200", code)
+	}
+	if code := probe("http://" + h.Addr + "/livez"); code != http.StatusOK {
+		t.Fatalf("/livez %d, want 200", code)
+	}
+	ld := startHTTPLoad("tcp", l.Addr, 16, "X-Generation")
+	ld.more(t, 100)
+
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	for end := deadline(t); probe(ready) != http.StatusServiceUnavailable; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("/readyz never turned 503 after SIGTERM")
+		}
+	}
+	ld.more(t, 100) // still served after the probe failed
+	ok, failed, errs, _ := ld.finish()
+	// The workers were told to stop only after the delay, after all this.
+	l2, _ := p.waitMsg(from, "shutdown delay over: stopping")
+	t.Logf("%d keep-alive requests, %d failed; workers stopped at %s", ok, failed, l2.Ts)
+	if failed > 0 {
+		t.Errorf("%d of %d requests failed: %q", failed, ok+failed, errs)
+	}
+	if code := p.wait(); code != 0 {
+		t.Errorf("handoff exited with %d after SIGTERM, want 0", code)
 	}
 }

@@ -90,6 +90,9 @@ func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
 	if cfg.subreaper {
 		opts = append(opts, supervisor.WithSubreaper())
 	}
+	if cfg.shutdownDelay > 0 {
+		opts = append(opts, supervisor.WithShutdownDelay(cfg.shutdownDelay))
+	}
 	if cfg.cred != nil {
 		opts = append(opts, supervisor.WithCredential(*cfg.cred))
 	}
@@ -100,6 +103,14 @@ func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
 	sup, err := supervisor.New(cmd, opts...)
 	if err != nil {
 		return usageError{err}
+	}
+
+	if cfg.health != "" {
+		h, err := startHealth(cfg.health, sup, log)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
 	}
 
 	// After an upgrade in place the workers are already running, and only
