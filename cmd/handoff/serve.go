@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -41,7 +42,13 @@ func serve(cfg *serveConfig, stderr *os.File, start time.Time) int {
 		return usageFailed(stderr, err)
 	}
 	code := cfg.remapExit.apply(supervisor.ExitCode(err))
-	log.Error("handoff exits", zap.Error(err), zap.Int("exit_code", code))
+	fields := []zap.Field{zap.Error(err), zap.Int("exit_code", code)}
+	if errors.Is(err, syscall.EADDRINUSE) {
+		fields = append(fields, zap.String("hint", "another process listens there: "+
+			"perhaps the workers of a handoff that was killed without its janitor; "+
+			"ss -ltnp shows which process holds the port"))
+	}
+	log.Error("handoff exits", fields...)
 	return code
 }
 
