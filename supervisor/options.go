@@ -121,9 +121,17 @@ func WithStopTimeout(d time.Duration) Option {
 
 // WithSubreaper makes the supervisor a child subreaper
 // (PR_SET_CHILD_SUBREAPER), so that it also reaps orphaned grandchildren:
-// the mode for PID 1 in a container. In this mode the supervisor reaps every
-// child of the process, so os/exec in the same process cannot wait for its
-// own children; see package reap.
+// the mode for PID 1 in a container, where it is on without this option.
+// Orphans are reaped as they exit, and a stop reaches them: every child of
+// the process that is not a worker counts as part of the workers' trees,
+// gets the stop signal and SIGKILL at the stop timeout, and Run returns
+// once they are gone.
+//
+// In this mode the supervisor reaps every child of the process with
+// wait4(-1): os/exec in the same process sees ECHILD from Wait for its own
+// children (their statuses are taken), and a child it started counts as a
+// stray at a stop. Hooks are unaffected: OnExit gets the statuses of
+// workers only; orphans' are logged at debug level. See package reap.
 func WithSubreaper() Option { return optionFunc(func(o *options) { o.subreaper = true }) }
 
 // Readiness says when a new worker counts as ready: serving, so that a roll
