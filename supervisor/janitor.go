@@ -149,9 +149,13 @@ func (t *table) onJanitorExit(p *reap.Process) {
 		return
 	}
 	st, _ := p.Status()
-	t.log.Warn("the janitor exited; starting another", zap.Int("pid", p.Pid()), zap.Stringer("status", st))
 	j.w.Close()
 	t.janitor = nil
+	if t.stopping {
+		t.log.Warn("the janitor exited", zap.Int("pid", p.Pid()), zap.Stringer("status", st))
+		return
+	}
+	t.log.Warn("the janitor exited; starting another", zap.Int("pid", p.Pid()), zap.Stringer("status", st))
 	t.startJanitor()
 }
 

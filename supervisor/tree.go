@@ -58,9 +58,14 @@ func (t *table) findStrays() (found []*stray) {
 	if t.subreaping() {
 		// Every child that is not a worker is an orphan of some worker's
 		// tree (or a child of this process that the reaper started, such as
-		// an upgrade's preflight run, which is stopped too).
+		// an upgrade's preflight run, which is stopped too), but the
+		// janitor, which exits by itself once Run is over.
+		janitor := 0
+		if t.janitor != nil {
+			janitor = t.janitor.proc.Pid()
+		}
 		for _, p := range procs {
-			if p.ppid == self && !roots[p.pid] {
+			if p.ppid == self && !roots[p.pid] && p.pid != janitor {
 				roots[p.pid] = true
 				found = t.addStray(found, p)
 			}
