@@ -161,9 +161,17 @@ func TestInitReapsOrphans(t *testing.T) {
 	// Every orphan was re-parented to handoff and exits a second after it
 	// started: wait until handoff has no children but its workers.
 	var last map[int]string
+	maxZombies := 0
 	end := deadline(t)
 	for {
 		kids := procKids(init)
+		zombies := 0
+		for _, s := range kids {
+			if strings.HasPrefix(s, "Z") {
+				zombies++
+			}
+		}
+		maxZombies = max(maxZombies, zombies)
 		for pid := range kids {
 			if slices.Contains(workers, nsPid(pid)) || treeUnder(init)[pid] == "handoff-janitor" {
 				delete(kids, pid)
@@ -184,7 +192,8 @@ func TestInitReapsOrphans(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("%d orphans gone %v after the last one started (each lives 1s)", n, time.Since(started).Round(time.Millisecond))
+	t.Logf("%d orphans gone %v after the last one started (each lives 1s); at most %d zombies seen at once",
+		n, time.Since(started).Round(time.Millisecond), maxZombies)
 
 	syscall.Kill(init, syscall.SIGTERM)
 	if code := p.wait(); code != 0 {
