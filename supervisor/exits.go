@@ -64,7 +64,8 @@ func (t *table) onExit(e exit) {
 	fields := append(workerFields(w.info), zap.Stringer("status", st))
 	if t.stopping {
 		t.groups[w.info.Pid] = true
-		t.sweep() // what its tree left behind
+		t.orphaned(w.info.Pid) // what its tree left behind
+		t.sweep()
 	}
 	asked := t.stopping || w.info.State == Stopping
 	sl := t.slotOf(w)

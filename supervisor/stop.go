@@ -52,7 +52,8 @@ func (t *table) stop(timeout time.Duration) {
 	}
 	t.roll, t.nextRoll, t.upgrade = nil, nil, nil
 	// The trees are listed before any worker is signalled: a worker that
-	// exits at once would leave its children to whoever reaps orphans.
+	// exits at once would leave its children to whoever reaps orphans. A
+	// worker's tree gets the stop signal once the worker has exited.
 	strays := t.findStrays()
 	for w := range t.live {
 		if w.info.State != Stopping {

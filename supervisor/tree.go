@@ -16,26 +16,45 @@ import (
 // workers: the stop signal when found, SIGKILL at the stop deadline. Run
 // returns only once they are gone.
 type stray struct {
-	pid int
-	f   *os.File // its pidfd
+	pid   int
+	f     *os.File // its pidfd
+	owner int      // the live worker whose tree it is in; 0: none (an orphan)
 }
 
 // subreaping reports whether orphans of the workers' trees are re-parented
 // to this process: asked for, or PID 1 of a pid namespace.
 func (t *table) subreaping() bool { return t.o.subreaper || os.Getpid() == 1 }
 
-// sweep finds the strays of the workers' trees that are not watched yet and
-// sends them the stop signal, or SIGKILL once the stop is killing.
+// sweep finds the strays of the workers' trees that are not watched yet,
+// and signals those whose worker is gone.
 func (t *table) sweep() { t.signalStrays(t.findStrays()) }
 
-// signalStrays sends the strays the stop signal, or SIGKILL once the stop is
-// killing.
+// orphaned signals the strays of a worker that has exited: its stop was its
+// own business while it ran (a master such as gunicorn's arbiter stops its
+// children gracefully, and would replace any killed under it); what it left
+// behind gets the stop signal now.
+func (t *table) orphaned(pid int) {
+	var left []*stray
+	for _, s := range t.strays {
+		if s.owner == pid {
+			s.owner = 0
+			left = append(left, s)
+		}
+	}
+	t.signalStrays(left)
+}
+
+// signalStrays sends the strays that belong to no live worker the stop
+// signal, or SIGKILL once the stop is killing.
 func (t *table) signalStrays(strays []*stray) {
 	sig := t.o.stopSignal
 	if t.killing {
 		sig = syscall.SIGKILL
 	}
 	for _, s := range strays {
+		if s.owner != 0 && t.byPid[s.owner] != nil && !t.killing {
+			continue // its worker stops it
+		}
 		t.log.Debug("stopping a process of a worker's tree", zap.Int("pid", s.pid), zap.Stringer("signal", sig))
 		t.signalStray(s, sig)
 	}
@@ -69,6 +88,17 @@ func (t *table) findStrays() (found []*stray) {
 				roots[p.pid] = true
 				found = t.addStray(found, p)
 			}
+		}
+	}
+	// Each live worker's tree, owned by it; then what is left in the groups
+	// of workers that exited, and under the orphans.
+	for w := range t.live {
+		for _, p := range treeOf(procs, self, map[int]bool{w.info.Pid: true}, map[int]bool{w.info.Pid: true}) {
+			nf := t.addStray(found, p)
+			if len(nf) > len(found) {
+				nf[len(nf)-1].owner = w.info.Pid
+			}
+			found = nf
 		}
 	}
 	for _, p := range treeOf(procs, self, roots, t.groups) {
