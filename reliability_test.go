@@ -234,7 +234,7 @@ func TestEAGAINFromProcessLimit(t *testing.T) {
 
 	// The limit raised, the next retry starts the worker.
 	started := sup.until("worker ready", func(l logLine) bool { return l.Worker == 1 })
-	kids := children(t, sup.pid)
+	kids := workerKids(t, sup.pid)
 	slices.Sort(kids)
 	want := []int{serving, started[len(started)-1].Pid}
 	slices.Sort(want)
@@ -501,7 +501,7 @@ func TestSoak(t *testing.T) {
 	if err := syscall.Kill(sup.pid, 0); err != nil {
 		t.Fatalf("supervisor %d: %v", sup.pid, err)
 	}
-	kids := children(t, sup.pid)
+	kids := workerKids(t, sup.pid)
 	slices.Sort(kids)
 	want := slices.Sorted(maps.Values(s.slots))
 	if !slices.Equal(kids, want) {

@@ -280,6 +280,20 @@ func get(t *testing.T, addr string) int {
 	return pid
 }
 
+// workerKids lists the children of the supervisor pid but its janitor
+// (supervisor/janitor.go), which is no worker.
+func workerKids(t *testing.T, pid int) []int {
+	t.Helper()
+	var kids []int
+	for _, k := range children(t, pid) {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", k))
+		if arg0, _, _ := strings.Cut(string(cmdline), "\x00"); arg0 != "handoff-janitor" {
+			kids = append(kids, k)
+		}
+	}
+	return kids
+}
+
 // children lists the pids whose parent is pid.
 func children(t *testing.T, pid int) []int {
 	t.Helper()
@@ -414,7 +428,7 @@ func TestExample(t *testing.T) {
 
 	// SIGTERM: exit status 0 and no worker left.
 	var handles []int
-	for _, k := range children(t, sup.pid) {
+	for _, k := range workerKids(t, sup.pid) {
 		handles = append(handles, pidfd(t, k))
 	}
 	if len(handles) != 3 {
@@ -627,7 +641,7 @@ func TestZeroDowntime(t *testing.T) {
 
 	upgrade := func(wantExe string) {
 		t.Helper()
-		before := children(t, sup.pid)
+		before := workerKids(t, sup.pid)
 		sup.cmd.Process.Signal(syscall.SIGUSR2)
 		sup.until("supervisor upgraded in place", func(ll logLine) bool {
 			if ll.Pid != sup.pid {
@@ -638,7 +652,7 @@ func TestZeroDowntime(t *testing.T) {
 		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", sup.pid)); exe != wantExe {
 			t.Fatalf("supervisor runs %q after the upgrade, want %q", exe, wantExe)
 		}
-		after := children(t, sup.pid)
+		after := workerKids(t, sup.pid)
 		for _, pid := range before {
 			if !containsInt(after, pid) {
 				// A draining worker may have exited meanwhile; a serving one must be adopted.

@@ -63,6 +63,7 @@ func (t *table) onExit(e exit) {
 	if t.byPid[w.info.Pid] == w {
 		delete(t.byPid, w.info.Pid)
 	}
+	t.tellJanitor('-', w.info.Pid)
 	switch {
 	case st.Signal != 0:
 		t.exitsBy.Signaled++
@@ -72,6 +73,11 @@ func (t *table) onExit(e exit) {
 		t.exitsBy.Failed++
 	}
 	fields := append(workerFields(w.info), zap.Stringer("status", st))
+	if t.stopping {
+		t.groups[w.info.Pid] = true
+		t.orphaned(w.info.Pid) // what its tree left behind
+		t.sweep()
+	}
 	asked := t.stopping || w.info.State == Stopping
 	t.countExit(w, st, asked)
 	sl := t.slotOf(w)
@@ -108,7 +114,7 @@ func (t *table) onExit(e exit) {
 	if up {
 		sl.failures = 0
 	} else {
-		t.failed(sl, fmt.Errorf("worker %d exited after %v: %s", w.info.Pid, st.Time.Sub(w.info.Started).Round(time.Millisecond), st))
+		t.failed(sl, workerExit(w, st))
 	}
 	restart := true
 	if h := t.o.hooks.OnExit; h != nil {

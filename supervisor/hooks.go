@@ -99,6 +99,11 @@ type Spawn struct {
 	Stdin, Stdout, Stderr *os.File
 	ExtraFiles            []*os.File
 
+	// Credential, if not nil, is the user and groups the worker runs as
+	// (WithCredential); the supervisor keeps its own, and the sockets it
+	// bound with them (a port below 1024 as root).
+	Credential *Credential
+
 	// Worker is the slot index and Generation the generation of the worker
 	// being started; changing them has no effect.
 	Worker     int

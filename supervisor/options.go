@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"log/slog"
+	"slices"
 	"syscall"
 	"time"
 
@@ -50,7 +51,9 @@ type options struct {
 	maxFailures    int
 	maxDraining    int // see draining.go
 
-	metrics metricsOptions // metrics.go, queue.go
+	metrics       metricsOptions // metrics.go, queue.go
+	cred          *Credential
+	shutdownDelay time.Duration
 }
 
 func defaultOptions() options {
@@ -138,9 +141,17 @@ func WithStopTimeout(d time.Duration) Option {
 
 // WithSubreaper makes the supervisor a child subreaper
 // (PR_SET_CHILD_SUBREAPER), so that it also reaps orphaned grandchildren:
-// the mode for PID 1 in a container. In this mode the supervisor reaps every
-// child of the process, so os/exec in the same process cannot wait for its
-// own children; see package reap.
+// the mode for PID 1 in a container, where it is on without this option.
+// Orphans are reaped as they exit, and a stop reaches them: every child of
+// the process that is not a worker counts as part of the workers' trees,
+// gets the stop signal and SIGKILL at the stop timeout, and Run returns
+// once they are gone.
+//
+// In this mode the supervisor reaps every child of the process with
+// wait4(-1): os/exec in the same process sees ECHILD from Wait for its own
+// children (their statuses are taken), and a child it started counts as a
+// stray at a stop. Hooks are unaffected: OnExit gets the statuses of
+// workers only; orphans' are logged at debug level. See package reap.
 func WithSubreaper() Option { return optionFunc(func(o *options) { o.subreaper = true }) }
 
 // Readiness says when a new worker counts as ready: serving, so that a roll
@@ -232,6 +243,27 @@ func WithWatchdogSignal(sig syscall.Signal, grace time.Duration) Option {
 // before it retires.
 func WithMaxLifetime(d, jitter time.Duration) Option {
 	return optionFunc(func(o *options) { o.maxLifetime, o.lifetimeJitter = d, jitter })
+}
+
+// Credential is a user and its groups, by number.
+type Credential struct {
+	UID, GID uint32
+	// Groups are the supplementary groups; none when empty (the
+	// supervisor's own are never passed on).
+	Groups []uint32
+}
+
+// WithCredential runs the workers as another user, so that a supervisor
+// started as root, which binds a privileged port and passes it on, does
+// not hand root to the server it runs. Changing user needs the privilege to
+// (root, or CAP_SETUID and CAP_SETGID). The worker program, and the
+// supervisor's own binary, which starts it (see package internal/launch),
+// must be executable by that user.
+func WithCredential(c Credential) Option {
+	return optionFunc(func(o *options) {
+		c.Groups = slices.Clone(c.Groups)
+		o.cred = &c
+	})
 }
 
 // WithMaxStartFailures makes Run give up after n consecutive start

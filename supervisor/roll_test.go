@@ -204,8 +204,24 @@ func TestScale(t *testing.T) {
 	if st := f.s.Stats(); len(st.Workers) != 1 || st.Workers[0].Slot != 0 {
 		t.Fatalf("after scaling to 1: %+v", st)
 	}
-	if err := f.s.Scale(ctx, 0); err == nil {
-		t.Fatal("Scale(0) succeeded")
+	// 0 pauses (issue 12: it used to be refused); below 0 is an error.
+	if err := f.s.Scale(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.s.Stats(); len(st.Workers) != 0 {
+		t.Fatalf("after scaling to 0: %+v", st)
+	}
+	if err := f.s.Scale(ctx, -1); err == nil {
+		t.Fatal("Scale(-1) succeeded")
+	}
+	if n, err := f.s.ScaleBy(ctx, -1); err == nil {
+		t.Fatalf("ScaleBy(-1) of 0 workers succeeded: %d", n)
+	}
+	if n, err := f.s.ScaleBy(ctx, 2); err != nil || n != 2 {
+		t.Fatalf("ScaleBy(2) of 0 workers: %d, %v", n, err)
+	}
+	if st := f.s.Stats(); len(st.Workers) != 2 {
+		t.Fatalf("after scaling by 2: %+v", st)
 	}
 }
 

@@ -13,7 +13,7 @@ func (t *table) onSignal(sig os.Signal) {
 	case syscall.SIGTERM, syscall.SIGINT:
 		t.stopSignals++
 		if t.stopSignals == 1 {
-			t.stop(t.o.stopTimeout)
+			t.requestStop(t.o.stopTimeout) // shutdown.go
 		} else {
 			t.log.Warn("second stop signal: killing workers")
 			t.killAll()

@@ -62,6 +62,9 @@ func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
 		Worker:     sl.index,
 		Generation: gen,
 	}
+	if c := t.o.cred; c != nil {
+		sp.Credential = &Credential{UID: c.UID, GID: c.GID, Groups: slices.Clone(c.Groups)}
+	}
 	if h := t.o.hooks.BeforeSpawn; h != nil {
 		var err error
 		t.runHook(func() { err = h(sp) })
@@ -113,6 +116,7 @@ func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
 func (t *table) track(w *child) {
 	t.live[w] = struct{}{}
 	t.byPid[w.info.Pid] = w
+	t.tellJanitor('+', w.info.Pid)
 	proc, gone := w.proc, t.reaperGone
 	t.watchers.Add(1)
 	go func() {
@@ -163,7 +167,7 @@ func (t *table) start(sp *Spawn) (proc *reap.Process, err error) {
 			Dir:   sp.Dir,
 			Env:   env,
 			Files: slices.Concat(std, socks, extra, live),
-			Sys:   sysProcAttr(),
+			Sys:   sysProcAttr(sp.Credential),
 		})
 	})
 	runtime.KeepAlive(sp) // its files stay open until the child has its copies

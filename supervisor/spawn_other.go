@@ -6,4 +6,4 @@ import "syscall"
 
 // sysProcAttr has nothing to add: starting workers fails earlier, in package
 // reap, with its handoff.ErrNotSupported.
-func sysProcAttr() *syscall.SysProcAttr { return nil }
+func sysProcAttr(*Credential) *syscall.SysProcAttr { return nil }

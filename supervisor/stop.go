@@ -39,6 +39,7 @@ func (t *table) stop(timeout time.Duration) {
 		return
 	}
 	t.stopping = true
+	t.s.draining.Store(true)
 	t.sdNotify("STOPPING=1")
 	for _, r := range []*roll{t.roll, t.nextRoll} {
 		if r != nil {
@@ -49,6 +50,10 @@ func (t *table) stop(timeout time.Duration) {
 		replyAll(t.upgrade.waiters, ErrClosed)
 	}
 	t.roll, t.nextRoll, t.upgrade = nil, nil, nil
+	// The trees are listed before any worker is signalled: a worker that
+	// exits at once would leave its children to whoever reaps orphans. A
+	// worker's tree gets the stop signal once the worker has exited.
+	strays := t.findStrays()
 	for w := range t.live {
 		if w.info.State != Stopping {
 			w.info.State = Stopping
@@ -62,9 +67,21 @@ func (t *table) stop(timeout time.Duration) {
 			w.deadline = time.Now().Add(timeout)
 		}
 	}
+	if timeout > 0 {
+		t.stopDeadline = time.Now().Add(timeout)
+	}
+	t.signalStrays(strays) // the rest of the workers' trees get the stop signal too
 }
 
 func (t *table) killAll() {
+	if t.delaying {
+		t.delayOver(time.Time{}) // no more delay: stop, then kill
+	} else if !t.stopping {
+		t.stop(0) // so that nothing is restarted
+	}
+	if !t.killing {
+		t.findStrays() // before the workers die and their children move
+	}
 	for w := range t.live {
 		w.info.State = Stopping
 		if w.why == "" {
@@ -73,6 +90,7 @@ func (t *table) killAll() {
 		w.deadline = time.Time{}
 		t.signal(w, syscall.SIGKILL)
 	}
+	t.killTrees()
 }
 
 func (t *table) signal(w *child, sig syscall.Signal) {

@@ -61,7 +61,8 @@ type Supervisor struct {
 	mu    sync.Mutex
 	phase phase
 
-	pub atomic.Pointer[published] // the run goroutine's last metrics
+	pub      atomic.Pointer[published] // the run goroutine's last metrics
+	draining atomic.Bool               // a stop (or its shutdown delay) has begun
 }
 
 type phase int
@@ -157,6 +158,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("supervisor: watchdog signal %d with grace %v", o.watchdogSignal, o.watchdogGrace)
 	case o.maxLifetime < 0 || o.lifetimeJitter < 0:
 		return fmt.Errorf("supervisor: lifetime %v with jitter %v: want non-negative", o.maxLifetime, o.lifetimeJitter)
+	case o.shutdownDelay < 0:
+		return fmt.Errorf("supervisor: shutdown delay %v is negative", o.shutdownDelay)
 	case o.maxFailures < 0:
 		return fmt.Errorf("supervisor: max start failures %d is negative", o.maxFailures)
 	}
@@ -302,12 +305,30 @@ func (s *Supervisor) Upgrade(ctx context.Context) error {
 }
 
 // Scale sets the number of workers. New slots start at once; removed ones
-// retire their workers gracefully.
+// retire their workers gracefully. Scale(ctx, 0) pauses: every worker
+// retires, the sockets stay open (connections queue in the kernel) until a
+// later Scale starts workers again.
 func (s *Supervisor) Scale(ctx context.Context, n int) error {
-	if n < 1 {
-		return fmt.Errorf("supervisor: scale to %d: want at least 1 worker", n)
+	if n < 0 {
+		return fmt.Errorf("supervisor: scale to %d: want 0 or more workers", n)
 	}
 	return s.await(ctx, func(t *table, done chan<- error) { t.scale(n); done <- nil })
+}
+
+// ScaleBy adds delta workers (removes them if delta is negative) and
+// returns the new number. Going below 0 is an error, and changes nothing.
+func (s *Supervisor) ScaleBy(ctx context.Context, delta int) (int, error) {
+	var n int
+	err := s.await(ctx, func(t *table, done chan<- error) {
+		n = len(t.slots) + delta
+		if n < 0 {
+			done <- fmt.Errorf("supervisor: scale by %+d: there are only %d workers", delta, len(t.slots))
+			return
+		}
+		t.scale(n)
+		done <- nil
+	})
+	return n, err
 }
 
 // await sends a request that answers on done and waits for the answer.
@@ -395,6 +416,7 @@ func ownedVar(kv string) bool {
 		"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET",
 		"WATCHDOG_USEC", "WATCHDOG_PID",
 		worker.EnvWorker, worker.EnvGeneration, worker.EnvSupervisorPID, worker.EnvLivenessFd, worker.EnvStopTimeout, "HANDOFF_TRAMPOLINE", envPreflight, envUpgradeState,
+		envJanitorState, launch.EnvJanitor,
 	} {
 		if len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name {
 			return true

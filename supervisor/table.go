@@ -54,6 +54,17 @@ type table struct {
 	upgrade  *upgrade
 
 	stopping       bool
+	stopDeadline   time.Time // SIGKILL for the workers' trees; zero: only on kill
+	killing        bool      // the stop turned to SIGKILL
+	strays         map[int]*stray
+	strayExits     chan *stray
+	strayWG        sync.WaitGroup
+	groups         map[int]bool // process groups of workers seen during the stop
+	delaying       bool         // in the shutdown delay (WithShutdownDelay)
+	delayUntil     time.Time    // when it ends
+	delayTimeout   time.Duration
+	janitor        *janitor
+	janitorExits   chan *reap.Process
 	stopSignals    int // SIGTERM/SIGINT received
 	announcedReady bool
 	wake           *time.Timer
@@ -123,6 +134,11 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 		reaperGone: make(chan struct{}),
 		wake:       time.NewTimer(time.Hour),
 		count:      newCounters(),
+		strays:     make(map[int]*stray),
+		strayExits: make(chan *stray),
+		groups:     make(map[int]bool),
+
+		janitorExits: make(chan *reap.Process),
 	}
 	t.wake.Stop()
 	defer func() {
@@ -156,6 +172,7 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 	if err := t.openMetrics(metricsFdOf(st)); err != nil {
 		return nil, err
 	}
+	t.startJanitor()
 	t.bg.Add(1)
 	go func() {
 		defer t.bg.Done()
@@ -198,7 +215,7 @@ func (t *table) open() (err error) {
 
 func (t *table) newReaper() (*reap.Reaper, error) {
 	opts := []reap.Option{reap.WithLogger(t.log)}
-	if t.o.subreaper {
+	if t.subreaping() {
 		opts = append(opts, reap.WithSubreaper(), reap.WithOrphanFunc(func(st reap.Status) {
 			t.log.Debug("reaped orphan", zap.Int("pid", st.Pid), zap.Stringer("status", st))
 		}))
@@ -222,8 +239,12 @@ func (t *table) close() {
 		t.notify.Close()
 	}
 	t.stopMetrics()
+	if t.reaper != nil {
+		t.stopJanitor()
+	}
 	t.bg.Wait()
 	t.watchers.Wait()
+	t.closeStrays()
 	t.wake.Stop()
 	if t.sigs != nil {
 		signal.Stop(t.sigs)
@@ -253,7 +274,7 @@ func (t *table) loop(ctx context.Context) error {
 		zap.Stringer("readiness", t.o.readiness), zap.String("notify_socket", t.notify.Name()))
 	t.schedule()
 	t.afterOperation() // a roll requested before an upgrade
-	for !t.stopping || len(t.live) > 0 {
+	for !t.stopping || len(t.live) > 0 || len(t.strays) > 0 {
 		for t.sigs != nil && len(t.carried) > 0 { // from before an exec, or kept by a failed one
 			sig := t.carried[0]
 			t.carried = t.carried[1:]
@@ -264,6 +285,10 @@ func (t *table) loop(ctx context.Context) error {
 		select {
 		case e := <-t.exits:
 			t.onExit(e)
+		case s := <-t.strayExits:
+			t.onStrayExit(s)
+		case p := <-t.janitorExits:
+			t.onJanitorExit(p)
 		case m := <-t.notes:
 			t.onNotify(m)
 		case r := <-t.preflights:
@@ -277,11 +302,11 @@ func (t *table) loop(ctx context.Context) error {
 		case <-done:
 			done = nil
 			t.log.Info("context done: stopping", zap.Duration("timeout", t.o.stopTimeout))
-			t.stop(t.o.stopTimeout)
+			t.requestStop(t.o.stopTimeout)
 		case <-stopC:
 			stopC = nil
 			t.log.Info("stopping")
-			t.stop(0)
+			t.requestStop(0)
 		case <-killC:
 			killC = nil
 			t.killAll()
@@ -307,6 +332,12 @@ func (t *table) rearm() {
 	}
 	if r := t.roll; r != nil && !r.accepted {
 		earliest(r.acceptAt)
+	}
+	if t.stopping && len(t.strays) > 0 {
+		earliest(t.stopDeadline)
+	}
+	if t.delaying {
+		earliest(t.delayUntil)
 	}
 	if !t.stopping {
 		earliest(t.queues.next)
@@ -365,6 +396,8 @@ func (t *table) onTimer() {
 			t.signal(w, syscall.SIGKILL) // its exit counts as a start failure
 		}
 	}
+	t.treeDeadline(now)
+	t.delayOver(now)
 	t.schedule()
 }
 

@@ -173,6 +173,7 @@ func (t *table) exec(path string) error {
 			delete(t.live, w)
 			t.track(w)
 		}
+		t.readoptJanitor() // janitor.go
 		return nil
 	}
 	t.stopMetrics() // its socket goes on; its connections would not
@@ -208,6 +209,11 @@ func (t *table) exec(path string) error {
 	}
 	if st.MetricsFd > 0 {
 		fds = append(fds, st.MetricsFd)
+	}
+	// The janitor's pipe stays open across the exec, so that the janitor
+	// does not take it for the supervisor's death (janitor.go).
+	if v, fd, ok := t.janitorExec(); ok {
+		env, fds = append(env, v), append(fds, fd)
 	}
 	err = execInPlace(path, env, fds, t.sigs != nil)
 	t.carried = append(st.Signals, t.carried...) // not handed over after all

@@ -81,11 +81,15 @@ func client(ctx context.Context, cfg *clientConfig, out io.Writer) (*statusRepor
 		say("rolled to generation %d", st.Generation)
 		return st, nil
 	case opScale:
-		st, err := t.request(ctx, command{op: opScale, workers: cfg.workers})
+		st, err := t.request(ctx, command{op: opScale, workers: cfg.workers, relative: cfg.relative})
 		if err != nil {
 			return nil, err
 		}
-		say("scaling to %d workers", cfg.workers)
+		if cfg.relative {
+			say("scaling by %+d workers", cfg.workers)
+		} else {
+			say("scaling to %d workers", cfg.workers)
+		}
 		return st, nil
 	}
 	return t.request(ctx, command{op: opStatus})

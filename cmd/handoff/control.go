@@ -19,7 +19,8 @@ import (
 //
 // Words are separated by spaces or tabs; a CR before the LF is ignored, and
 // so is a missing LF at the end of the stream. Only printable ASCII is
-// accepted. scale takes the number of workers, 1 to maxWorkers, in decimal.
+// accepted. scale takes the number of workers, 0 (pause) to maxWorkers, in
+// decimal, or a change of it, +N or -N.
 // Every successful answer carries the status after the command: reload
 // answers when the roll is over, scale once the new slots are started or
 // the removed ones retiring. A successful upgrade does not answer: the
@@ -65,13 +66,17 @@ func parseOp(name string) (op, bool) {
 
 // command is a parsed request.
 type command struct {
-	op      op
-	workers int // scale only
+	op       op
+	workers  int  // scale only: the number, or with relative the change
+	relative bool // scale +N or scale -N
 }
 
 // String returns the request line for c, without the LF.
 func (c command) String() string {
 	if c.op == opScale {
+		if c.relative {
+			return fmt.Sprintf("scale %+d", c.workers)
+		}
 		return fmt.Sprintf("scale %d", c.workers)
 	}
 	return c.op.String()
@@ -104,11 +109,11 @@ func parseCommand(line []byte) (command, error) {
 		if len(words) != 2 {
 			return command{}, errors.New("scale takes one argument, the number of workers")
 		}
-		n, err := parseWorkers(words[1])
+		n, rel, err := parseScale(words[1])
 		if err != nil {
 			return command{}, fmt.Errorf("scale: %w", err)
 		}
-		c.workers = n
+		c.workers, c.relative = n, rel
 		return c, nil
 	}
 	if len(words) > 1 {
@@ -117,16 +122,24 @@ func parseCommand(line []byte) (command, error) {
 	return c, nil
 }
 
-// parseWorkers parses a number of workers: decimal digits, 1 to maxWorkers.
-func parseWorkers(s string) (int, error) {
-	if s == "" || len(s) > 9 || strings.Trim(s, "0123456789") != "" {
-		return 0, fmt.Errorf("number of workers %s is not a decimal number", quoteShort(s))
+// parseScale parses the argument of scale: a number of workers, 0 (pause)
+// to maxWorkers, or a change, +N or -N, of at most maxWorkers.
+func parseScale(s string) (n int, relative bool, err error) {
+	digits := s
+	if len(s) > 0 && (s[0] == '+' || s[0] == '-') {
+		digits, relative = s[1:], true
 	}
-	n, _ := strconv.Atoi(s) // at most 9 digits: no overflow
-	if n < 1 || n > maxWorkers {
-		return 0, fmt.Errorf("number of workers %d is out of range: want 1 to %d", n, maxWorkers)
+	if digits == "" || len(digits) > 9 || strings.Trim(digits, "0123456789") != "" {
+		return 0, false, fmt.Errorf("number of workers %s: want a whole number N (0 pauses), or +N or -N to add or remove workers", quoteShort(s))
 	}
-	return n, nil
+	n, _ = strconv.Atoi(digits) // at most 9 digits: no overflow
+	if n > maxWorkers {
+		return 0, false, fmt.Errorf("number of workers %s is out of range: want 0 to %d", quoteShort(s), maxWorkers)
+	}
+	if relative && s[0] == '-' {
+		n = -n
+	}
+	return n, relative, nil
 }
 
 // quoteShort quotes s for an error message, cut to a length that cannot

@@ -232,12 +232,14 @@ func (c *controlServer) do(cmd command) response {
 		return response{Error: err.Error()}
 	}
 	var err error
-	switch cmd.op {
-	case opReload:
+	switch {
+	case cmd.op == opReload:
 		err = c.sup.Roll(c.ctx)
-	case opUpgrade:
+	case cmd.op == opUpgrade:
 		err = c.sup.Upgrade(c.ctx)
-	case opScale:
+	case cmd.op == opScale && cmd.relative:
+		_, err = c.sup.ScaleBy(c.ctx, cmd.workers)
+	case cmd.op == opScale:
 		err = c.sup.Scale(c.ctx, cmd.workers)
 	}
 	if err != nil {

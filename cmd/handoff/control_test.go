@@ -20,6 +20,9 @@ func TestParseCommand(t *testing.T) {
 		{"scale 3\n", command{op: opScale, workers: 3}},
 		{"scale\t007\n", command{op: opScale, workers: 7}},
 		{"scale 4096\n", command{op: opScale, workers: maxWorkers}},
+		{"scale 0\n", command{op: opScale, workers: 0}},
+		{"scale +2\n", command{op: opScale, workers: 2, relative: true}},
+		{"scale -1\n", command{op: opScale, workers: -1, relative: true}},
 	} {
 		got, err := parseCommand([]byte(c.line))
 		if err != nil || got != c.want {
@@ -35,12 +38,13 @@ func TestParseCommand(t *testing.T) {
 		{"reload 2\n", "reload takes no argument"},
 		{"scale\n", "scale takes one argument"},
 		{"scale 1 2\n", "scale takes one argument"},
-		{"scale 0\n", "out of range"},
 		{"scale 4097\n", "out of range"},
-		{"scale -1\n", "not a decimal number"},
-		{"scale +1\n", "not a decimal number"},
-		{"scale 1e3\n", "not a decimal number"},
-		{"scale 99999999999999999999\n", "not a decimal number"},
+		{"scale -4097\n", "out of range"},
+		{"scale +-1\n", "want a whole number"},
+		{"scale -\n", "want a whole number"},
+		{"scale two\n", "want a whole number"},
+		{"scale 1e3\n", "want a whole number"},
+		{"scale 99999999999999999999\n", "want a whole number"},
 		{"status\x00\n", "byte 0x00 at offset 6"},
 		{"stat\xc3\xbcs\n", "byte 0xc3 at offset 4"},
 		{"status\n\n", "byte 0x0a at offset 6"},
@@ -56,7 +60,7 @@ func TestParseCommand(t *testing.T) {
 // FuzzParseCommand: any input either parses into a well-formed command
 // whose request line parses back to it, or gives a short, printable error.
 func FuzzParseCommand(f *testing.F) {
-	for _, s := range []string{"status\n", "reload\n", "upgrade\n", "scale 3\n", "scale 0\n", " scale\t12 \r\n",
+	for _, s := range []string{"status\n", "reload\n", "upgrade\n", "scale 3\n", "scale 0\n", "scale +1\n", "scale -1\n", "scale -0\n", " scale\t12 \r\n",
 		"scale 4097", "stop\n", "status extra\n", "\x00", "scale 99999999999\n", strings.Repeat("scale ", 50)} {
 		f.Add([]byte(s))
 	}
@@ -70,7 +74,7 @@ func FuzzParseCommand(f *testing.F) {
 			return
 		}
 		switch {
-		case c.op == opScale && (c.workers < 1 || c.workers > maxWorkers):
+		case c.op == opScale && (c.workers < -maxWorkers || c.workers > maxWorkers || !c.relative && c.workers < 0):
 			t.Fatalf("parseCommand(%q) = %+v: workers out of range", line, c)
 		case c.op != opScale && c.workers != 0:
 			t.Fatalf("parseCommand(%q) = %+v: workers set for %s", line, c, c.op)

@@ -32,7 +32,21 @@
 //	                        PATH.ctl/control.sock unless -control says otherwise
 //	-control PATH           the control socket (mode 0600, in a directory of mode 0700)
 //	-log-format FORMAT      console or json (default: console on a terminal, else json)
-//	-subreaper              reap orphaned grandchildren too (PID 1 in a container)
+//	-init                   an init's duties: reap every orphan, stop whole trees
+//	                        (on by itself as PID 1; -subreaper is its old name)
+//	-remap-exit FROM=TO     exit with TO instead of FROM, repeatable
+//	-surge N                new workers a roll starts at once (default 1)
+//	-min-uptime D           a worker that exits sooner failed to start (default 1s)
+//	-backoff D              delay after a start failure, doubling (default 100ms)
+//	-backoff-max D          the longest backoff (default 10s)
+//	-max-start-failures N   give up after N start failures in a row (default 0: never)
+//	-max-lifetime D         replace each worker after D (default 0: never)
+//	-lifetime-jitter D      a random part of up to D added to -max-lifetime
+//	-env KEY=VALUE          set in the workers' environment, repeatable
+//	-chdir DIR              the workers' working directory
+//	-user USER, -group G    run the workers as USER and G
+//	-shutdown-delay D       fail /readyz for D before a stop signals any worker
+//	-health ADDR            serve /livez and /readyz on ADDR
 //	-version                print the version
 //
 // handoff -h prints each flag with an example.
@@ -52,7 +66,7 @@
 //	handoff status  -pidfile PATH     workers, pids, generation, state, uptime, restarts
 //	handoff reload  -pidfile PATH     roll, and wait until the new generation serves
 //	handoff upgrade -pidfile PATH     upgrade in place, and check that it happened
-//	handoff scale N -pidfile PATH     run N workers
+//	handoff scale N -pidfile PATH     run N workers (0 pauses); +N or -N to add or remove
 //
 // Each finds the running handoff through its pid file, or takes -control
 // PATH, and talks to it over the control socket; -json prints the answer as

@@ -5,7 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"os/user"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +46,22 @@ type serveConfig struct {
 	notServed    time.Duration
 	version      bool
 	command      []string
+
+	// Init duties and the rest of the library's settings.
+	remapExit        exitMap
+	surge            int
+	minUptime        time.Duration
+	backoff          time.Duration
+	backoffMax       time.Duration
+	maxStartFailures int
+	maxLifetime      time.Duration
+	lifetimeJitter   time.Duration
+	env              []string
+	chdir            string
+	user, group      string
+	shutdownDelay    time.Duration
+	health           string
+	cred             *supervisor.Credential // from -user and -group
 }
 
 // serveFlags declares the supervisor's flags, with their defaults, in cfg.
@@ -55,20 +76,39 @@ func serveFlags(cfg *serveConfig) *flag.FlagSet {
 		canary:       1,
 		stopTimeout:  30 * time.Second,
 		stopSignal:   signalFlag{sig: syscall.SIGTERM, s: "TERM"},
+		surge:        1,
+		minUptime:    time.Second,
+		backoff:      100 * time.Millisecond,
+		backoffMax:   10 * time.Second,
 	}
 	fs.Var((*listenFlag)(&cfg.listen), "listen", "")
-	fs.IntVar(&cfg.workers, "workers", cfg.workers, "")
+	fs.Var((*intFlag)(&cfg.workers), "workers", "")
 	fs.Var(&cfg.ready, "ready", "")
-	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", cfg.readyTimeout, "")
-	fs.DurationVar(&cfg.acceptWindow, "accept-window", cfg.acceptWindow, "")
-	fs.IntVar(&cfg.canary, "canary", cfg.canary, "")
-	fs.DurationVar(&cfg.stopTimeout, "stop-timeout", cfg.stopTimeout, "")
+	fs.Var((*durationFlag)(&cfg.readyTimeout), "ready-timeout", "")
+	fs.Var((*durationFlag)(&cfg.acceptWindow), "accept-window", "")
+	fs.Var((*intFlag)(&cfg.canary), "canary", "")
+	fs.Var((*durationFlag)(&cfg.stopTimeout), "stop-timeout", "")
 	fs.Var(&cfg.stopSignal, "stop-signal", "")
-	fs.DurationVar(&cfg.watchdog, "watchdog", 0, "")
+	fs.Var((*durationFlag)(&cfg.watchdog), "watchdog", "")
+	fs.Var(&cfg.remapExit, "remap-exit", "")
+	fs.Var((*intFlag)(&cfg.surge), "surge", "")
+	fs.Var((*durationFlag)(&cfg.minUptime), "min-uptime", "")
+	fs.Var((*durationFlag)(&cfg.backoff), "backoff", "")
+	fs.Var((*durationFlag)(&cfg.backoffMax), "backoff-max", "")
+	fs.Var((*intFlag)(&cfg.maxStartFailures), "max-start-failures", "")
+	fs.Var((*durationFlag)(&cfg.maxLifetime), "max-lifetime", "")
+	fs.Var((*durationFlag)(&cfg.lifetimeJitter), "lifetime-jitter", "")
+	fs.Var((*envFlag)(&cfg.env), "env", "")
+	fs.StringVar(&cfg.chdir, "chdir", "", "")
+	fs.StringVar(&cfg.user, "user", "", "")
+	fs.Var((*durationFlag)(&cfg.shutdownDelay), "shutdown-delay", "")
+	fs.StringVar(&cfg.health, "health", "", "")
+	fs.StringVar(&cfg.group, "group", "", "")
 	fs.StringVar(&cfg.pidfile, "pidfile", "", "")
 	fs.StringVar(&cfg.control, "control", "", "")
 	fs.Var(&cfg.logFormat, "log-format", "")
-	fs.BoolVar(&cfg.subreaper, "subreaper", false, "")
+	fs.BoolVar(&cfg.subreaper, "init", false, "")
+	fs.BoolVar(&cfg.subreaper, "subreaper", false, "") // the old name of -init
 	fs.StringVar(&cfg.metrics, "metrics", "", "")
 	fs.DurationVar(&cfg.notServed, "not-served-after", 10*time.Second, "")
 	fs.BoolVar(&cfg.version, "version", false, "")
@@ -107,6 +147,24 @@ func parseServe(args []string) (*serveConfig, error) {
 		return nil, usagef("-stop-timeout %v: want a positive duration, e.g. 30s", cfg.stopTimeout)
 	case cfg.watchdog < 0 || cfg.watchdog > 0 && cfg.watchdog < time.Millisecond:
 		return nil, usagef("-watchdog %v: want 0 (off) or at least 1ms, e.g. 10s", cfg.watchdog)
+	case cfg.surge < 1 || cfg.surge > maxWorkers:
+		return nil, usagef("-surge %d: want 1 to %d", cfg.surge, maxWorkers)
+	case cfg.minUptime < 0:
+		return nil, usagef("-min-uptime %v: want a duration of 0 or more, e.g. 1s", cfg.minUptime)
+	case cfg.backoff <= 0:
+		return nil, usagef("-backoff %v: want a positive duration, e.g. 100ms", cfg.backoff)
+	case cfg.backoffMax < cfg.backoff:
+		return nil, usagef("-backoff-max %v: want at least -backoff (%v), e.g. 10s", cfg.backoffMax, cfg.backoff)
+	case cfg.maxStartFailures < 0:
+		return nil, usagef("-max-start-failures %d: want 0 (retry forever) or more", cfg.maxStartFailures)
+	case cfg.maxLifetime < 0:
+		return nil, usagef("-max-lifetime %v: want 0 (forever) or a positive duration, e.g. 1h", cfg.maxLifetime)
+	case cfg.lifetimeJitter < 0:
+		return nil, usagef("-lifetime-jitter %v: want a duration of 0 or more, e.g. 10m", cfg.lifetimeJitter)
+	case cfg.shutdownDelay < 0:
+		return nil, usagef("-shutdown-delay %v: want a duration of 0 or more, e.g. 5s", cfg.shutdownDelay)
+	case cfg.lifetimeJitter > 0 && cfg.maxLifetime == 0:
+		return nil, usagef("-lifetime-jitter %v needs -max-lifetime", cfg.lifetimeJitter)
 	}
 	if cfg.notServed < 0 {
 		return nil, usagef("-not-served-after %v: want 0 (off) or a positive duration, e.g. 30s", cfg.notServed)
@@ -120,6 +178,24 @@ func parseServe(args []string) (*serveConfig, error) {
 	}
 	if cfg.control, err = absPath("-control", cfg.control); err != nil {
 		return nil, err
+	}
+	if cfg.health != "" {
+		if _, _, err := net.SplitHostPort(cfg.health); err != nil {
+			return nil, usagef("-health %s: want HOST:PORT, e.g. 0.0.0.0:8081", quoteShort(cfg.health))
+		}
+	}
+	if cfg.cred, err = lookupCredential(cfg.user, cfg.group); err != nil {
+		return nil, err
+	}
+	if cfg.chdir != "" {
+		if fi, err := os.Stat(cfg.chdir); err != nil {
+			return nil, usagef("-chdir %s: %v", cfg.chdir, errors.Unwrap(err))
+		} else if !fi.IsDir() {
+			return nil, usagef("-chdir %s: not a directory", cfg.chdir)
+		}
+		if cfg.chdir, err = absPath("-chdir", cfg.chdir); err != nil {
+			return nil, err
+		}
 	}
 	return &cfg, nil
 }
@@ -194,6 +270,133 @@ func (f *signalFlag) Set(s string) error {
 	return nil
 }
 
+// lookupCredential resolves -user and -group, names or numbers: -user alone
+// takes the user's primary group; -group alone keeps handoff's user.
+func lookupCredential(name, group string) (*supervisor.Credential, error) {
+	if name == "" && group == "" {
+		return nil, nil
+	}
+	c := &supervisor.Credential{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+	if name != "" {
+		u, err := user.Lookup(name)
+		if err != nil {
+			if _, nerr := strconv.ParseUint(name, 10, 32); nerr != nil {
+				return nil, usagef("-user %s: no such user: want a user name or a number, e.g. -user nobody", quoteShort(name))
+			}
+			u, err = user.LookupId(name)
+			if err != nil { // a uid with no entry in the user database
+				uid, _ := strconv.ParseUint(name, 10, 32)
+				c.UID = uint32(uid)
+				u = nil
+			}
+		}
+		if u != nil {
+			uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+			gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+			if err1 != nil || err2 != nil {
+				return nil, usagef("-user %s: uid %q, gid %q are not numbers", quoteShort(name), u.Uid, u.Gid)
+			}
+			c.UID, c.GID = uint32(uid), uint32(gid)
+		}
+	}
+	if group != "" {
+		gid, err := strconv.ParseUint(group, 10, 32)
+		if err != nil {
+			g, lerr := user.LookupGroup(group)
+			if lerr != nil {
+				return nil, usagef("-group %s: no such group: want a group name or a number, e.g. -group nogroup", quoteShort(group))
+			}
+			if gid, err = strconv.ParseUint(g.Gid, 10, 32); err != nil {
+				return nil, usagef("-group %s: gid %q is not a number", quoteShort(group), g.Gid)
+			}
+		}
+		c.GID = uint32(gid)
+	}
+	return c, nil
+}
+
+// intFlag is a whole-number flag whose error says what it wants.
+type intFlag int
+
+func (f *intFlag) String() string { return strconv.Itoa(int(*f)) }
+
+func (f *intFlag) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("want a whole number, e.g. 4")
+	}
+	*f = intFlag(n)
+	return nil
+}
+
+// durationFlag is a duration flag whose error says what it wants.
+type durationFlag time.Duration
+
+func (f *durationFlag) String() string { return time.Duration(*f).String() }
+
+func (f *durationFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("want a duration with a unit, e.g. 1.5s, 300ms or 2m")
+	}
+	*f = durationFlag(d)
+	return nil
+}
+
+// envFlag collects -env KEY=VALUE.
+type envFlag []string
+
+func (f *envFlag) String() string { return strings.Join(*f, " ") }
+
+func (f *envFlag) Set(s string) error {
+	k, _, ok := strings.Cut(s, "=")
+	switch {
+	case !ok:
+		return errors.New("want KEY=VALUE, e.g. -env APP_ENV=production")
+	case k == "" || strings.ContainsAny(k, "\x00 \t\n"):
+		return errors.New("want KEY=VALUE with a name of no spaces before the =")
+	case strings.ContainsRune(s, 0):
+		return errors.New("the value holds a NUL byte")
+	}
+	*f = append(*f, s)
+	return nil
+}
+
+// exitMap is -remap-exit FROM=TO, repeatable: handoff exits with TO where it
+// would have exited with FROM (tini's -e, generalised).
+type exitMap map[int]int
+
+func (m *exitMap) String() string {
+	var parts []string
+	for from, to := range *m {
+		parts = append(parts, fmt.Sprintf("%d=%d", from, to))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+func (m *exitMap) Set(s string) error {
+	a, b, ok := strings.Cut(s, "=")
+	from, err1 := strconv.Atoi(a)
+	to, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || from < 0 || from > 255 || to < 0 || to > 255 {
+		return errors.New("want FROM=TO, two exit codes from 0 to 255, e.g. 143=0")
+	}
+	if *m == nil {
+		*m = exitMap{}
+	}
+	(*m)[from] = to
+	return nil
+}
+
+// apply returns the exit code handoff exits with instead of code.
+func (m exitMap) apply(code int) int {
+	if to, ok := m[code]; ok {
+		return to
+	}
+	return code
+}
+
 // logFormatFlag is -log-format; "" picks console on a terminal, JSON
 // otherwise.
 type logFormatFlag string
@@ -210,13 +413,14 @@ func (f *logFormatFlag) Set(s string) error {
 
 // clientConfig is the command line of a control subcommand.
 type clientConfig struct {
-	op      op
-	workers int // scale
-	pidfile string
-	control string
-	json    bool
-	watch   time.Duration // status -watch: the refresh period; 0: once
-	timeout time.Duration
+	op       op
+	workers  int  // scale
+	relative bool // scale +N, -N
+	pidfile  string
+	control  string
+	json     bool
+	watch    time.Duration // status -watch: the refresh period; 0: once
+	timeout  time.Duration
 }
 
 func clientFlags(cfg *clientConfig) *flag.FlagSet {
@@ -239,6 +443,16 @@ func parseClient(o op, args []string) (*clientConfig, error) {
 	cfg := &clientConfig{op: o}
 	fs := clientFlags(cfg)
 	var pos []string
+	if o == opScale {
+		// "scale -1" is a change of the number, not a flag.
+		for i, a := range args {
+			if len(a) > 1 && a[0] == '-' && strings.Trim(a[1:], "0123456789") == "" {
+				pos = append(pos, a)
+				args = append(args[:i:i], args[i+1:]...)
+				break
+			}
+		}
+	}
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
@@ -256,11 +470,11 @@ func parseClient(o op, args []string) (*clientConfig, error) {
 	case o == opScale && len(pos) != 1:
 		return nil, usagef("scale takes one argument, the number of workers, e.g. handoff scale 4 -pidfile /run/app/handoff.pid")
 	case o == opScale:
-		n, err := parseWorkers(pos[0])
+		n, rel, err := parseScale(pos[0])
 		if err != nil {
 			return nil, usagef("scale: %v", err)
 		}
-		cfg.workers = n
+		cfg.workers, cfg.relative = n, rel
 	case len(pos) > 0:
 		return nil, usagef("%s takes no argument, got %q", o, pos[0])
 	}
@@ -283,7 +497,7 @@ Usage:
   handoff status  [-json] [-watch[=DURATION]] (-pidfile PATH | -control PATH)
   handoff reload  [-json] (-pidfile PATH | -control PATH)
   handoff upgrade [-json] (-pidfile PATH | -control PATH)
-  handoff scale N [-json] (-pidfile PATH | -control PATH)
+  handoff scale N|+N|-N [-json] (-pidfile PATH | -control PATH)
 
 COMMAND gets the sockets the systemd way: fd 3, 4, ... with LISTEN_FDS,
 LISTEN_FDNAMES and LISTEN_PID (its own pid), and NOTIFY_SOCKET for sd_notify.
@@ -347,9 +561,14 @@ Flags:
       console: a line per event for people; json: a JSON object per line
       (default: console on a terminal, json otherwise).
       e.g. -log-format json
+  -init
+      Do an init's duties: become a child subreaper that reaps every orphan
+      re-parented to handoff, and stop every process left under it with the
+      workers. On by itself when handoff is PID 1 (a container's
+      entrypoint). -subreaper is its old name.
+      e.g. -init
   -subreaper
-      Become a child subreaper: reap orphaned grandchildren too, as PID 1 in
-      a container should.
+      The same as -init.
       e.g. -subreaper
   -metrics ADDR
       Serve Prometheus metrics at http://ADDR/metrics (any path answers),
@@ -362,6 +581,63 @@ Flags:
       it (a server that ignores LISTEN_FDS). status and the metrics show it
       too (default 10s; 0: off).
       e.g. -not-served-after 30s
+  -remap-exit FROM=TO
+      Exit with TO where handoff would exit with FROM; repeatable (tini's -e,
+      generalised). See Exit status below.
+      e.g. -remap-exit 143=0
+  -surge N
+      How many new workers a rolling restart starts at once (default 1).
+      e.g. -surge 2
+  -min-uptime DURATION
+      How long a worker must run for its start to count as a success; one
+      that exits sooner is a start failure, restarted after the backoff
+      (default 1s).
+      e.g. -min-uptime 5s
+  -backoff DURATION
+      The delay before restarting a worker after its first start failure in
+      a row; it doubles with each further one (default 100ms).
+      e.g. -backoff 500ms
+  -backoff-max DURATION
+      The longest backoff (default 10s).
+      e.g. -backoff-max 1m
+  -max-start-failures N
+      Give up after N start failures in a row of one worker: stop the others
+      and exit with the failing worker's status (default 0: retry forever).
+      e.g. -max-start-failures 5
+  -max-lifetime DURATION
+      Replace each worker after it has run this long, as a rolling restart
+      does (gunicorn's max_requests role; default 0: never).
+      e.g. -max-lifetime 6h
+  -lifetime-jitter DURATION
+      Add a random part of up to DURATION to each worker's -max-lifetime, so
+      that they do not all restart at once (default 0).
+      e.g. -lifetime-jitter 30m
+  -env KEY=VALUE
+      Set a variable in the workers' environment; repeatable.
+      e.g. -env APP_ENV=production -env WEB_CONCURRENCY=4
+  -chdir DIR
+      Run the workers in DIR (default: handoff's working directory).
+      e.g. -chdir /srv/app
+  -shutdown-delay DURATION
+      On TERM or INT, keep the workers serving for DURATION while -health's
+      /readyz answers 503, so that a load balancer (a Kubernetes readiness
+      probe) stops sending traffic first; then stop (default 0).
+      e.g. -shutdown-delay 5s
+  -health ADDR
+      Serve probes over HTTP on ADDR: /livez answers 200 while handoff runs;
+      /readyz 200 while it serves, 503 once a stop (and its -shutdown-delay)
+      has begun.
+      e.g. -health 0.0.0.0:8081
+  -user USER
+      Run the workers as USER, a name or a number, in its primary group;
+      handoff keeps its own user, and the sockets it bound (a port below
+      1024 as root). handoff's binary and the command must be executable by
+      USER.
+      e.g. -user www-data
+  -group GROUP
+      Run the workers in GROUP, a name or a number (default: -user's primary
+      group, or handoff's).
+      e.g. -group www-data
   -version
       Print the version and exit.
       e.g. -version
@@ -383,7 +659,10 @@ Signals to handoff: HUP rolls the workers to a new generation; USR2 upgrades
 handoff in place (same pid, workers kept); TERM or INT stops (a second one
 kills); TTIN and TTOU add and remove a worker.
 
-Exit status: 0 after a requested stop, 2 for a bad command line, 1 otherwise.
+Exit status: 0 after a requested stop (TERM, INT), however the workers
+exited; 2 for a bad command line; when handoff gives up on a worker
+(-max-start-failures), the worker's last exit code, or 128+n if signal n
+killed it; 1 otherwise. -remap-exit changes any of them.
 
 Example:
   handoff -listen tcp://127.0.0.1:8080 -workers 4 -ready notify -pidfile /tmp/app.pid -- gunicorn app:app

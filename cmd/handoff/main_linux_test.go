@@ -194,6 +194,8 @@ type logLine struct {
 	Error      string `json:"error"`
 	Control    string `json:"control"`
 	Version    string `json:"version"`
+	Processes  int    `json:"processes"`
+	Ts         string `json:"ts"`
 
 	SystemdSockets []string `json:"systemd_sockets"`
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -37,12 +38,19 @@ func serve(cfg *serveConfig, stderr *os.File, start time.Time) int {
 	var ue usageError
 	switch {
 	case err == nil:
-		return exitOK
+		return cfg.remapExit.apply(exitOK)
 	case errors.As(err, &ue):
 		return usageFailed(stderr, err)
 	}
-	log.Error("handoff exits", zap.Error(err))
-	return exitFailure
+	code := cfg.remapExit.apply(supervisor.ExitCode(err))
+	fields := []zap.Field{zap.Error(err), zap.Int("exit_code", code)}
+	if errors.Is(err, syscall.EADDRINUSE) {
+		fields = append(fields, zap.String("hint", "another process listens there: "+
+			"perhaps the workers of a handoff that was killed without its janitor; "+
+			"ss -ltnp shows which process holds the port"))
+	}
+	log.Error("handoff exits", fields...)
+	return code
 }
 
 // supervise sets up the sockets, the pid file and the control socket, and
@@ -83,6 +91,11 @@ func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
 		supervisor.WithStopTimeout(cfg.stopTimeout),
 		supervisor.WithStopSignal(cfg.stopSignal.sig),
 		supervisor.WithWatchdog(cfg.watchdog),
+		supervisor.WithSurge(cfg.surge),
+		supervisor.WithMinUptime(cfg.minUptime),
+		supervisor.WithBackoff(cfg.backoff, cfg.backoffMax),
+		supervisor.WithMaxStartFailures(cfg.maxStartFailures),
+		supervisor.WithMaxLifetime(cfg.maxLifetime, cfg.lifetimeJitter),
 	}
 	if cfg.subreaper {
 		opts = append(opts, supervisor.WithSubreaper())
@@ -91,9 +104,27 @@ func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
 	if cfg.metrics != "" {
 		opts = append(opts, supervisor.WithMetrics(cfg.metrics, metrics.Handler))
 	}
-	sup, err := supervisor.New(supervisor.Command{Path: cfg.command[0], Args: cfg.command}, opts...)
+	if cfg.shutdownDelay > 0 {
+		opts = append(opts, supervisor.WithShutdownDelay(cfg.shutdownDelay))
+	}
+	if cfg.cred != nil {
+		opts = append(opts, supervisor.WithCredential(*cfg.cred))
+	}
+	cmd := supervisor.Command{Path: cfg.command[0], Args: cfg.command, Dir: cfg.chdir}
+	if len(cfg.env) > 0 {
+		cmd.Env = append(os.Environ(), cfg.env...)
+	}
+	sup, err := supervisor.New(cmd, opts...)
 	if err != nil {
 		return usageError{err}
+	}
+
+	if cfg.health != "" {
+		h, err := startHealth(cfg.health, sup, log)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
 	}
 
 	// After an upgrade in place the workers are already running, and only

@@ -1,0 +1,153 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// treeUnder returns the descendants of pid with their argv[0], as the test
+// sees them.
+func treeUnder(pid int) map[int]string {
+	out := map[int]string{}
+	var walk func(p int)
+	walk = func(p int) {
+		for _, c := range childrenOf(p) {
+			if _, ok := out[c]; ok {
+				continue
+			}
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c))
+			arg0, _, _ := bytes.Cut(cmdline, []byte{0})
+			out[c] = string(arg0)
+			walk(c)
+		}
+	}
+	walk(pid)
+	return out
+}
+
+// upgradeCount is how many upgrades TestKill9StopsGunicorn makes before the
+// kill: $HANDOFF_UPGRADES, or 20.
+func upgradeCount(t *testing.T) int {
+	if s := os.Getenv("HANDOFF_UPGRADES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			t.Fatalf("HANDOFF_UPGRADES=%q: want a whole number", s)
+		}
+		return n
+	}
+	return 20
+}
+
+// TestKill9StopsGunicorn: kill -9 of handoff supervising Debian's gunicorn
+// (an arbiter and two workers of its own per handoff worker) takes every
+// gunicorn process with it, through the janitor; none is lost to the
+// upgrades in place before that. A new handoff then starts on the same port
+// and pid file.
+func TestKill9StopsGunicorn(t *testing.T) {
+	gunicorn, err := exec.LookPath("gunicorn")
+	if err != nil {
+		t.Skip("gunicorn is not installed: apt-get install gunicorn (.ci/run installs it)")
+	}
+	checkFds(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app.py"), []byte(wsgiApp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pidfile := filepath.Join(dir, "handoff.pid")
+	args := func(listen string) []string {
+		return []string{"-workers", "2", "-ready", "notify", "-listen", listen, "-pidfile", pidfile,
+			"-log-format", "json", "--", gunicorn, "--workers", "2", "--chdir", dir, "app:app"}
+	}
+	p := startProc(t, bins.handoff, args("tcp://127.0.0.1:0"))
+	gunicorns := func(p *proc) []int {
+		var pids []int
+		for pid, arg0 := range treeUnder(p.pid) {
+			if arg0 != "handoff-janitor" {
+				pids = append(pids, pid)
+			}
+		}
+		slices.Sort(pids)
+		return pids
+	}
+	// The gunicorn workers are forked after READY=1: wait for all six.
+	all := func(p *proc) []int {
+		end := deadline(t)
+		for {
+			tree := gunicorns(p)
+			if len(tree) == 6 {
+				return tree
+			}
+			if time.Now().After(end) {
+				t.Fatalf("gunicorn processes under handoff: %v, want 6", tree)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	l, from := p.waitMsg(0, "listening")
+	addr := l.Addr
+	arbiters, from := p.waitReady(from, 2, 1)
+
+	tree := all(p)
+	end := deadline(t)
+	get(t, "tcp", addr)
+
+	n := upgradeCount(t)
+	for range n {
+		p.cmd.Process.Signal(syscall.SIGUSR2)
+		_, from = p.waitMsg(from, "handoff resuming after an upgrade in place")
+	}
+	if n > 0 {
+		get(t, "tcp", addr)
+		if after := gunicorns(p); !slices.Equal(after, tree) {
+			t.Fatalf("gunicorn processes %v before %d upgrades, %v after", tree, n, after)
+		}
+	}
+
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	killed := time.Now()
+	p.wait()
+	for {
+		var alive []int
+		for _, pid := range tree {
+			if s := procState(pid); s != "" && s != "Z" {
+				alive = append(alive, pid)
+			}
+		}
+		if len(alive) == 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("gunicorn processes %v of %v still alive after kill -9 of handoff", alive, tree)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("%d upgrades, then kill -9: %d gunicorn processes (arbiters %v) gone within %v",
+		n, len(tree), arbiters, time.Since(killed).Round(time.Millisecond))
+
+	reapLeftovers(t, false) // the zombies of the first handoff's tree, and its janitor
+
+	// The port and the pid file are free for the next handoff.
+	// (-init: stopped while it boots, a gunicorn worker loses the SIGTERM
+	// and is killed at the stop timeout, and then its zombie is handoff's.)
+	p2 := startProc(t, bins.handoff, append([]string{"-init", "-stop-timeout", "5s"}, args("tcp://"+addr)...))
+	_, from = p2.waitMsg(0, "listening")
+	p2.waitReady(from, 2, 1)
+	all(p2)
+	get(t, "tcp", addr)
+	if pid, err := readPidfile(pidfile); err != nil || pid != p2.pid {
+		t.Errorf("pid file: %d, %v; want %d", pid, err, p2.pid)
+	}
+	if code := p2.stop(); code != 0 {
+		t.Errorf("the second handoff exited with %d after SIGTERM, want 0", code)
+	}
+}

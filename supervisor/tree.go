@@ -1,0 +1,181 @@
+package supervisor
+
+import (
+	"errors"
+	"os"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// A stray is a process of a worker's tree that is not the worker itself:
+// its children, their children, a daemon that called setsid, and, when the
+// supervisor is a subreaper, any orphan re-parented to it. Strays are found
+// when the supervisor stops, watched through a pidfd, and stopped with the
+// workers: the stop signal when found, SIGKILL at the stop deadline. Run
+// returns only once they are gone.
+type stray struct {
+	pid   int
+	f     *os.File // its pidfd
+	owner int      // the live worker whose tree it is in; 0: none (an orphan)
+}
+
+// subreaping reports whether orphans of the workers' trees are re-parented
+// to this process: asked for, or PID 1 of a pid namespace.
+func (t *table) subreaping() bool { return t.o.subreaper || os.Getpid() == 1 }
+
+// sweep finds the strays of the workers' trees that are not watched yet,
+// and signals those whose worker is gone.
+func (t *table) sweep() { t.signalStrays(t.findStrays()) }
+
+// orphaned signals the strays of a worker that has exited: its stop was its
+// own business while it ran (a master such as gunicorn's arbiter stops its
+// children gracefully, and would replace any killed under it); what it left
+// behind gets the stop signal now.
+func (t *table) orphaned(pid int) {
+	var left []*stray
+	for _, s := range t.strays {
+		if s.owner == pid {
+			s.owner = 0
+			left = append(left, s)
+		}
+	}
+	t.signalStrays(left)
+}
+
+// signalStrays sends the strays that belong to no live worker the stop
+// signal, or SIGKILL once the stop is killing.
+func (t *table) signalStrays(strays []*stray) {
+	sig := t.o.stopSignal
+	if t.killing {
+		sig = syscall.SIGKILL
+	}
+	for _, s := range strays {
+		if s.owner != 0 && t.byPid[s.owner] != nil && !t.killing {
+			continue // its worker stops it
+		}
+		t.log.Debug("stopping a process of a worker's tree", zap.Int("pid", s.pid), zap.Stringer("signal", sig))
+		t.signalStray(s, sig)
+	}
+}
+
+// findStrays watches the strays of the workers' trees that are not watched
+// yet, and returns them.
+func (t *table) findStrays() (found []*stray) {
+	procs, err := scanProcs()
+	if err != nil {
+		t.log.Warn("listing the workers' process trees", zap.Error(err))
+		return nil
+	}
+	self := os.Getpid()
+	roots := make(map[int]bool, len(t.live))
+	for w := range t.live {
+		roots[w.info.Pid] = true
+		t.groups[w.info.Pid] = true
+	}
+	if t.subreaping() {
+		// Every child that is not a worker is an orphan of some worker's
+		// tree (or a child of this process that the reaper started, such as
+		// an upgrade's preflight run, which is stopped too), but the
+		// janitor, which exits by itself once Run is over.
+		janitor := 0
+		if t.janitor != nil {
+			janitor = t.janitor.proc.Pid()
+		}
+		for _, p := range procs {
+			if p.ppid == self && !roots[p.pid] && p.pid != janitor {
+				roots[p.pid] = true
+				found = t.addStray(found, p)
+			}
+		}
+	}
+	// Each live worker's tree, owned by it; then what is left in the groups
+	// of workers that exited, and under the orphans.
+	for w := range t.live {
+		for _, p := range treeOf(procs, self, map[int]bool{w.info.Pid: true}, map[int]bool{w.info.Pid: true}) {
+			nf := t.addStray(found, p)
+			if len(nf) > len(found) {
+				nf[len(nf)-1].owner = w.info.Pid
+			}
+			found = nf
+		}
+	}
+	for _, p := range treeOf(procs, self, roots, t.groups) {
+		found = t.addStray(found, p)
+	}
+	return found
+}
+
+// addStray starts watching p, unless it is already watched or a worker, and
+// appends it to found.
+func (t *table) addStray(found []*stray, p procInfo) []*stray {
+	if _, ok := t.strays[p.pid]; ok || t.byPid[p.pid] != nil {
+		return found
+	}
+	f, err := openStray(p)
+	if err != nil {
+		if !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, syscall.ESRCH) {
+			t.log.Warn("watching a process of a worker's tree", zap.Int("pid", p.pid), zap.Error(err))
+		}
+		return found
+	}
+	s := &stray{pid: p.pid, f: f}
+	t.strays[p.pid] = s
+	t.strayWG.Add(1)
+	go func() {
+		defer t.strayWG.Done()
+		waitPidfd(f)
+		select {
+		case t.strayExits <- s:
+		case <-t.quit:
+		}
+	}()
+	return append(found, s)
+}
+
+func (t *table) signalStray(s *stray, sig syscall.Signal) {
+	if err := signalPidfd(s.f, sig); err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, os.ErrClosed) {
+		t.log.Warn("signal a process of a worker's tree", zap.Int("pid", s.pid), zap.Stringer("signal", sig), zap.Error(err))
+	}
+}
+
+// onStrayExit forgets a stray that has exited.
+func (t *table) onStrayExit(s *stray) {
+	if t.strays[s.pid] == s {
+		delete(t.strays, s.pid)
+	}
+	s.f.Close()
+}
+
+// killTrees sends SIGKILL to every stray, and to any found since.
+func (t *table) killTrees() {
+	if t.killing {
+		return
+	}
+	t.killing = true
+	if n := len(t.strays); n > 0 {
+		t.log.Warn("processes of the workers' trees did not exit in time: killing", zap.Int("processes", n))
+	}
+	for _, s := range t.strays {
+		t.signalStray(s, syscall.SIGKILL)
+	}
+	t.sweep()
+}
+
+// treeDeadline acts on the stop deadline for the workers' trees.
+func (t *table) treeDeadline(now time.Time) {
+	if t.stopping && !t.stopDeadline.IsZero() && !now.Before(t.stopDeadline) {
+		t.stopDeadline = time.Time{}
+		t.killTrees()
+	}
+}
+
+// closeStrays releases the strays' pidfds, which ends their watchers.
+func (t *table) closeStrays() {
+	for pid, s := range t.strays {
+		s.f.Close()
+		delete(t.strays, pid)
+	}
+	t.strayWG.Wait()
+}
