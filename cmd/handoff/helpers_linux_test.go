@@ -207,6 +207,13 @@ func (l *load) more(t *testing.T, n int) {
 	}
 }
 
+// count returns how many requests who has answered so far.
+func (l *load) count(who string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.by[who]
+}
+
 // finish stops the clients and returns the counts.
 func (l *load) finish() (ok, failed int, errs []string, by map[string]int) {
 	close(l.stop)

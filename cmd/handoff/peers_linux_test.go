@@ -84,6 +84,11 @@ func testGunicorn(t *testing.T, gunicorn, ready string) {
 		_, from = p.waitMsg(from, "roll complete")
 		ld.more(t, 50)
 	}
+	// The last generation serves: the retired one may still answer the
+	// requests already queued at its workers, so wait for it, not for a count.
+	for !slices.ContainsFunc(gens[1+rolls], func(pid int) bool { return ld.count(strconv.Itoa(pid)) > 0 }) {
+		ld.more(t, 10) // fails the test at its deadline
+	}
 	ok, failed, errs, by := ld.finish()
 	t.Logf("gunicorn, -ready %s: %d requests through %d rolls, %d failed", ready, ok, rolls, failed)
 	if failed > 0 {
