@@ -78,9 +78,11 @@
 // One goroutine, the one running Run, owns the worker table; the methods
 // of [Supervisor] send it requests and are safe from any goroutine. [Hooks]
 // are called on that goroutine, one at a time and without a lock held: a
-// hook needs no lock of its own, must return promptly, and must not call
-// the Supervisor's methods, which wait for the goroutine the hook is
-// holding.
+// hook needs no lock of its own and must return promptly. A hook may call
+// Stats, which the table answers at once; Roll, Upgrade and Scale called
+// from a hook return [ErrInHook] (they would wait for the goroutine the
+// hook holds: start them from another goroutine), and Shutdown and Close
+// begin the stop and return ErrInHook.
 //
 // # Logs
 //
