@@ -343,6 +343,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"-workers", "two", "--", "x"}, `"two" for flag -workers: want a whole number`},
 		{[]string{"-stop-timeout", "soon", "--", "x"}, `"soon" for flag -stop-timeout: want a duration`},
 		{[]string{"-surge", "0", "--", "x"}, "-surge 0"},
+		{[]string{"-max-draining", "-1", "--", "x"}, "-max-draining -1: want 0 (no cap) or more"},
+		{[]string{"-max-draining", "many", "--", "x"}, `"many" for flag -max-draining: want a whole number`},
 		{[]string{"-min-uptime", "-1s", "--", "x"}, "-min-uptime -1s"},
 		{[]string{"-backoff", "0s", "--", "x"}, "-backoff 0s"},
 		{[]string{"-backoff", "1s", "-backoff-max", "10ms", "--", "x"}, "-backoff-max 10ms"},

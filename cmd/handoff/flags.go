@@ -50,6 +50,7 @@ type serveConfig struct {
 	// Init duties and the rest of the library's settings.
 	remapExit        exitMap
 	surge            int
+	maxDraining      int
 	minUptime        time.Duration
 	backoff          time.Duration
 	backoffMax       time.Duration
@@ -77,6 +78,7 @@ func serveFlags(cfg *serveConfig) *flag.FlagSet {
 		stopTimeout:  30 * time.Second,
 		stopSignal:   signalFlag{sig: syscall.SIGTERM, s: "TERM"},
 		surge:        1,
+		maxDraining:  8,
 		minUptime:    time.Second,
 		backoff:      100 * time.Millisecond,
 		backoffMax:   10 * time.Second,
@@ -92,6 +94,7 @@ func serveFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.Var((*durationFlag)(&cfg.watchdog), "watchdog", "")
 	fs.Var(&cfg.remapExit, "remap-exit", "")
 	fs.Var((*intFlag)(&cfg.surge), "surge", "")
+	fs.Var((*intFlag)(&cfg.maxDraining), "max-draining", "")
 	fs.Var((*durationFlag)(&cfg.minUptime), "min-uptime", "")
 	fs.Var((*durationFlag)(&cfg.backoff), "backoff", "")
 	fs.Var((*durationFlag)(&cfg.backoffMax), "backoff-max", "")
@@ -149,6 +152,8 @@ func parseServe(args []string) (*serveConfig, error) {
 		return nil, usagef("-watchdog %v: want 0 (off) or at least 1ms, e.g. 10s", cfg.watchdog)
 	case cfg.surge < 1 || cfg.surge > maxWorkers:
 		return nil, usagef("-surge %d: want 1 to %d", cfg.surge, maxWorkers)
+	case cfg.maxDraining < 0:
+		return nil, usagef("-max-draining %d: want 0 (no cap) or more", cfg.maxDraining)
 	case cfg.minUptime < 0:
 		return nil, usagef("-min-uptime %v: want a duration of 0 or more, e.g. 1s", cfg.minUptime)
 	case cfg.backoff <= 0:
@@ -588,6 +593,12 @@ Flags:
   -surge N
       How many new workers a rolling restart starts at once (default 1).
       e.g. -surge 2
+  -max-draining N
+      How many retired generations may drain at once at their own pace
+      (idle keep-alive connections are not closed, so a retired worker
+      lingers until its clients leave); past it, the oldest are told to end
+      their drain now, with a second stop signal (default 8; 0: no cap).
+      e.g. -max-draining 2
   -min-uptime DURATION
       How long a worker must run for its start to count as a success; one
       that exits sooner is a start failure, restarted after the backoff

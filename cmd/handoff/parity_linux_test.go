@@ -57,7 +57,7 @@ func TestWorkerSettingsFlags(t *testing.T) {
 	dir := t.TempDir()
 	p := startProc(t, bins.handoff, []string{"-ready", "notify", "-listen", "tcp://127.0.0.1:0",
 		"-env", "APP_ENV=production", "-env", "EMPTY=", "-chdir", dir,
-		"-max-lifetime", "2s", "-lifetime-jitter", "100ms", "-surge", "2", "-min-uptime", "100ms",
+		"-max-lifetime", "2s", "-lifetime-jitter", "100ms", "-surge", "2", "-max-draining", "3", "-min-uptime", "100ms",
 		"-backoff", "50ms", "-backoff-max", "1s", "-log-format", "json", "--", testExe(t)}, helperEnv+"=echo")
 	l, from := p.waitMsg(0, "listening")
 	pids, from := p.waitReady(from, 1, 1)

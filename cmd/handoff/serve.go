@@ -92,6 +92,7 @@ func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
 		supervisor.WithStopSignal(cfg.stopSignal.sig),
 		supervisor.WithWatchdog(cfg.watchdog),
 		supervisor.WithSurge(cfg.surge),
+		supervisor.WithMaxDraining(cfg.maxDraining),
 		supervisor.WithMinUptime(cfg.minUptime),
 		supervisor.WithBackoff(cfg.backoff, cfg.backoffMax),
 		supervisor.WithMaxStartFailures(cfg.maxStartFailures),
