@@ -148,6 +148,9 @@ func writeReport(w io.Writer, res *results) {
 	if cfg.runs(scSpawn) || cfg.runs(scReap) || cfg.runs(scFootprint) {
 		writeSpawn(p, res, cfg)
 	}
+	if cfg.runs(scTraffic) {
+		writeTraffic(p, res.traffic, cfg)
+	}
 	writeNotes(p, res)
 }
 
