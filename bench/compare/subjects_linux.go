@@ -384,7 +384,7 @@ type nginxSubject struct {
 	workers     int
 	daemon      bool
 	h2c         bool   // the port speaks h2c only (traffic: h2)
-	stream      string // a file served slowly at /stream (traffic: streams)
+	stream      string // a body served slowly at /stream (traffic: streams)
 	echo        io.Writer
 	n           peers.Nginx
 	p           *proc  // the foreground master, or the launcher of the daemon

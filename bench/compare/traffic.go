@@ -34,6 +34,8 @@ const (
 	streamClients = 24
 	streamLines   = 30
 	streamEvery   = 100 * time.Millisecond
+	// failPause is how long a back-to-back client waits after a failure.
+	failPause = 50 * time.Millisecond
 	// requestTimeout bounds one request (a stream included) after stop.
 	requestTimeout = 15 * time.Second
 )
@@ -104,8 +106,12 @@ func runTraffic(ctx context.Context, kind, addr string, stop <-chan struct{}) (*
 					t.mu.Unlock()
 				}
 				t.add(err)
-				if period > 0 {
-					tm := time.NewTimer(period - time.Since(begin))
+				wait := period - time.Since(begin)
+				if err != nil && period == 0 {
+					wait = failPause // no busy loop on a server that refuses
+				}
+				if wait > 0 {
+					tm := time.NewTimer(wait)
 					select {
 					case <-tm.C:
 					case <-stop:

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -33,10 +31,9 @@ func (h *harness) trafficSubjects(kind string) []func() (subject, error) {
 			}
 			s := &nginxSubject{bin: p.path, prefix: dir, workers: h.cfg.workers, h2c: kind == tfH2, echo: h.echo}
 			if kind == tfStreams {
-				s.stream = filepath.Join(dir, "stream.txt")
-				err = os.WriteFile(s.stream, []byte(streamBody()), 0o644)
+				s.stream = streamBody()
 			}
-			return s, err
+			return s, nil
 		})
 	}
 	return subs

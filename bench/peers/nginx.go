@@ -25,8 +25,9 @@ type Nginx struct {
 	// H2C makes the port speak cleartext HTTP/2 (prior knowledge) only:
 	// nginx's "listen … http2" without TLS.
 	H2C bool
-	// Stream, if set, is a file served at /stream at 1,000 bytes a second
-	// (limit_rate): a slow answer that a reload must let finish.
+	// Stream, if set, is the body served at /stream at 1,000 bytes a
+	// second (limit_rate): a slow answer that a reload must let finish.
+	// Plain text: no quote, backslash or "$".
 	Stream string
 }
 
@@ -73,7 +74,7 @@ http {
         location = /stream {
             default_type text/plain;
             limit_rate 1000;
-            alias "{{.Stream}}";
+            return 200 "{{.Stream}}";
         }
 {{- end}}
         location / {
@@ -97,8 +98,8 @@ func (n Nginx) Config() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if n.Stream != "" && (!filepath.IsAbs(n.Stream) || strings.ContainsAny(n.Stream, "\"\n;$")) {
-		return "", fmt.Errorf("peers: nginx stream file %q is not a plain absolute path", n.Stream)
+	if strings.ContainsAny(n.Stream, "\"\\$") {
+		return "", fmt.Errorf("peers: nginx stream body %.40q holds a quote, a backslash or a $", n.Stream)
 	}
 	if n.Workers < 1 || n.Workers > 64 {
 		return "", fmt.Errorf("peers: nginx workers %d out of range [1, 64]", n.Workers)
@@ -111,7 +112,7 @@ func (n Nginx) Config() (string, error) {
 		Addr      string
 		H2C       bool
 		Stream    string
-	}{n.Daemon, n.Workers, n.PidPath(), filepath.Join(n.Prefix, "temp"), addr, n.H2C, n.Stream})
+	}{n.Daemon, n.Workers, n.PidPath(), filepath.Join(n.Prefix, "temp"), addr, n.H2C, strings.ReplaceAll(n.Stream, "\n", `\n`)})
 	return b.String(), err
 }
 
