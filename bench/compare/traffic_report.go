@@ -48,7 +48,7 @@ func writeTraffic(p printer, runs []*trafficRun, cfg config) {
 	p("- **pollers**: %d goroutines POSTing back to back through one pooled `net/http` transport, and %d clients with a connection each POSTing at fixed periods spread evenly over %v–%v (health checkers, scrapers, a proxy's upstream pool).\n",
 		pooledClients, pollClients, pollMin, pollMax)
 	p("- **h2**: %d goroutines POSTing through one Go HTTP/2 transport with prior knowledge (h2c; handoff and tableflip run with `-h2c`, nginx with `listen … http2`); an answer over HTTP/1.1 counts as failed.\n", h2Clients)
-	p("- **streams**: %d clients each reading `%s` again and again: %d lines, one every %v (nginx: the same bytes as one `return 200` at `limit_rate 1000`, about 3 s), then `done %d`. A stream is complete with every line and the final one, cut otherwise.\n\n",
+	p("- **streams**: %d clients each reading `%s` again and again: %d lines, one every %v (nginx: the same bytes as one `return 200` at `limit_rate 100`, about 3 s), then `done %d`. A stream is complete with every line and the final one, cut otherwise.\n\n",
 		streamClients, streamPath, streamLines, streamEvery, streamLines)
 	for _, kind := range trafficKinds {
 		if len(trafficSubjectsIn(runs, kind)) == 0 {

@@ -25,7 +25,7 @@ type Nginx struct {
 	// H2C makes the port speak cleartext HTTP/2 (prior knowledge) only:
 	// nginx's "listen … http2" without TLS.
 	H2C bool
-	// Stream, if set, is the body served at /stream at 1,000 bytes a
+	// Stream, if set, is the body served at /stream at 100 bytes a
 	// second (limit_rate): a slow answer that a reload must let finish.
 	// Plain text: no quote, backslash or "$".
 	Stream string
@@ -73,7 +73,7 @@ http {
 {{- if .Stream}}
         location = /stream {
             default_type text/plain;
-            limit_rate 1000;
+            limit_rate 100;
             return 200 "{{.Stream}}";
         }
 {{- end}}

@@ -63,7 +63,7 @@ func TestNginxConfig(t *testing.T) {
 	}
 	n.H2C, n.Stream = true, "line 1\ndone\n"
 	conf, err = n.Config()
-	for _, want := range []string{"listen [::1]:9 http2;", "location = /stream {", "limit_rate 1000;", `return 200 "line 1\ndone\n";`} {
+	for _, want := range []string{"listen [::1]:9 http2;", "location = /stream {", "limit_rate 100;", `return 200 "line 1\ndone\n";`} {
 		if err != nil || !strings.Contains(conf, want) {
 			t.Errorf("h2c and a stream: %v, config lacks %q:\n%s", err, want, conf)
 		}
