@@ -18,9 +18,14 @@ const (
 	scSpawn      = "spawn"
 	scReap       = "reap"
 	scFootprint  = "footprint"
+	scTraffic    = "traffic"
 )
 
-var allScenarios = []string{scThroughput, scRestarts, scUpgrades, scSpawn, scReap, scFootprint}
+var allScenarios = []string{scThroughput, scRestarts, scUpgrades, scSpawn, scReap, scFootprint, scTraffic}
+
+// defaultScenarios run without -only; traffic (about 3 minutes more) is
+// asked for by name.
+var defaultScenarios = allScenarios[:len(allScenarios)-1]
 
 // config is the harness's flags.
 type config struct {
@@ -33,6 +38,7 @@ type config struct {
 	steady    time.Duration // steady window before restarts
 	restarts  int
 	upgrades  int
+	traffic   int // restarts per traffic run
 	every     time.Duration
 	spawn     int
 	footprint []int
@@ -55,7 +61,14 @@ func (c config) flags() string {
 	}
 	return fmt.Sprintf("-only %s -rounds %d -clients %d -workers %d -window %v -steady %v -restarts %d -upgrades %d -every %v -spawn %d -footprint %s -paced %d -flood %d -limit %v",
 		strings.Join(c.only, ","), c.rounds, c.clients, c.workers, c.window, c.steady, c.restarts, c.upgrades, c.every,
-		c.spawn, strings.Join(fp, ","), c.paced, c.flood, c.limit)
+		c.spawn, strings.Join(fp, ","), c.paced, c.flood, c.limit) + c.trafficFlags()
+}
+
+func (c config) trafficFlags() string {
+	if !c.runs(scTraffic) {
+		return ""
+	}
+	return fmt.Sprintf(" -traffic-restarts %d", c.traffic)
 }
 
 // parseFlags parses the command line; usage goes to w.
@@ -65,7 +78,7 @@ func parseFlags(args []string, w io.Writer) (config, error) {
 	c := config{warmup: 500 * time.Millisecond, tail: time.Second}
 	var only, footprint string
 	fs.StringVar(&c.out, "out", "results", "directory for BENCHMARKS.md and the plots")
-	fs.StringVar(&only, "only", strings.Join(allScenarios, ","), "scenarios to run, comma-separated: "+strings.Join(allScenarios, ", "))
+	fs.StringVar(&only, "only", strings.Join(defaultScenarios, ","), "scenarios to run, comma-separated: "+strings.Join(allScenarios, ", "))
 	fs.IntVar(&c.rounds, "rounds", 2, "rounds: every subject runs once per round, rounds interleaved (A B A B)")
 	fs.IntVar(&c.clients, "clients", 64, "concurrent keep-alive clients, one connection each, that never retry")
 	fs.IntVar(&c.workers, "workers", 2, "worker processes of handoff, gunicorn and nginx")
@@ -73,6 +86,7 @@ func parseFlags(args []string, w io.Writer) (config, error) {
 	fs.DurationVar(&c.steady, "steady", 2*time.Second, "restarts and upgrades: steady window before the first signal")
 	fs.IntVar(&c.restarts, "restarts", 20, "restarts per run, one every -every")
 	fs.IntVar(&c.upgrades, "upgrades", 10, "upgrades per run, one every -every")
+	fs.IntVar(&c.traffic, "traffic-restarts", 5, "traffic: restarts per run (3 kinds of client × subjects × rounds)")
 	fs.DurationVar(&c.every, "every", time.Second, "pace of restarts and upgrades")
 	fs.IntVar(&c.spawn, "spawn", 100, "spawn: workers started at once, by handoff and by os.StartProcess")
 	fs.StringVar(&footprint, "footprint", "10,100,1000", "footprint: worker counts at which the supervisor's threads and RSS are read")
@@ -116,8 +130,8 @@ func parseFlags(args []string, w io.Writer) (config, error) {
 		return c, fmt.Errorf("-window %v, -steady %v and -every %v must be positive", c.window, c.steady, c.every)
 	case c.every < 200*time.Millisecond:
 		return c, fmt.Errorf("-every %v: at least 200ms, so that a restart can complete", c.every)
-	case c.restarts < 1 || c.upgrades < 1:
-		return c, fmt.Errorf("-restarts %d and -upgrades %d must be at least 1", c.restarts, c.upgrades)
+	case c.restarts < 1 || c.upgrades < 1 || c.traffic < 1 || c.traffic > 100:
+		return c, fmt.Errorf("-restarts %d and -upgrades %d must be at least 1, -traffic-restarts %d in [1, 100]", c.restarts, c.upgrades, c.traffic)
 	case c.spawn < 1 || c.spawn > 5000:
 		return c, fmt.Errorf("-spawn %d out of range [1, 5000]", c.spawn)
 	case c.paced < 1 || c.flood < 1 || c.flood > 20000:

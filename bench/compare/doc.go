@@ -23,6 +23,11 @@
 //     latency, paced and under a flood of exits, handoff's reap package
 //     against os.Process.Wait; the supervisor's threads and RSS at 10, 100
 //     and 1,000 workers.
+//  5. traffic (opt-in, -only traffic, about 3 minutes): the clients a
+//     drain can hurt, at handoff, tableflip and nginx through restarts:
+//     pooled POSTers plus clients polling at periods over 0.5-3 s; Go's
+//     HTTP/2 client (h2c); 3 s streams, counted complete or cut. Failed
+//     requests per restart, min/median/max over rounds.
 //
 // It builds what it runs (the example, bench/peers/goserver,
 // bench/peers/tableflip), installs gunicorn and nginx from Debian's packages

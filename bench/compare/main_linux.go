@@ -87,7 +87,7 @@ func mainRun(cfg config) int {
 	if h.bins, err = build(ctx, h.tmp); err != nil {
 		return fatal(err)
 	}
-	if cfg.runs(scRestarts) || cfg.runs(scUpgrades) {
+	if cfg.runs(scRestarts) || cfg.runs(scUpgrades) || cfg.runs(scTraffic) {
 		for _, p := range h.ensurePeers(ctx) {
 			h.peers[p.name] = p
 			res.peers = append(res.peers, p)
@@ -135,6 +135,7 @@ func (h *harness) scenarios(ctx context.Context, res *results) {
 		{scReap, time.Duration(cfg.rounds*len(reapModes)) * (2*time.Second + time.Duration(cfg.paced)*3*time.Millisecond + time.Duration(cfg.flood)*time.Millisecond),
 			func() { h.runReap(ctx, res) }},
 		{scFootprint, footprintEstimate(cfg.footprint), func() { h.runFootprint(ctx, res) }},
+		{scTraffic, h.trafficEstimate(), func() { h.runTraffic(ctx, res) }},
 	}
 	const reserve = 10 * time.Second // to write the results
 	for _, st := range steps {

@@ -252,7 +252,16 @@ func freeAddr() (string, error) {
 
 // waitHTTP polls addr until it answers 200, ctx is done, or p exits.
 func waitHTTP(ctx context.Context, addr string, p *proc) error {
+	return waitHTTPOver(ctx, addr, p, false)
+}
+
+// waitHTTPOver is waitHTTP, over cleartext HTTP/2 (prior knowledge) if h2c.
+func waitHTTPOver(ctx context.Context, addr string, p *proc, h2c bool) error {
 	tr := &http.Transport{DisableKeepAlives: true, Proxy: nil}
+	if h2c {
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 2 * time.Second}
 	tick := time.NewTicker(20 * time.Millisecond)

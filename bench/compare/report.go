@@ -129,8 +129,13 @@ func writeReport(w io.Writer, res *results) {
 		}
 	}
 	p(". Every server answers like the example: status 200, X-Worker-Pid, a one-line body.\n")
-	p("- Load: %d keep-alive HTTP/1.1 clients of `bench/load`, one connection each, in raw mode: a client never retries and, like wrk, reuses its connection without checking for a FIN. GET and POST alternate. Traffic goes to 127.0.0.1 only.\n",
-		cfg.clients)
+	if cfg.runs(scThroughput) || cfg.runs(scRestarts) || cfg.runs(scUpgrades) {
+		p("- Load: %d keep-alive HTTP/1.1 clients of `bench/load`, one connection each, in raw mode: a client never retries and, like wrk, reuses its connection without checking for a FIN. GET and POST alternate. Traffic goes to 127.0.0.1 only.\n",
+			cfg.clients)
+	}
+	if cfg.runs(scTraffic) {
+		p("- Traffic scenario: Go's net/http clients (pooled, polling, h2c) and streams, described in its section. Traffic goes to 127.0.0.1 only.\n")
+	}
 	p("- Rounds: %d; every subject runs once per round and rounds are interleaved (A B C … A B C …). Ratios compare means over rounds; failures are summed.\n",
 		cfg.rounds)
 	p("- Flags in effect: `%s`.\n\n", cfg.flags())
@@ -147,6 +152,9 @@ func writeReport(w io.Writer, res *results) {
 	}
 	if cfg.runs(scSpawn) || cfg.runs(scReap) || cfg.runs(scFootprint) {
 		writeSpawn(p, res, cfg)
+	}
+	if cfg.runs(scTraffic) {
+		writeTraffic(p, res.traffic, cfg)
 	}
 	writeNotes(p, res)
 }

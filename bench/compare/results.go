@@ -138,6 +138,7 @@ type results struct {
 	spawn      []*spawnRun
 	footprint  []*spawnRun
 	reap       []*reapRun
+	traffic    []*trafficRun
 	plots      map[string]string // scenario → SVG file name
 	notes      []string          // skipped scenarios and peers, what went wrong
 }

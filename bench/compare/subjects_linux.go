@@ -74,7 +74,8 @@ func secs(s float64) time.Duration { return time.Duration(s * float64(time.Secon
 type handoffSubject struct {
 	bin     string
 	workers int
-	upgrade bool // restart sends SIGUSR2 instead of SIGHUP
+	upgrade bool     // restart sends SIGUSR2 instead of SIGHUP
+	args    []string // more flags of the example (traffic: -h2c)
 	echo    io.Writer
 	p       *proc
 }
@@ -82,7 +83,7 @@ type handoffSubject struct {
 func (s *handoffSubject) name() string { return "handoff" }
 
 func (s *handoffSubject) start(ctx context.Context) (string, error) {
-	p, err := startProc("handoff", s.bin, []string{"-listen", "127.0.0.1:0", "-workers", strconv.Itoa(s.workers)}, nil, s.echo)
+	p, err := startProc("handoff", s.bin, append([]string{"-listen", "127.0.0.1:0", "-workers", strconv.Itoa(s.workers)}, s.args...), nil, s.echo)
 	if err != nil {
 		return "", err
 	}
@@ -203,6 +204,7 @@ func (s *goSubject) stop() error {
 // harness's once that one has exited.
 type tableflipSubject struct {
 	bin  string
+	args []string // more flags (traffic: -h2c)
 	echo io.Writer
 	p    *proc // the first process; its log is the whole chain's
 	cur  int   // the pid serving
@@ -220,7 +222,7 @@ type tfEvent struct {
 func (s *tableflipSubject) name() string { return "tableflip" }
 
 func (s *tableflipSubject) start(ctx context.Context) (string, error) {
-	p, err := startProc("tableflip", s.bin, []string{"-listen", "127.0.0.1:0"}, nil, s.echo)
+	p, err := startProc("tableflip", s.bin, append([]string{"-listen", "127.0.0.1:0"}, s.args...), nil, s.echo)
 	if err != nil {
 		return "", err
 	}
@@ -381,6 +383,8 @@ type nginxSubject struct {
 	bin, prefix string
 	workers     int
 	daemon      bool
+	h2c         bool   // the port speaks h2c only (traffic: h2)
+	stream      string // a body served slowly at /stream (traffic: streams)
 	echo        io.Writer
 	n           peers.Nginx
 	p           *proc  // the foreground master, or the launcher of the daemon
@@ -394,7 +398,7 @@ func (s *nginxSubject) start(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s.n = peers.Nginx{Prefix: s.prefix, Addr: addr, Workers: s.workers, Daemon: s.daemon}
+	s.n = peers.Nginx{Prefix: s.prefix, Addr: addr, Workers: s.workers, Daemon: s.daemon, H2C: s.h2c, Stream: s.stream}
 	if err := s.n.Write(); err != nil {
 		return "", err
 	}
@@ -411,9 +415,9 @@ func (s *nginxSubject) start(ctx context.Context) (string, error) {
 		if s.master, err = openPid(pid, s.p.cmd.Process.Pid); err != nil {
 			return "", err
 		}
-		return addr, waitHTTP(ctx, addr, nil)
+		return addr, waitHTTPOver(ctx, addr, nil, s.h2c)
 	}
-	return addr, waitHTTP(ctx, addr, s.p)
+	return addr, waitHTTPOver(ctx, addr, s.p, s.h2c)
 }
 
 // awaitPid polls the pid file until it names a master other than old.

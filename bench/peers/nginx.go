@@ -22,6 +22,13 @@ type Nginx struct {
 	// then refuses a binary upgrade (SIGUSR2), because its parent never
 	// changes.
 	Daemon bool
+	// H2C makes the port speak cleartext HTTP/2 (prior knowledge) only:
+	// nginx's "listen … http2" without TLS.
+	H2C bool
+	// Stream, if set, is the body served at /stream at 100 bytes a
+	// second (limit_rate): a slow answer that a reload must let finish.
+	// Plain text: no quote, backslash or "$".
+	Stream string
 }
 
 // ConfPath is the configuration file Write creates.
@@ -62,7 +69,14 @@ http {
     scgi_temp_path "{{.Temp}}/scgi";
 
     server {
-        listen {{.Addr}};
+        listen {{.Addr}}{{if .H2C}} http2{{end}};
+{{- if .Stream}}
+        location = /stream {
+            default_type text/plain;
+            limit_rate 100;
+            return 200 "{{.Stream}}";
+        }
+{{- end}}
         location / {
             default_type text/plain;
             add_header X-Worker-Pid $pid always;
@@ -84,6 +98,9 @@ func (n Nginx) Config() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if strings.ContainsAny(n.Stream, "\"\\$") {
+		return "", fmt.Errorf("peers: nginx stream body %.40q holds a quote, a backslash or a $", n.Stream)
+	}
 	if n.Workers < 1 || n.Workers > 64 {
 		return "", fmt.Errorf("peers: nginx workers %d out of range [1, 64]", n.Workers)
 	}
@@ -93,7 +110,9 @@ func (n Nginx) Config() (string, error) {
 		Workers   int
 		Pid, Temp string
 		Addr      string
-	}{n.Daemon, n.Workers, n.PidPath(), filepath.Join(n.Prefix, "temp"), addr})
+		H2C       bool
+		Stream    string
+	}{n.Daemon, n.Workers, n.PidPath(), filepath.Join(n.Prefix, "temp"), addr, n.H2C, strings.ReplaceAll(n.Stream, "\n", `\n`)})
 	return b.String(), err
 }
 

@@ -58,6 +58,16 @@ func TestNginxConfig(t *testing.T) {
 	if got, want := strings.Join(n.Args(), " "), "-p "+dir+"/ -c "+dir+"/nginx.conf -e stderr"; got != want {
 		t.Errorf("Args() = %q, want %q", got, want)
 	}
+	if strings.Contains(conf, "http2") || strings.Contains(conf, "/stream") {
+		t.Errorf("h2c or a stream without asking:\n%s", conf)
+	}
+	n.H2C, n.Stream = true, "line 1\ndone\n"
+	conf, err = n.Config()
+	for _, want := range []string{"listen [::1]:9 http2;", "location = /stream {", "limit_rate 100;", `return 200 "line 1\ndone\n";`} {
+		if err != nil || !strings.Contains(conf, want) {
+			t.Errorf("h2c and a stream: %v, config lacks %q:\n%s", err, want, conf)
+		}
+	}
 }
 
 // TestBadParameters: every bad input is refused with an error naming it.
@@ -76,6 +86,8 @@ func TestBadParameters(t *testing.T) {
 		{Nginx{Prefix: dir + `/x";`, Addr: "127.0.0.1:80", Workers: 1}, ErrBadPath, `'"'`},
 		{Nginx{Prefix: dir + "/../x", Addr: "127.0.0.1:80", Workers: 1}, ErrBadPath, "clean"},
 		{Nginx{Prefix: dir, Addr: "127.0.0.1:80", Workers: 0}, nil, "workers 0"},
+		{Nginx{Prefix: dir, Addr: "127.0.0.1:80", Workers: 1, Stream: `say "hi"`}, nil, "stream body"},
+		{Nginx{Prefix: dir, Addr: "127.0.0.1:80", Workers: 1, Stream: "$pid"}, nil, "stream body"},
 	} {
 		_, err := tc.n.Config()
 		if err == nil || tc.want != nil && !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.text) {
@@ -114,6 +126,14 @@ func TestNginxAccepts(t *testing.T) {
 	}
 	cmd := exec.Command(bin, n.Args()...)
 	serve(t, cmd, n.Addr, func() error { return cmd.Process.Signal(os.Interrupt) })
+	// The traffic scenario's variants: an h2c port and a slow /stream.
+	n.H2C, n.Stream = true, "line 1 of 1\ndone 1\n"
+	if err := n.Write(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, append(n.Args(), "-t")...).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t with h2c and a stream: %v\n%s", err, out)
+	}
 }
 
 // TestGunicornApp: when gunicorn is installed, it loads the application

@@ -4,8 +4,9 @@
 // and its net/http example: upg.Listen, upg.Ready, and on upg.Exit an
 // http.Server.Shutdown.
 //
-//	tableflip -listen 127.0.0.1:0
+//	tableflip -listen 127.0.0.1:0 [-h2c]
 //
+// -h2c serves cleartext HTTP/2 (prior knowledge) beside HTTP/1.1.
 // SIGHUP starts an upgrade: the binary is started again, inherits the
 // listening socket, and once it is ready the old process shuts its server
 // down and exits. SIGTERM or SIGINT stops the process (upg.Stop) the same
@@ -58,16 +59,17 @@ func (l *logger) log(msg string, kv ...any) {
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "TCP address to listen on")
 	pidFile := flag.String("pid-file", "", "path of the pid file tableflip writes when a process is ready")
+	h2c := flag.Bool("h2c", false, "serve cleartext HTTP/2 (prior knowledge) beside HTTP/1.1")
 	flag.Parse()
 	log := &logger{enc: json.NewEncoder(os.Stderr)}
-	if err := run(log, *listen, *pidFile); err != nil {
+	if err := run(log, *listen, *pidFile, *h2c); err != nil {
 		log.log("exiting", "error", err.Error())
 		os.Exit(1)
 	}
 	log.log("exiting")
 }
 
-func run(log *logger, addr, pidFile string) error {
+func run(log *logger, addr, pidFile string, h2c bool) error {
 	gen := 1
 	if g, err := strconv.Atoi(os.Getenv(envGeneration)); err == nil && g > 0 {
 		gen = g
@@ -101,6 +103,11 @@ func run(log *logger, addr, pidFile string) error {
 	}
 	defer ln.Close()
 	srv := &http.Server{Handler: hello.Handler(strconv.Itoa(gen)), ReadHeaderTimeout: 30 * time.Second}
+	if h2c {
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 

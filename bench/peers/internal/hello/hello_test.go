@@ -46,3 +46,19 @@ func TestHandler(t *testing.T) {
 		}
 	}
 }
+
+// TestStream: /stream sends its lines then the final one, like the
+// example's.
+func TestStream(t *testing.T) {
+	srv := httptest.NewServer(Handler("1"))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/stream?n=3&every=1ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := "line 1 of 3\nline 2 of 3\nline 3 of 3\ndone 3\n"; err != nil || string(body) != want {
+		t.Errorf("stream: %q, %v; want %q", body, err, want)
+	}
+}
