@@ -161,6 +161,11 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 	if t.reaper, err = t.newReaper(); err != nil {
 		return nil, err
 	}
+	// Before resume, whose workers (kept across an upgrade in place) find
+	// their cgroups under this pid's.
+	if err := t.openCgroups(); err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
+	}
 	st, err := takeUpgradeState()
 	if err != nil {
 		t.log.Error("ignoring the upgrade state", zap.Error(err))
@@ -171,9 +176,6 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 		}
 	} else if err := t.open(); err != nil {
 		return nil, err
-	}
-	if err := t.openCgroups(); err != nil {
-		return nil, fmt.Errorf("supervisor: %w", err)
 	}
 	t.initQueues()
 	t.publish() // before the metrics endpoint answers: the inherited counts, never zeros
