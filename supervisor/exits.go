@@ -64,6 +64,7 @@ func (t *table) onExit(e exit) {
 		delete(t.byPid, w.info.Pid)
 	}
 	t.tellJanitor('-', w.info.Pid)
+	t.cgroupExited(w)
 	switch {
 	case st.Signal != 0:
 		t.exitsBy.Signaled++

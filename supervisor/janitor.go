@@ -64,7 +64,7 @@ func (t *table) startJanitor() {
 		proc, err = t.reaper.Start("/proc/self/exe", []string{"handoff-janitor"}, &syscall.ProcAttr{
 			Env:   []string{launch.EnvJanitor + "=1"},
 			Files: fds,
-			Sys:   sysProcAttr(nil), // a group of its own: a terminal's ^C is not for it
+			Sys:   sysProcAttr(nil, nil), // a group of its own: a terminal's ^C is not for it
 		})
 	}
 	if err != nil {

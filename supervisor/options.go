@@ -33,6 +33,7 @@ type options struct {
 	stopSignal  syscall.Signal
 	stopTimeout time.Duration
 	subreaper   bool
+	cgroups     cgroupMode // cgroup.go
 
 	readiness    Readiness
 	readyTimeout time.Duration
@@ -153,6 +154,31 @@ func WithStopTimeout(d time.Duration) Option {
 // stray at a stop. Hooks are unaffected: OnExit gets the statuses of
 // workers only; orphans' are logged at debug level. See package reap.
 func WithSubreaper() Option { return optionFunc(func(o *options) { o.subreaper = true }) }
+
+// WithCgroups says whether each worker runs in a cgroup v2 of its own. By
+// default (without this option) cgroups are used where the process may
+// make them: where the cgroup it runs in is writable (delegated to it, or
+// as root). WithCgroups(true) makes Run fail where it cannot;
+// WithCgroups(false) keeps to the /proc view of the workers' trees.
+//
+// With cgroups, the supervisor makes handoff-<pid> under its own cgroup
+// and one child of that per worker (w-<slot>-<generation>-<n>); the worker
+// is placed in it atomically as it is created (clone3, CLONE_INTO_CGROUP).
+// Everything the worker starts stays in it, setsid'd and double-forked
+// processes too: they get the stop signal, and at the stop timeout
+// cgroup.kill ends all of them at once. A worker's cgroup is removed once
+// nothing of its tree is left. The supervisor itself stays where it is and
+// enables no controller: cgroup v2 refuses processes in a cgroup whose
+// subtree_control enables domain controllers (the no-internal-process rule:
+// EBUSY), which leaf cgroups for cgroup.kill alone never need.
+func WithCgroups(on bool) Option {
+	return optionFunc(func(o *options) {
+		o.cgroups = cgroupsOff
+		if on {
+			o.cgroups = cgroupsOn
+		}
+	})
+}
 
 // Readiness says when a new worker counts as ready: serving, so that a roll
 // may retire the worker it replaces.

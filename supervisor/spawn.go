@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,7 +45,7 @@ func (t *table) targetGen() uint64 {
 }
 
 // spawn starts a worker for sl in generation gen.
-func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
+func (t *table) spawn(sl *slot, gen uint64) (_ *child, err error) {
 	s := t.s
 	cmd, ok := t.recipes[gen]
 	if !ok { // the first generation, or one handed over by an upgrade
@@ -66,14 +68,25 @@ func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
 		sp.Credential = &Credential{UID: c.UID, GID: c.GID, Groups: slices.Clone(c.Groups)}
 	}
 	if h := t.o.hooks.BeforeSpawn; h != nil {
-		var err error
 		t.runHook(func() { err = h(sp) })
 		if err != nil {
 			return nil, fmt.Errorf("before-spawn hook: %w", err)
 		}
 	}
-	proc, err := t.start(sp)
+	var cg *os.File
+	if t.cgBase != "" {
+		t.cgN++
+		dir := filepath.Join(t.cgBase, fmt.Sprintf("w-%d-%d-%d", sl.index, gen, t.cgN))
+		if cg, err = makeCgroup(dir); err != nil {
+			return nil, err
+		}
+		defer cg.Close()
+	}
+	proc, err := t.start(sp, cg)
 	if err != nil {
+		if cg != nil {
+			removeCgroup(cg.Name())
+		}
 		return nil, err
 	}
 	now := time.Now()
@@ -87,6 +100,9 @@ func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
 			Restarts:   sl.restarts,
 		},
 		proc: proc,
+	}
+	if cg != nil {
+		w.cgroup = cg.Name()
 	}
 	if t.o.maxLifetime > 0 {
 		w.expireAt = now.Add(t.o.maxLifetime)
@@ -116,6 +132,11 @@ func (t *table) spawn(sl *slot, gen uint64) (*child, error) {
 func (t *table) track(w *child) {
 	t.live[w] = struct{}{}
 	t.byPid[w.info.Pid] = w
+	if w.cgroup == "" && t.cgBase != "" { // adopted after an upgrade
+		if dir, err := cgroupDir(strconv.Itoa(w.info.Pid)); err == nil && strings.HasPrefix(dir, t.cgBase+"/") {
+			w.cgroup = dir
+		}
+	}
 	t.tellJanitor('+', w.info.Pid)
 	proc, gone := w.proc, t.reaperGone
 	t.watchers.Add(1)
@@ -141,9 +162,9 @@ func (t *table) track(w *child) {
 	}()
 }
 
-// start starts the process described by sp. Every file is handed over as a
+// start starts the process described by sp, in the cgroup cg unless nil. Every file is handed over as a
 // raw descriptor: fds 0-2, the sockets from fd 3, then the extra files.
-func (t *table) start(sp *Spawn) (proc *reap.Process, err error) {
+func (t *table) start(sp *Spawn, cg *os.File) (proc *reap.Process, err error) {
 	// The trampoline would only exit 127; say what is wrong instead.
 	if _, err := exec.LookPath(sp.Path); err != nil {
 		return nil, err
@@ -167,7 +188,7 @@ func (t *table) start(sp *Spawn) (proc *reap.Process, err error) {
 			Dir:   sp.Dir,
 			Env:   env,
 			Files: slices.Concat(std, socks, extra, live),
-			Sys:   sysProcAttr(sp.Credential),
+			Sys:   sysProcAttr(sp.Credential, cg),
 		})
 	})
 	runtime.KeepAlive(sp) // its files stay open until the child has its copies

@@ -2,8 +2,11 @@
 
 package supervisor
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 // sysProcAttr has nothing to add: starting workers fails earlier, in package
 // reap, with its handoff.ErrNotSupported.
-func sysProcAttr(*Credential) *syscall.SysProcAttr { return nil }
+func sysProcAttr(*Credential, *os.File) *syscall.SysProcAttr { return nil }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -39,6 +40,26 @@ var helpers = map[string]func() int{
 	"exit": func() int {
 		code, _ := strconv.Atoi(os.Getenv("TEST_EXIT_CODE"))
 		return code
+	},
+	// tree runs TEST_TREE with sh, writes the first line it prints (a pid)
+	// to TEST_PIDFILE, then serves like serve.
+	"tree": func() int {
+		cmd := exec.Command("/bin/setsid", "/bin/sh", "-c", os.Getenv("TEST_TREE"))
+		out, err := cmd.StdoutPipe()
+		if err == nil {
+			err = cmd.Start()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			return 3
+		}
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		out.Close()
+		if err := os.WriteFile(os.Getenv("TEST_PIDFILE"), []byte(line), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			return 3
+		}
+		return serve(false)
 	},
 	// flags reports the O_NONBLOCK flag of its fd 3 on every connection.
 	"flags": func() int {

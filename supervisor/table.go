@@ -64,6 +64,9 @@ type table struct {
 	delayUntil     time.Time    // when it ends
 	delayTimeout   time.Duration
 	janitor        *janitor
+	cgBase         string          // this supervisor's cgroup for its workers; "": none (cgroup.go)
+	cgLeft         map[string]bool // cgroups of exited workers, until empty and removed
+	cgN            int             // cgroups made
 	janitorExits   chan *reap.Process
 	stopSignals    int // SIGTERM/SIGINT received
 	announcedReady bool
@@ -106,6 +109,7 @@ type child struct {
 	hung     bool      // the watchdog signalled it
 	hurried  bool      // told to end its drain now (draining.go)
 	status   string    // the last STATUS= it sent
+	cgroup   string    // its cgroup's directory; "": none (cgroup.go)
 
 	retiredAt time.Time // when it was asked to exit; zero if not
 	recycled  bool      // replaced at its maximum lifetime
@@ -137,6 +141,7 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 		strays:     make(map[int]*stray),
 		strayExits: make(chan *stray),
 		groups:     make(map[int]bool),
+		cgLeft:     make(map[string]bool),
 
 		janitorExits: make(chan *reap.Process),
 	}
@@ -155,6 +160,11 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 	}
 	if t.reaper, err = t.newReaper(); err != nil {
 		return nil, err
+	}
+	// Before resume, whose workers (kept across an upgrade in place) find
+	// their cgroups under this pid's.
+	if err := t.openCgroups(); err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
 	}
 	st, err := takeUpgradeState()
 	if err != nil {
@@ -245,6 +255,7 @@ func (t *table) close() {
 	t.bg.Wait()
 	t.watchers.Wait()
 	t.closeStrays()
+	t.closeCgroups()
 	t.wake.Stop()
 	if t.sigs != nil {
 		signal.Stop(t.sigs)

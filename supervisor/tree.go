@@ -104,6 +104,22 @@ func (t *table) findStrays() (found []*stray) {
 	for _, p := range treeOf(procs, self, roots, t.groups) {
 		found = t.addStray(found, p)
 	}
+	// What the workers' cgroups hold (setsid'd and double-forked processes
+	// whose parents are gone): the live worker's, or no one's.
+	for w := range t.live {
+		for _, p := range cgroupMembers(w.cgroup) {
+			nf := t.addStray(found, p)
+			if len(nf) > len(found) {
+				nf[len(nf)-1].owner = w.info.Pid
+			}
+			found = nf
+		}
+	}
+	for dir := range t.cgLeft {
+		for _, p := range cgroupMembers(dir) {
+			found = t.addStray(found, p)
+		}
+	}
 	return found
 }
 
@@ -146,6 +162,9 @@ func (t *table) onStrayExit(s *stray) {
 		delete(t.strays, s.pid)
 	}
 	s.f.Close()
+	if len(t.cgLeft) > 0 {
+		t.tidyCgroups()
+	}
 }
 
 // killTrees sends SIGKILL to every stray, and to any found since.
@@ -157,6 +176,7 @@ func (t *table) killTrees() {
 	if n := len(t.strays); n > 0 {
 		t.log.Warn("processes of the workers' trees did not exit in time: killing", zap.Int("processes", n))
 	}
+	t.killCgroups()
 	for _, s := range t.strays {
 		t.signalStray(s, syscall.SIGKILL)
 	}

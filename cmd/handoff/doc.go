@@ -34,6 +34,7 @@
 //	-log-format FORMAT      console or json (default: console on a terminal, else json)
 //	-init                   an init's duties: reap every orphan, stop whole trees
 //	                        (on by itself as PID 1; -subreaper is its old name)
+//	-cgroups auto|on|off    a cgroup v2 per worker where handoff's is writable (default auto)
 //	-remap-exit FROM=TO     exit with TO instead of FROM, repeatable
 //	-surge N                new workers a roll starts at once (default 1)
 //	-min-uptime D           a worker that exits sooner failed to start (default 1s)

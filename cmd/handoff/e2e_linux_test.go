@@ -333,6 +333,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"-ready-timeout", "0s", "--", "x"}, "-ready-timeout 0s"},
 		{[]string{"-watchdog", "1us", "--", "x"}, "-watchdog 1µs"},
 		{[]string{"-log-format", "xml", "--", "x"}, `"xml" for flag -log-format`},
+		{[]string{"-cgroups", "maybe", "--", "x"}, `"maybe" for flag -cgroups: want auto, on or off`},
 		{[]string{"-bogus", "--", "x"}, "-bogus"},
 		{[]string{"-listen", "tcp://127.0.0.1:0"}, "no command to run"},
 		{[]string{"--", "/bin/true"}, "-listen ADDR"},

@@ -42,6 +42,7 @@ type serveConfig struct {
 	control      string
 	logFormat    logFormatFlag
 	subreaper    bool
+	cgroups      cgroupsFlag
 	metrics      string // -metrics ADDR; "" for none
 	notServed    time.Duration
 	version      bool
@@ -112,6 +113,7 @@ func serveFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.Var(&cfg.logFormat, "log-format", "")
 	fs.BoolVar(&cfg.subreaper, "init", false, "")
 	fs.BoolVar(&cfg.subreaper, "subreaper", false, "") // the old name of -init
+	fs.Var(&cfg.cgroups, "cgroups", "")
 	fs.StringVar(&cfg.metrics, "metrics", "", "")
 	fs.DurationVar(&cfg.notServed, "not-served-after", 10*time.Second, "")
 	fs.BoolVar(&cfg.version, "version", false, "")
@@ -416,6 +418,19 @@ func (f *logFormatFlag) Set(s string) error {
 	return nil
 }
 
+// cgroupsFlag is -cgroups auto|on|off; "" is auto.
+type cgroupsFlag string
+
+func (f *cgroupsFlag) String() string { return string(*f) }
+
+func (f *cgroupsFlag) Set(s string) error {
+	if s != "auto" && s != "on" && s != "off" {
+		return errors.New("want auto, on or off")
+	}
+	*f = cgroupsFlag(s)
+	return nil
+}
+
 // clientConfig is the command line of a control subcommand.
 type clientConfig struct {
 	op       op
@@ -575,6 +590,14 @@ Flags:
   -subreaper
       The same as -init.
       e.g. -subreaper
+  -cgroups auto|on|off
+      Run each worker in a cgroup v2 of its own, made under handoff's own
+      cgroup, so that a stop reaches and, at -stop-timeout, kills
+      (cgroup.kill) everything the worker started, setsid'd and
+      double-forked processes too. auto (the default): where handoff's
+      cgroup is writable (root, or delegated); on: fail where it is not;
+      off: find workers' trees from /proc only.
+      e.g. -cgroups off
   -metrics ADDR
       Serve Prometheus metrics at http://ADDR/metrics (any path answers),
       from handoff itself: it keeps serving across upgrades in place, and its

@@ -286,6 +286,9 @@ func TestStopKillsWorkerTrees(t *testing.T) {
 			}
 			script := treeScript(false)
 			if !init {
+				// The /proc view: cgroups would find a setsid'd orphan too
+				// (TestCgroupsStopWholeTree).
+				args = append(args, "-cgroups", "off")
 				// Without a subreaper an orphan escapes to whoever reaps
 				// for the session: only the setsid'd child is handoff's to stop.
 				script = `setsid sleep 1000 & echo "tree setsid $!"; exec "$0"`
@@ -318,6 +321,59 @@ func TestStopKillsWorkerTrees(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCgroupsStopWholeTree: -cgroups on, no -init. Every process of the
+// worker's tree is in the worker's cgroup, and all are gone after a stop
+// with a 2 s timeout, handoff exiting 0: a setsid'd child, an orphan, a
+// setsid'd child that ignores SIGTERM, and a daemon (double-forked,
+// setsid'd, ignoring SIGTERM) that neither parent nor process group links
+// to the worker, which the /proc view cannot find. -cgroups off says it
+// uses /proc.
+func TestCgroupsStopWholeTree(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("making cgroups needs root or a delegated cgroup")
+	}
+	for _, mode := range []string{"on", "off"} {
+		t.Run(mode, func(t *testing.T) {
+			checkFds(t)
+			script := `(setsid sh -c 'trap "" TERM; exec sleep 1000' & echo "tree daemon $!"); ` + treeScript(true)
+			p := startProc(t, bins.handoff, []string{"-ready", "notify", "-listen", "tcp://127.0.0.1:0", "-stop-timeout", "2s",
+				"-log-format", "json", "-cgroups", mode, "--", "/bin/sh", "-c", script, testExe(t)}, helperEnv+"=echo")
+			if mode == "off" {
+				p.waitMsg(0, "workers' trees: tracked through /proc")
+				p.waitMsg(0, "listening")
+				p.cmd.Process.Signal(syscall.SIGTERM)
+				p.wait()
+				return
+			}
+			p.waitMsg(0, "workers' trees: a cgroup per worker")
+			_, from := p.waitMsg(0, "listening")
+			p.waitReady(from, 1, 1)
+			tree := treePids(t, p, 4)
+			t.Cleanup(func() {
+				for _, pid := range tree { // whatever the outcome; only a process still in the tree's cgroup
+					if strings.Contains(readFile("/proc/"+strconv.Itoa(pid)+"/cgroup"), "/handoff-") {
+						syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+			})
+			p.cmd.Process.Signal(syscall.SIGTERM) // killed, the orphans are zombies of the test (a subreaper) for a while
+			if code := p.wait(); code != 0 {
+				t.Errorf("exit code %d after SIGTERM, want 0", code)
+			}
+			for _, pid := range tree {
+				if state := procState(pid); state != "" && state != "Z" {
+					t.Errorf("pid %d of the worker's tree is alive after the stop (state %s)", pid, state)
+				}
+			}
+		})
+	}
+}
+
+func readFile(name string) string {
+	b, _ := os.ReadFile(name)
+	return string(b)
 }
 
 // TestInitStopsStubbornTree: as PID 1, a tree with a setsid'd child, an

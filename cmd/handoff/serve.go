@@ -101,6 +101,9 @@ func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
 	if cfg.subreaper {
 		opts = append(opts, supervisor.WithSubreaper())
 	}
+	if cfg.cgroups != "" && cfg.cgroups != "auto" {
+		opts = append(opts, supervisor.WithCgroups(cfg.cgroups == "on"))
+	}
 	opts = append(opts, supervisor.WithNotServedAfter(cfg.notServed))
 	if cfg.metrics != "" {
 		opts = append(opts, supervisor.WithMetrics(cfg.metrics, metrics.Handler))
