@@ -69,7 +69,8 @@ func (p Probe) String() string {
 	return p.kind + " " + p.target
 }
 
-func (p Probe) check() error {
+// Check reports what is wrong with p, if anything.
+func (p Probe) Check() error {
 	switch p.kind {
 	case "http":
 		if strings.HasPrefix(p.target, "/") {
