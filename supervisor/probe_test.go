@@ -172,3 +172,21 @@ func waitGone(ctx context.Context, t *testing.T, pid int) {
 	}
 	t.Fatalf("worker %d did not exit", pid)
 }
+
+// TestProbeBadValue: New refuses a probe it could never run, saying why.
+func TestProbeBadValue(t *testing.T) {
+	for _, tc := range []struct {
+		p    supervisor.Probe
+		want string
+	}{
+		{supervisor.ProbeHTTP("ftp://127.0.0.1:1/"), "want http://HOST:PORT/PATH"},
+		{supervisor.ProbeTCP("nohostport"), "want HOST:PORT"},
+		{supervisor.ProbeExec(), "exec probe without a command"},
+		{supervisor.Probe{}, "use ProbeHTTP, ProbeTCP or ProbeExec"},
+	} {
+		_, err := supervisor.New(supervisor.Command{Path: "/bin/true"}, supervisor.WithProbe(tc.p))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New with probe %v: %v, want %q", tc.p, err, tc.want)
+		}
+	}
+}
