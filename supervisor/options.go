@@ -40,6 +40,7 @@ type options struct {
 	surge        int
 	acceptWindow time.Duration
 	canary       int
+	probe        *Probe // probe.go
 	notifyAll    bool
 	signals      bool
 	upgradePath  string

@@ -39,6 +39,11 @@ type roll struct {
 	// every canary is ready.
 	accepted bool
 	acceptAt time.Time
+
+	// With WithProbe: probing while the probe runs for the canaries,
+	// probed once it passed; stopProbe cancels it.
+	probing, probed bool
+	stopProbe       func()
 }
 
 // slotOf returns the slot w runs in, or nil if w is retiring or its slot
@@ -189,6 +194,9 @@ func (t *table) abortRoll(err error) {
 	if r == nil {
 		return
 	}
+	if r.stopProbe != nil {
+		r.stopProbe()
+	}
 	for _, sl := range t.slots {
 		if w := sl.next; w != nil {
 			sl.next = nil
@@ -268,6 +276,9 @@ func (t *table) canaryReady() {
 		}
 	}
 	r.acceptAt = last.Add(t.o.acceptWindow)
+	if t.o.probe != nil && !r.probing && !r.probed {
+		t.startProbe(r)
+	}
 	if t.o.acceptWindow == 0 {
 		t.accept()
 	}
@@ -278,8 +289,8 @@ func (t *table) canaryReady() {
 // on a surge at a time.
 func (t *table) accept() {
 	r := t.roll
-	if r == nil || r.accepted || r.acceptAt.IsZero() {
-		return
+	if r == nil || r.accepted || r.acceptAt.IsZero() || t.o.probe != nil && !r.probed {
+		return // with a probe: once it passed (onProbe)
 	}
 	var canaries []*slot
 	for _, sl := range t.slots {

@@ -146,6 +146,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("supervisor: surge must be at least 1, not %d", o.surge)
 	case o.canary < 1:
 		return fmt.Errorf("supervisor: canary must be at least 1 worker, not %d", o.canary)
+	case o.probe != nil && o.probe.Check() != nil:
+		return o.probe.Check()
 	case o.acceptWindow < 0:
 		return fmt.Errorf("supervisor: accept window %v is negative", o.acceptWindow)
 	case o.readyTimeout <= 0:

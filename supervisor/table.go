@@ -45,6 +45,7 @@ type table struct {
 
 	exits      chan exit
 	preflights chan preflightResult
+	probes     chan probeResult
 	quit       chan struct{} // closed when the loop has ended
 	watchers   sync.WaitGroup
 	bg         sync.WaitGroup // notify reader, preflight
@@ -134,6 +135,7 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 		exits:      make(chan exit),
 		notes:      make(chan notifyMsg),
 		preflights: make(chan preflightResult),
+		probes:     make(chan probeResult),
 		quit:       make(chan struct{}),
 		reaperGone: make(chan struct{}),
 		wake:       time.NewTimer(time.Hour),
@@ -252,6 +254,9 @@ func (t *table) close() {
 	if t.reaper != nil {
 		t.stopJanitor()
 	}
+	if r := t.roll; r != nil && r.stopProbe != nil {
+		r.stopProbe()
+	}
 	t.bg.Wait()
 	t.watchers.Wait()
 	t.closeStrays()
@@ -304,6 +309,8 @@ func (t *table) loop(ctx context.Context) error {
 			t.onNotify(m)
 		case r := <-t.preflights:
 			t.onPreflight(r)
+		case p := <-t.probes:
+			t.onProbe(p)
 		case sig := <-t.sigs:
 			t.onSignal(sig)
 		case f := <-s.reqs:
@@ -341,7 +348,7 @@ func (t *table) rearm() {
 		earliest(w.pingBy)
 		earliest(w.expireAt)
 	}
-	if r := t.roll; r != nil && !r.accepted {
+	if r := t.roll; r != nil && !r.accepted && (t.o.probe == nil || r.probed) {
 		earliest(r.acceptAt)
 	}
 	if t.stopping && len(t.strays) > 0 {

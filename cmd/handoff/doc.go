@@ -25,6 +25,8 @@
 //	-accept-window D        how long a roll's canaries must stay up after ready before
 //	                        the new generation is accepted (default 3s)
 //	-canary N               how many new workers a roll watches first (default 1)
+//	-probe URL              http://HOST:PORT/PATH or tcp://HOST:PORT the canaries must pass
+//	-probe-exec "CMD ARGS"  a command run per canary (HANDOFF_PROBE_PID); exit 0 passes
 //	-stop-timeout D         how long a worker may drain before SIGKILL (default 30s)
 //	-stop-signal SIG        the signal that asks a worker to drain (default TERM)
 //	-watchdog D             require WATCHDOG=1 from each worker this often (default off)

@@ -35,6 +35,8 @@ type serveConfig struct {
 	readyTimeout time.Duration
 	acceptWindow time.Duration
 	canary       int
+	probe        probeFlag
+	probeExec    probeFlag
 	stopTimeout  time.Duration
 	stopSignal   signalFlag
 	watchdog     time.Duration
@@ -90,6 +92,8 @@ func serveFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.Var((*durationFlag)(&cfg.readyTimeout), "ready-timeout", "")
 	fs.Var((*durationFlag)(&cfg.acceptWindow), "accept-window", "")
 	fs.Var((*intFlag)(&cfg.canary), "canary", "")
+	fs.Var(&cfg.probe, "probe", "")
+	fs.Var((*probeExecFlag)(&cfg.probeExec), "probe-exec", "")
 	fs.Var((*durationFlag)(&cfg.stopTimeout), "stop-timeout", "")
 	fs.Var(&cfg.stopSignal, "stop-signal", "")
 	fs.Var((*durationFlag)(&cfg.watchdog), "watchdog", "")
@@ -148,6 +152,8 @@ func parseServe(args []string) (*serveConfig, error) {
 		return nil, usagef("-accept-window %v: want 0 or a positive duration, e.g. 5s", cfg.acceptWindow)
 	case cfg.canary < 1:
 		return nil, usagef("-canary %d: want at least 1 worker", cfg.canary)
+	case cfg.probe.p != nil && cfg.probeExec.p != nil:
+		return nil, usagef("-probe and -probe-exec: give one probe")
 	case cfg.stopTimeout <= 0:
 		return nil, usagef("-stop-timeout %v: want a positive duration, e.g. 30s", cfg.stopTimeout)
 	case cfg.watchdog < 0 || cfg.watchdog > 0 && cfg.watchdog < time.Millisecond:
@@ -323,6 +329,48 @@ func lookupCredential(name, group string) (*supervisor.Credential, error) {
 }
 
 // intFlag is a whole-number flag whose error says what it wants.
+// probeFlag is -probe http://HOST:PORT/PATH or tcp://HOST:PORT.
+type probeFlag struct{ p *supervisor.Probe }
+
+func (f *probeFlag) String() string {
+	if f.p == nil {
+		return ""
+	}
+	return f.p.String()
+}
+
+func (f *probeFlag) Set(s string) error {
+	var p supervisor.Probe
+	switch {
+	case strings.HasPrefix(s, "http://"), strings.HasPrefix(s, "https://"):
+		p = supervisor.ProbeHTTP(s)
+	case strings.HasPrefix(s, "tcp://"):
+		p = supervisor.ProbeTCP(strings.TrimPrefix(s, "tcp://"))
+	default:
+		return errors.New("want http://HOST:PORT/PATH or tcp://HOST:PORT")
+	}
+	if p.Check() != nil || strings.TrimPrefix(s, "tcp://") == "" {
+		return errors.New("want http://HOST:PORT/PATH or tcp://HOST:PORT")
+	}
+	f.p = &p
+	return nil
+}
+
+// probeExecFlag is -probe-exec "CMD ARGS", split at spaces.
+type probeExecFlag probeFlag
+
+func (f *probeExecFlag) String() string { return (*probeFlag)(f).String() }
+
+func (f *probeExecFlag) Set(s string) error {
+	argv := strings.Fields(s)
+	if len(argv) == 0 {
+		return errors.New(`want a command, e.g. "curl -fsS http://127.0.0.1:8000/healthz"`)
+	}
+	p := supervisor.ProbeExec(argv...)
+	f.p = &p
+	return nil
+}
+
 type intFlag int
 
 func (f *intFlag) String() string { return strconv.Itoa(int(*f)) }
@@ -556,6 +604,18 @@ Flags:
       How many new workers a roll starts beside the old ones and watches for
       the accept window before it rolls the rest (default 1).
       e.g. -canary 2
+  -probe URL
+      A probe the canaries must pass during the accept window, else the
+      reload fails and rolls back: http://HOST:PORT/PATH (a GET answered 200
+      to 399) or tcp://HOST:PORT (a connect). It goes through the shared
+      socket, so it checks the canaries among the old workers, 10 times
+      spread over the window: use it for servers whose ready lies.
+      e.g. -probe http://127.0.0.1:8000/healthz
+  -probe-exec "CMD ARGS"
+      A command run once per canary at the end of the accept window, with
+      HANDOFF_PROBE_PID set to the canary's pid; exit 0 passes, else the
+      reload fails and rolls back (like Kubernetes' exec probe).
+      e.g. -probe-exec "/srv/app/check --pid-env HANDOFF_PROBE_PID"
   -stop-timeout DURATION
       How long a worker asked to stop may drain before SIGKILL (default 30s).
       e.g. -stop-timeout 1m

@@ -114,6 +114,11 @@ func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
 	if cfg.cred != nil {
 		opts = append(opts, supervisor.WithCredential(*cfg.cred))
 	}
+	for _, p := range []*supervisor.Probe{cfg.probe.p, cfg.probeExec.p} {
+		if p != nil {
+			opts = append(opts, supervisor.WithProbe(*p))
+		}
+	}
 	cmd := supervisor.Command{Path: cfg.command[0], Args: cfg.command, Dir: cfg.chdir}
 	if len(cfg.env) > 0 {
 		cmd.Env = append(os.Environ(), cfg.env...)
