@@ -113,8 +113,10 @@ func TestDrainingCap(t *testing.T) {
 				gens[alive[pid]] = true
 			}
 		}
-		// A retirement beyond the cap is followed at once by the hurry.
-		if l.Msg != "retiring worker" && len(gens) > maxDraining {
+		// A retirement beyond the cap is followed at once by the hurry; a
+		// worker's own line ("worker: drain started") can land in between,
+		// since the workers write to the same pipe.
+		if l.Msg != "retiring worker" && !strings.HasPrefix(l.Msg, "worker: ") && len(gens) > maxDraining {
 			t.Errorf("after %q: %d generations drain unhurried, more than %d", l.Msg, len(gens), maxDraining)
 		}
 	}
