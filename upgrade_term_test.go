@@ -1,9 +1,11 @@
 package handoff_test
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -55,5 +57,58 @@ func TestTermDuringUpgrade(t *testing.T) {
 			t.Errorf("try %d: SIGTERM %v into an upgrade left processes behind: %v", i, delay, kids)
 			killOrphans(t)
 		}
+	}
+}
+
+// blockedMasks returns, for each thread of pid, its blocked signal mask
+// (SigBlk in /proc/PID/task/TID/status) when it is not empty.
+func blockedMasks(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	masks := map[string]string{}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, task.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, "SigBlk:"); ok {
+				if v = strings.TrimSpace(v); strings.Trim(v, "0") != "" {
+					masks[task.Name()] = v
+				}
+			}
+		}
+	}
+	return masks
+}
+
+// TestUpgradeLeavesNoMaskBehind: the exec window of an in-place upgrade
+// leaves no blocked signal to the new program, whose every thread and every
+// child (a worker started after the upgrade) would inherit it: a worker
+// that knows nothing of Go would never see its stop signal. The Go runtime
+// blocks signals on one thread of its own (the one os/signal listens on),
+// so one thread with a mask is allowed, not two.
+func TestUpgradeLeavesNoMaskBehind(t *testing.T) {
+	sup := startExample(t, "-listen", "127.0.0.1:0", "-workers", "1")
+	sup.next("worker ready")
+	if m := blockedMasks(t, sup.pid); len(m) > 1 {
+		t.Fatalf("before any upgrade, threads of the supervisor with a blocked mask: %v", m)
+	}
+	sup.signal(syscall.SIGUSR2)
+	sup.next("supervisor upgraded in place")
+	if m := blockedMasks(t, sup.pid); len(m) > 1 {
+		t.Errorf("after an upgrade, threads of the supervisor with a blocked mask: %v", m)
+	}
+	sup.signal(syscall.SIGHUP)
+	w := sup.next("worker ready")
+	if m := blockedMasks(t, w.Pid); len(m) > 1 {
+		t.Errorf("a worker started after the upgrade has threads with a blocked mask: %v", m)
+	}
+	sup.signal(syscall.SIGTERM)
+	if err := sup.wait(); err != nil {
+		t.Fatalf("supervisor exit after SIGTERM: %v", err)
 	}
 }

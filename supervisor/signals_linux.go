@@ -3,8 +3,8 @@ package supervisor
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,21 +30,24 @@ func monotonicUsec() int64 {
 	return ts.Nano() / 1000
 }
 
-// execInPlace execs path with fds kept open across the exec. A signal whose
-// default action ends the process would kill it if it landed in the exec
-// window, and an ignored one would be lost; so with block the handled
-// signals are blocked on the exec'ing thread. Once the kernel has ended the
-// process's other threads, that thread is the process: a signal arriving
-// then stays pending through the exec, and the new program receives it when
-// its init registers its handlers (os/signal unblocks what it is notified
-// of). Nothing is ignored or reset, so every signal.Notify of the process
-// survives a failed exec. On failure it restores the thread's mask (pending
-// signals are delivered then) and puts the fds back to close-on-exec.
+// execInPlace execs path with fds kept open across the exec. With quiet,
+// the handled signals that can be kept from killing or stopping the process
+// in the exec window are set to SIG_IGN there (see quietSignals); on
+// failure their handlers are put back as they were and the fds back to
+// close-on-exec.
 //
-// The new program inherits the mask: its own threads keep the handled
-// signals blocked except the one os/signal listens on, which is enough for
-// it; workers get an empty mask from the trampoline (package launch).
-func execInPlace(path string, env []string, fds []int, block bool) error {
+// SIGTERM is the one signal no Go program can be protected from in the
+// window: the new program's runtime unblocks it on its first thread
+// (runtime.minit: blockableSig is false for _SigKill signals) and installs
+// its own handler for it, ignoring an inherited SIG_IGN (sigInstallGoHandler
+// keeps only SIGHUP's and SIGINT's), before any package init runs, and that
+// handler ends the process until someone is notified of SIGTERM, which
+// package early does first thing. So a SIGTERM that lands between the exec
+// and early's init (a few milliseconds: the runtime's start) ends the
+// process, whatever it blocked or ignored before. The janitor then stops the
+// workers gracefully (janitor.go): no request fails, the stop completes,
+// and only the supervisor's status says SIGTERM.
+func execInPlace(path string, env []string, fds []int, quiet bool) error {
 	setCloexec := func(on bool) error {
 		flag := 0
 		if on {
@@ -61,26 +64,73 @@ func execInPlace(path string, env []string, fds []int, block bool) error {
 		setCloexec(true)
 		return err
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var old unix.Sigset_t
-	if block {
-		var set unix.Sigset_t
-		for _, sig := range handledSignals {
-			n := uint(sig.(syscall.Signal)) - 1
-			set.Val[n/64] |= 1 << (n % 64)
-		}
-		if err := unix.PthreadSigmask(unix.SIG_BLOCK, &set, &old); err != nil {
+	var restore func()
+	if quiet {
+		var err error
+		if restore, err = ignoreRaw(quietSignals); err != nil {
 			setCloexec(true)
-			return os.NewSyscallError("pthread_sigmask", err)
+			return err
 		}
 	}
 	err := syscall.Exec(path, os.Args, env)
-	if block {
-		unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+	if restore != nil {
+		restore()
 	}
 	setCloexec(true)
 	return fmt.Errorf("exec %s: %w", path, err)
+}
+
+// quietSignals are the handled signals set to SIG_IGN across an upgrade's
+// exec. A Go program keeps an inherited SIG_IGN for SIGHUP and SIGINT until
+// it is notified of them (package early does it first thing), and never
+// ends or stops for an unnotified SIGUSR2, SIGTTIN or SIGTTOU once its
+// runtime has started; before that (in the exec itself) the default action
+// of each would end or stop the process. One of these arriving in the window
+// is lost, never fatal; SIGTERM cannot be helped (execInPlace).
+//
+// They are ignored, not blocked: a blocked mask survives the exec, and the
+// new program's every thread, and every child it starts with os/exec, would
+// inherit it (the Go runtime restores its initial mask in each child).
+var quietSignals = []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU}
+
+// kernelSigaction is the kernel's struct sigaction on amd64 and arm64 (both
+// have sa_restorer); other fields than the handler are only copied back.
+type kernelSigaction struct {
+	handler, flags, restorer uintptr
+	mask                     uint64
+}
+
+// ignoreRaw sets sigs to SIG_IGN with rt_sigaction itself, behind the Go
+// runtime's back: signal.Ignore would cancel every signal.Notify of the
+// process, the program's own included. restore puts back the handlers
+// (the runtime's) exactly as they were.
+func ignoreRaw(sigs []syscall.Signal) (restore func(), err error) {
+	old := make([]kernelSigaction, len(sigs))
+	set := 0
+	restore = func() {
+		for i := range set {
+			rtSigaction(sigs[i], &old[i], nil)
+		}
+	}
+	ign := kernelSigaction{handler: 1} // SIG_IGN
+	for i, sig := range sigs {
+		if err := rtSigaction(sig, &ign, &old[i]); err != nil {
+			restore()
+			return nil, err
+		}
+		set++
+	}
+	return restore, nil
+}
+
+func rtSigaction(sig syscall.Signal, act, old *kernelSigaction) error {
+	const sigsetSize = 8
+	_, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig),
+		uintptr(unsafe.Pointer(act)), uintptr(unsafe.Pointer(old)), sigsetSize, 0, 0)
+	if e != 0 {
+		return os.NewSyscallError("rt_sigaction", e)
+	}
+	return nil
 }
 
 // setCloexec marks f close-on-exec, as everything this process opens is,

@@ -181,8 +181,8 @@ func (t *table) exec(path string) error {
 	if err != nil {
 		return errors.Join(err, restore())
 	}
-	// Signals received and not yet handled go with the table; a signal that
-	// arrives after this is blocked across the exec (execInPlace).
+	// Signals received and not yet handled go with the table; what arrives
+	// in the exec window is execInPlace's business.
 	st.Signals = t.carried
 	t.carried = nil
 	for drained := false; t.sigs != nil && !drained; {
