@@ -9,35 +9,34 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestTermDuringUpgrade sends SIGTERM at a random moment of an in-place
 // upgrade (before, during or after the preflight, in the exec window, while
-// the new program starts): the supervisor always stops gracefully, exit
-// status 0 and every worker reaped by it, never dead of the signal nor
-// leaving orphans. It runs on demand, HANDOFF_UPGRADE_TERM_TRIES=50 (the
-// issue's 50), HANDOFF_UPGRADE_TERM_SEED replaying the moments: a SIGTERM
-// in the new program's first milliseconds, after the Go runtime installed
-// its handler and before package early's init notified it, still ends the
-// process (5 of 50 tries on this loaded machine, 0 of 30 when it was
-// quieter), so it would fail CI now.
+// the new program starts). The supervisor stops gracefully, exit status 0
+// and every worker reaped by it; except for a SIGTERM that lands in the new
+// program's first milliseconds, which no Go program can catch (see
+// execInPlace in supervisor/signals_linux.go): then the supervisor dies of
+// it, and the janitor stops the workers as the supervisor would have, so
+// that every worker still exits by itself (status 0, or 1 from its liveness
+// grace), none is killed, none is left. HANDOFF_UPGRADE_TERM_TRIES (10 in
+// CI; the issue asks for 50) and HANDOFF_UPGRADE_TERM_SEED replay the
+// moments.
 func TestTermDuringUpgrade(t *testing.T) {
-	tries, seed := 0, uint64(time.Now().UnixNano())
+	tries, seed := 10, uint64(time.Now().UnixNano())
 	if v := os.Getenv("HANDOFF_UPGRADE_TERM_TRIES"); v != "" {
 		tries, _ = strconv.Atoi(v)
-	}
-	if tries < 1 {
-		t.Skip("on demand: HANDOFF_UPGRADE_TERM_TRIES=50 (a SIGTERM in the new program's first milliseconds still kills it)")
 	}
 	if v := os.Getenv("HANDOFF_UPGRADE_TERM_SEED"); v != "" {
 		seed, _ = strconv.ParseUint(v, 10, 64)
 	}
-	t.Logf("%d tries, seed %d", tries, seed)
 	rng := rand.New(rand.NewPCG(seed, seed))
+	died := 0
 	for i := range tries {
 		sup := startExample(t, "-listen", "127.0.0.1:0", "-workers", "2")
-		sup.next("worker ready")
-		sup.next("worker ready")
+		workers := []int{sup.next("worker ready").Pid, sup.next("worker ready").Pid}
 		// A random moment: the whole upgrade takes a few hundred
 		// milliseconds here; the sleep only spreads the tries over it.
 		delay := time.Duration(rng.Int64N(int64(400 * time.Millisecond)))
@@ -45,17 +44,64 @@ func TestTermDuringUpgrade(t *testing.T) {
 		time.Sleep(delay)
 		sup.signal(syscall.SIGTERM)
 		err := sup.wait()
-		if err != nil {
-			var msgs []string
-			for l := range sup.logs {
-				msgs = append(msgs, l.Msg)
+		if err == nil {
+			if kids := children(t, os.Getpid()); len(kids) > 0 {
+				t.Errorf("try %d: SIGTERM %v into an upgrade: exit 0 but processes left behind: %v", i, delay, kids)
+				killOrphans(t)
 			}
-			t.Logf("try %d: its log after USR2: %q", i, msgs)
-			t.Errorf("try %d: SIGTERM %v into an upgrade: %v (%s), want a graceful stop", i, delay, err, sup.cmd.ProcessState)
+			continue
 		}
-		if kids := children(t, os.Getpid()); len(kids) > 0 {
-			t.Errorf("try %d: SIGTERM %v into an upgrade left processes behind: %v", i, delay, kids)
+		ws, _ := sup.cmd.ProcessState.Sys().(syscall.WaitStatus)
+		if !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+			t.Errorf("try %d: SIGTERM %v into an upgrade: %v, want a graceful stop", i, delay, err)
 			killOrphans(t)
+			continue
+		}
+		died++
+		// Its workers are this process's now (a subreaper): each must
+		// exit by itself.
+		for _, pid := range workers {
+			if st := waitOrphan(t, pid); st.Signaled() {
+				t.Errorf("try %d: SIGTERM %v into an upgrade killed the supervisor, and its worker %d was killed by %v", i, delay, pid, st.Signal())
+			}
+		}
+		for _, pid := range children(t, os.Getpid()) { // the janitor
+			if st := waitOrphan(t, pid); st.Signaled() || st.ExitStatus() != 0 {
+				t.Errorf("try %d: after the supervisor died, process %d ended %v", i, pid, st)
+			}
+		}
+	}
+	t.Logf("%d tries (seed %d): %d stopped gracefully, %d died of a SIGTERM in the new program's first milliseconds, their workers stopped by the janitor",
+		tries, seed, tries-died, died)
+}
+
+// waitOrphan waits for the exit of pid, an orphan this process adopted as a
+// subreaper, until the test's deadline.
+func waitOrphan(t *testing.T, pid int) syscall.WaitStatus {
+	t.Helper()
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("pidfd_open %d: %v", pid, err)
+	}
+	defer unix.Close(fd)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for fds[0].Revents&unix.POLLIN == 0 {
+		left := time.Until(deadline(t))
+		if left <= 0 {
+			t.Fatalf("process %d still alive at the test's deadline", pid)
+		}
+		if _, err := unix.Poll(fds, int(left.Milliseconds())); err != nil && err != unix.EINTR {
+			t.Fatal(err)
+		}
+	}
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if err != syscall.EINTR {
+			if err != nil {
+				t.Fatalf("wait4 %d: %v", pid, err)
+			}
+			return ws
 		}
 	}
 }

@@ -28,7 +28,8 @@ const envJanitorState = "HANDOFF_JANITOR_STATE"
 // pipe whose write end only the supervisor holds. The supervisor tells it
 // "+PID" for every worker it starts and "-PID" for every worker it reaps;
 // when the pipe reads end-of-file (the supervisor died, even by SIGKILL) the
-// janitor sends SIGKILL to each listed worker's process group, and exits.
+// janitor stops each listed worker's process group as the supervisor would
+// have: the stop signal, then SIGKILL after the stop timeout; and exits.
 //
 // An in-place upgrade keeps the pipe open across the exec, so the janitor
 // neither notices nor kills anything, and the new program takes it over.
@@ -62,7 +63,8 @@ func (t *table) startJanitor() {
 	var proc *reap.Process
 	if err == nil {
 		proc, err = t.reaper.Start("/proc/self/exe", []string{"handoff-janitor"}, &syscall.ProcAttr{
-			Env:   []string{launch.EnvJanitor + "=1"},
+			Env: []string{launch.EnvJanitor + "=1",
+				fmt.Sprintf("%s=%d %d", launch.EnvJanitorStop, t.o.stopSignal, t.o.stopTimeout.Milliseconds())},
 			Files: fds,
 			Sys:   sysProcAttr(nil, nil), // a group of its own: a terminal's ^C is not for it
 		})

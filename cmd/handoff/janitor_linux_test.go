@@ -151,3 +151,42 @@ func TestKill9StopsGunicorn(t *testing.T) {
 		t.Errorf("the second handoff exited with %d after SIGTERM, want 0", code)
 	}
 }
+
+// TestKill9StopsWorkersGracefully: when handoff dies without stopping its
+// workers (kill -9 here; a SIGTERM in an upgrade's exec window is the other
+// way), the janitor stops a worker that knows nothing of handoff the way
+// handoff would have, with its stop signal: a shell that traps SIGTERM
+// exits 0 from its trap, and is not SIGKILLed.
+func TestKill9StopsWorkersGracefully(t *testing.T) {
+	checkFds(t)
+	script := `trap 'exit 0' TERM; while :; do sleep 0.05; done`
+	p := startProc(t, bins.handoff, []string{"-workers", "1", "-ready", "start", "-listen", "tcp://127.0.0.1:0",
+		"-log-format", "json", "--", "/bin/sh", "-c", script})
+	_, from := p.waitMsg(0, "listening")
+	pids, _ := p.waitReady(from, 1, 1)
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.wait()
+	// The orphaned shell is now this process's child (a subreaper).
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pids[0], &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("waiting for the orphaned worker %d: %v", pids[0], err)
+		}
+		break
+	}
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Errorf("worker %d after kill -9 of handoff: %v, want exit status 0 from its SIGTERM trap", pids[0], describe(ws))
+	}
+	reapLeftovers(t, false) // the janitor
+}
+
+func describe(ws syscall.WaitStatus) string {
+	if ws.Signaled() {
+		return fmt.Sprintf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())
+	}
+	return fmt.Sprintf("exit status %d", ws.ExitStatus())
+}
