@@ -33,6 +33,7 @@ func (t *table) openCgroups() error {
 		return nil
 	}
 	t.cgBase = base
+	t.tellJanitorCgroups()
 	t.log.Info("workers' trees: a cgroup per worker", zap.String("cgroup", base))
 	return nil
 }

@@ -79,6 +79,7 @@ func (t *table) startJanitor() {
 	for c := range t.live {
 		t.tellJanitor('+', c.info.Pid)
 	}
+	t.tellJanitorCgroups()
 	t.watchJanitor()
 }
 
@@ -168,6 +169,19 @@ func (t *table) tellJanitor(op byte, pid int) {
 		return
 	}
 	if _, err := j.w.Write([]byte(string(op) + strconv.Itoa(pid) + "\n")); err != nil && !j.warn {
+		j.warn = true
+		t.log.Warn("janitor", zap.Error(err))
+	}
+}
+
+// tellJanitorCgroups sends "cDIR", the directory of the workers' cgroups,
+// so that the janitor stops (and removes) them too.
+func (t *table) tellJanitorCgroups() {
+	j := t.janitor
+	if j == nil || t.cgBase == "" {
+		return
+	}
+	if _, err := j.w.Write([]byte("c" + t.cgBase + "\n")); err != nil && !j.warn {
 		j.warn = true
 		t.log.Warn("janitor", zap.Error(err))
 	}

@@ -159,11 +159,12 @@ func TestKill9StopsGunicorn(t *testing.T) {
 // exits 0 from its trap, and is not SIGKILLed.
 func TestKill9StopsWorkersGracefully(t *testing.T) {
 	checkFds(t)
-	script := `trap 'exit 0' TERM; while :; do sleep 0.05; done`
+	script := `trap 'exit 0' TERM; echo trap""ped; while :; do sleep 0.05; done` // not "trapped" in handoff's log
 	p := startProc(t, bins.handoff, []string{"-workers", "1", "-ready", "start", "-listen", "tcp://127.0.0.1:0",
 		"-log-format", "json", "--", "/bin/sh", "-c", script})
 	_, from := p.waitMsg(0, "listening")
 	pids, _ := p.waitReady(from, 1, 1)
+	p.waitLine("trapped") // ready at once (-ready start): the trap is set only now
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	p.wait()
 	// The orphaned shell is now this process's child (a subreaper).
@@ -189,4 +190,55 @@ func describe(ws syscall.WaitStatus) string {
 		return fmt.Sprintf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())
 	}
 	return fmt.Sprintf("exit status %d", ws.ExitStatus())
+}
+
+// TestKill9StopsCgroups: with a cgroup per worker, kill -9 of handoff
+// leaves nothing behind either: the janitor sends the stop signal into the
+// workers' cgroups too (a setsid'd daemon is no longer in the worker's
+// process group), kills what ignores it at the stop timeout
+// (cgroup.kill), and removes the cgroups, handoff-<pid> included.
+func TestKill9StopsCgroups(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("making cgroups needs root or a delegated cgroup")
+	}
+	checkFds(t)
+	script := `setsid sh -c 'trap "" TERM; exec sleep 1000' & echo "tree stubborn $!"; ` +
+		`setsid sleep 1000 & echo "tree setsid $!"; trap 'exit 0' TERM; while :; do sleep 0.05; done`
+	p := startProc(t, bins.handoff, []string{"-workers", "1", "-ready", "start", "-listen", "tcp://127.0.0.1:0",
+		"-stop-timeout", "1s", "-cgroups", "on", "-log-format", "json", "--", "/bin/sh", "-c", script})
+	l, _ := p.waitMsg(0, "workers' trees: a cgroup per worker")
+	base := l.Cgroup
+	_, from := p.waitMsg(0, "listening")
+	p.waitReady(from, 1, 1)
+	tree := treePids(t, p, 2)
+	if _, err := os.Stat(base); err != nil {
+		t.Fatalf("handoff's cgroup for its workers: %v", err)
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.wait()
+	// Its janitor is this process's child now (a subreaper): it exits once
+	// it is done.
+	var janitor int
+	for pid, arg0 := range treeUnder(os.Getpid()) {
+		if arg0 == "handoff-janitor" {
+			janitor = pid
+		}
+	}
+	var ws syscall.WaitStatus
+	for janitor != 0 { // else it is done already: a zombie has no argv
+		_, err := syscall.Wait4(janitor, &ws, 0, nil)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	for _, pid := range tree {
+		if s := procState(pid); s != "" && s != "Z" {
+			t.Errorf("pid %d of the worker's tree is alive after kill -9 of handoff and its janitor's exit (state %s)", pid, s)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if _, err := os.Stat(base); !os.IsNotExist(err) {
+		t.Errorf("%s after the janitor's exit: %v, want it removed", base, err)
+	}
+	reapLeftovers(t, false)
 }

@@ -200,6 +200,7 @@ type logLine struct {
 	Version    string `json:"version"`
 	Processes  int    `json:"processes"`
 	Ts         string `json:"ts"`
+	Cgroup     string `json:"cgroup"`
 
 	SystemdSockets []string `json:"systemd_sockets"`
 }

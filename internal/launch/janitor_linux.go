@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,7 +24,8 @@ func init() { runJanitor() }
 //
 // It reads lines from stdin, a pipe whose write end only the supervisor
 // holds, and keeps it across an in-place upgrade: "+PID" when a worker
-// starts (a worker leads its own process group), "-PID" once it is reaped.
+// starts (a worker leads its own process group), "-PID" once it is reaped,
+// and "cDIR" when the workers have cgroups under DIR (handoff-<pid>).
 // End of file means the supervisor is gone: it stops every group still
 // listed as the supervisor would have (see stopGroups), then exits. After a
 // clean stop nothing is listed. The janitor is in a process group of its
@@ -36,10 +38,15 @@ func runJanitor() {
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU)
 	sig, timeout := parseJanitorStop(os.Getenv(EnvJanitorStop))
 	groups := make(map[int]bool)
+	base := ""
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		line := sc.Text()
 		if len(line) < 2 {
+			continue
+		}
+		if line[0] == 'c' {
+			base = line[1:]
 			continue
 		}
 		pid, err := strconv.Atoi(line[1:])
@@ -53,7 +60,8 @@ func runJanitor() {
 			delete(groups, pid)
 		}
 	}
-	stopGroups(groups, sig, timeout)
+	stopGroups(groups, base, sig, timeout)
+	removeCgroups(base)
 	os.Exit(0)
 }
 
@@ -69,31 +77,86 @@ func parseJanitorStop(v string) (unix.Signal, time.Duration) {
 	return unix.Signal(sig), time.Duration(t) * time.Millisecond
 }
 
-// stopGroups sends sig to each group (and to its leader, in case it left
-// it), waits until no process of them is alive (zombies are dead: whoever
-// adopted them reaps them) or timeout has passed (0: for ever), then sends
-// SIGKILL to what is left. A worker written in Go drains already, having
-// seen the liveness pipe close; one that knows nothing of handoff gets its
-// graceful stop, as from the supervisor.
-func stopGroups(groups map[int]bool, sig unix.Signal, timeout time.Duration) {
+// stopGroups sends sig to each group (and to its leader if it left it) and
+// to every other process in the cgroups under base (a setsid'd daemon
+// too), waits until none of them is alive (zombies are dead: whoever
+// adopted them reaps them) or timeout has passed (0: for ever), then kills
+// what is left: SIGKILL to the groups, cgroup.kill for base. A worker
+// written in Go drains already, having seen the liveness pipe close; one
+// that knows nothing of handoff gets its graceful stop, as from the
+// supervisor.
+func stopGroups(groups map[int]bool, base string, sig unix.Signal, timeout time.Duration) {
+	// One signal per process, as from the supervisor: a shell that gets a
+	// second SIGTERM while it runs its trap's exit dies of it.
 	for pid := range groups {
 		unix.Kill(-pid, sig)
-		unix.Kill(pid, sig)
+		if pgid, err := unix.Getpgid(pid); err == nil && pgid != pid {
+			unix.Kill(pid, sig)
+		}
 	}
-	if sig == unix.SIGKILL {
-		return
+	for _, pid := range cgroupProcs(base) {
+		if pgid, err := unix.Getpgid(pid); err == nil && !groups[pgid] {
+			unix.Kill(pid, sig)
+		}
 	}
-	var end time.Time
-	if timeout > 0 {
-		end = time.Now().Add(timeout)
-	}
-	// No event says a process group is empty: look every 50ms.
-	for alive(groups) && (end.IsZero() || time.Now().Before(end)) {
-		time.Sleep(50 * time.Millisecond)
+	if sig != unix.SIGKILL {
+		var end time.Time
+		if timeout > 0 {
+			end = time.Now().Add(timeout)
+		}
+		// No event says a process group is empty: look every 50ms.
+		for (alive(groups) || len(cgroupProcs(base)) > 0) && (end.IsZero() || time.Now().Before(end)) {
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 	for pid := range groups {
 		unix.Kill(-pid, unix.SIGKILL)
 		unix.Kill(pid, unix.SIGKILL)
+	}
+	if base != "" {
+		os.WriteFile(filepath.Join(base, "cgroup.kill"), []byte("1"), 0)
+	}
+}
+
+// cgroupProcs lists the processes in the cgroups right under base.
+func cgroupProcs(base string) []int {
+	if base == "" {
+		return nil
+	}
+	dirs, _ := os.ReadDir(base)
+	var pids []int
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join(base, d.Name(), "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// removeCgroups removes the workers' cgroups under base, and base: each is
+// busy until the last of its processes has died of cgroup.kill, so it tries
+// for a second.
+func removeCgroups(base string) {
+	if base == "" {
+		return
+	}
+	for end := time.Now().Add(time.Second); ; time.Sleep(20 * time.Millisecond) {
+		dirs, _ := os.ReadDir(base)
+		for _, d := range dirs {
+			if d.IsDir() {
+				unix.Rmdir(filepath.Join(base, d.Name()))
+			}
+		}
+		err := unix.Rmdir(base)
+		if err == nil || err == unix.ENOENT || time.Now().After(end) {
+			return
+		}
 	}
 }
 
