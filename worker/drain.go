@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -109,7 +110,8 @@ import (
 // wrapped (nil means http.DefaultServeMux) and srv.ConnState chained (the
 // caller's hook still runs, after ServeAndDrain's bookkeeping); srv itself
 // is only shut down, so that its RegisterOnShutdown functions run at the
-// drain start. SetKeepAlivesEnabled on srv is not carried over. The
+// drain start. SetKeepAlivesEnabled(false) on srv before ServeAndDrain is
+// carried over; a call during ServeAndDrain is not. The
 // ResponseWriter handlers see implements http.Flusher, http.Hijacker and
 // io.ReaderFrom, and has an Unwrap method for http.ResponseController. Like
 // any server that was shut down, srv cannot be served again afterwards.
@@ -232,6 +234,9 @@ func (d *drainer) servers(srv *http.Server, tlsConfig *tls.Config) (inner, h2hos
 		HTTP2:                        srv.HTTP2,
 		Protocols:                    srv.Protocols,
 	}
+	if keepAlivesDisabled(srv) {
+		inner.SetKeepAlivesEnabled(false)
+	}
 	if srv.TLSNextProto != nil {
 		return inner, nil, nil
 	}
@@ -298,6 +303,19 @@ func (d *drainer) servers(srv *http.Server, tlsConfig *tls.Config) (inner, h2hos
 // nextProtoH2C is the TLSNextProto key net/http serves h2c connections
 // with.
 const nextProtoH2C = "unencrypted_http2"
+
+// keepAlivesDisabled reports whether srv.SetKeepAlivesEnabled(false) was
+// called. net/http keeps that in an unexported field without a getter: it
+// is read here, never written, and if a Go release renames it, it reads as
+// enabled, the default (TestDrainKeepAlivesDisabled then fails).
+func keepAlivesDisabled(srv *http.Server) bool {
+	f := reflect.ValueOf(srv).Elem().FieldByName("disableKeepAlives")
+	if !f.IsValid() || f.Type() != reflect.TypeFor[atomic.Bool]() {
+		return false
+	}
+	v := f.FieldByName("v")
+	return v.IsValid() && v.CanUint() && v.Uint() != 0
+}
 
 var errNoListener = errors.New("no listener")
 
