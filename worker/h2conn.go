@@ -53,12 +53,13 @@ type h2Conn struct {
 
 	wmu sync.Mutex // held across every write to Conn
 
-	mu      sync.Mutex
-	out     frameScanner  // what the server wrote; under mu and wmu
-	pending []byte        // frames waiting for a frame boundary
-	hold    bool          // with pending: hold the server's frames back once they are written
-	gate    chan struct{} // non-nil while the server's frames are held back; closed to let them go
-	final   bool          // a GOAWAY went out or will: no notice from now on
+	mu       sync.Mutex
+	out      frameScanner  // what the server wrote; under mu and wmu
+	pending  []byte        // frames waiting for a frame boundary
+	hold     bool          // with pending: hold the server's frames back once they are written
+	gate     chan struct{} // non-nil while the server's frames are held back; closed to let them go
+	final    bool          // a GOAWAY went out or will: no notice from now on
+	noticing bool          // notice was called
 
 	pings [2][8]byte       // the payloads of the flushing PING and of the notice's PING
 	acks  [2]chan struct{} // closed when the ACK of each is read
@@ -178,8 +179,16 @@ func (h *h2Conn) release() {
 // alone, with the server's frames held back until its ACK; then the
 // shutdown notice and a second PING, whose ACK the drain waits for (see
 // above). It returns early when stop is closed or the server is done with
-// the connection.
+// the connection, and at once if it was called before: a connection HTTP/2
+// reports only after the drain started gets a late GOAWAY too.
 func (h *h2Conn) notice(stop <-chan struct{}) {
+	h.mu.Lock()
+	again := h.noticing
+	h.noticing = true
+	h.mu.Unlock()
+	if again {
+		return // a late GOAWAY for a connection the drain start reached
+	}
 	h.inject(appendFrame(nil, framePing, 0, h.pings[0]), true)
 	select {
 	case <-h.acks[0]:

@@ -318,3 +318,48 @@ func (b *logBuffer) String() string {
 func (b *logBuffer) contains(s string) bool { return strings.Contains(b.String(), s) }
 
 func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewJSONHandler(b, nil)) }
+
+// TestDrainHTTP2NoPingAck: a client that never acknowledges the drain's
+// PING gets no notice, but still its final GOAWAY (after at most a
+// second); the server's frames held back behind the PING are let go, and
+// its stream in flight is served.
+func TestDrainHTTP2NoPingAck(t *testing.T) {
+	ctx := testContext(t)
+	release := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/block" {
+			<-release
+		}
+	})}
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	ds := startDrainServer(ctx, t, srv, worker.WithDrainLogger(nil))
+	h := dialH2(ctx, t, ds.addr, nil)
+	h.get(1, "/block")
+	ds.drain(ctx, t)
+	if f := h.read(); f.typ != h2Ping || f.flags&h2FlagAck != 0 {
+		t.Fatalf("first frame after the drain start: %v, want a PING", f)
+	}
+	close(release) // its response is held back behind the PING
+	var final h2Frame
+	var got1 bool
+	for final.typ != h2GoAway || !got1 {
+		switch f := h.read(); {
+		case f.typ == h2GoAway:
+			final = f
+		case f.typ == h2Headers && f.stream == 1:
+			if got1 = f.payload[0] == h2Status200; !got1 {
+				t.Fatalf("stream 1: %v, want a 200", f)
+			}
+		case f.typ == h2Data:
+		default:
+			t.Fatalf("after an unacknowledged PING: %v (GOAWAY before: %v)", f, final)
+		}
+	}
+	if last, code := final.goAway(); last != 1 || code != 0 {
+		t.Fatalf("final %v, want GOAWAY(last 1, code 0)", final)
+	}
+	if err := ds.wait(ctx, t); err != nil {
+		t.Fatal(err)
+	}
+}
