@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,9 +45,14 @@ import (
 //   - the channel Draining returns for every request's context is closed,
 //     and so are those of requests that come later;
 //   - functions registered with srv.RegisterOnShutdown are started;
-//   - every HTTP/2 connection, idle or not, gets a GOAWAY: its client opens
-//     no new stream on it, streams in flight finish, and the server closes
-//     it when they have;
+//   - every HTTP/2 connection, idle or not, gets a GOAWAY in two steps
+//     (RFC 9113 §6.8): a shutdown notice (a GOAWAY naming the largest
+//     stream id) between two PINGs, then, once the client has acknowledged
+//     them (at most a second, and not past the drain deadline), the final
+//     GOAWAY naming the last stream read. Its client opens no new stream
+//     on it, every stream it opened before the notice is served (none is
+//     refused, even for clients that do not retry), streams in flight
+//     finish, and the server closes it when they have;
 //   - every HTTP/1.x response begun afterwards carries "Connection: close",
 //     and the connection is closed once the response is sent. Before that
 //     close, what the handler left unread of the request body is read and
@@ -102,7 +110,8 @@ import (
 // wrapped (nil means http.DefaultServeMux) and srv.ConnState chained (the
 // caller's hook still runs, after ServeAndDrain's bookkeeping); srv itself
 // is only shut down, so that its RegisterOnShutdown functions run at the
-// drain start. SetKeepAlivesEnabled on srv is not carried over. The
+// drain start. SetKeepAlivesEnabled(false) on srv before ServeAndDrain is
+// carried over; a call during ServeAndDrain is not. The
 // ResponseWriter handlers see implements http.Flusher, http.Hijacker and
 // io.ReaderFrom, and has an Unwrap method for http.ResponseController. Like
 // any server that was shut down, srv cannot be served again afterwards.
@@ -144,7 +153,8 @@ func ServeAndDrain(ctx context.Context, srv *http.Server, ls []net.Listener, opt
 		hook:     srv.ConnState,
 		conns:    make(map[net.Conn]*drainConn),
 		hijacked: make(map[*hijackedConn]struct{}),
-		h2New:    make(map[net.Conn]bool),
+		h2New:    make(map[net.Conn]*h2Conn),
+		h2:       make(map[*h2Conn]struct{}),
 		bell:     make(chan struct{}, 1),
 		drainCh:  make(chan struct{}),
 	}
@@ -186,11 +196,11 @@ func ServeAndDrain(ctx context.Context, srv *http.Server, ls []net.Listener, opt
 	var shutting sync.WaitGroup
 	shutting.Go(func() {
 		// Neither has a listener or a connection: they only start their
-		// RegisterOnShutdown functions, the GOAWAYs among them.
-		if h2host != nil {
-			h2host.Shutdown(shut)
-		}
+		// RegisterOnShutdown functions, HTTP/2's final GOAWAYs among them.
 		srv.Shutdown(shut)
+		if h2host != nil {
+			d.goAway(d.h2Conns(), shut)
+		}
 	})
 	serving.Wait() // every accepted connection has now been through StateNew
 	close(errc)
@@ -224,6 +234,9 @@ func (d *drainer) servers(srv *http.Server, tlsConfig *tls.Config) (inner, h2hos
 		HTTP2:                        srv.HTTP2,
 		Protocols:                    srv.Protocols,
 	}
+	if keepAlivesDisabled(srv) {
+		inner.SetKeepAlivesEnabled(false)
+	}
 	if srv.TLSNextProto != nil {
 		return inner, nil, nil
 	}
@@ -247,25 +260,61 @@ func (d *drainer) servers(srv *http.Server, tlsConfig *tls.Config) (inner, h2hos
 	if h2host.TLSNextProto == nil {
 		return inner, nil, nil // HTTP/2 is off
 	}
-	inner.TLSNextProto = make(map[string]func(*http.Server, *tls.Conn, http.Handler), len(h2host.TLSNextProto))
-	for proto, fn := range h2host.TLSNextProto {
+	// Both are served through an h2Conn, by the h2c function, which
+	// serves any connection after the client preface (see serveH2).
+	serveConn := h2host.TLSNextProto[nextProtoH2C]
+	if serveConn == nil {
+		return nil, nil, errors.New("worker: drain: http/2: no " + nextProtoH2C + " function in TLSNextProto")
+	}
+	inner.TLSNextProto = maps.Clone(h2host.TLSNextProto)
+	for _, proto := range []string{"h2", nextProtoH2C} {
 		inner.TLSNextProto[proto] = func(hs *http.Server, c *tls.Conn, h http.Handler) {
-			// HTTP/2 calls ConnState with the TLS connection, or for h2c
-			// with the connection under the stand-in it was given.
-			var key net.Conn = c
-			if proto != "h2" {
-				key = c.NetConn()
+			var under net.Conn = c // what net/http calls ConnState with
+			tc := c
+			if proto == nextProtoH2C {
+				u, ok := c.NetConn().(interface{ UnencryptedNetConn() net.Conn })
+				if !ok {
+					serveConn(hs, c, h) // it reports the error
+					return
+				}
+				under, tc = u.UnencryptedNetConn(), nil
 			}
+			hc := newH2Conn(under)
 			d.mu.Lock()
-			d.h2New[key] = true
+			d.h2New[under] = hc
+			d.h2[hc] = struct{}{}
 			d.mu.Unlock()
-			d.h2Conns.Add(1)
+			d.h2Served.Add(1)
 			d.h2Open.Add(1)
-			defer d.h2Open.Add(-1)
-			fn(hs, c, h) // serves the connection until it is closed
+			defer func() {
+				d.h2Open.Add(-1)
+				d.mu.Lock()
+				delete(d.h2, hc)
+				delete(d.h2New, under)
+				d.mu.Unlock()
+				close(hc.done)
+			}()
+			serveH2(hs, hc, tc, h, serveConn) // until the connection is closed
 		}
 	}
 	return inner, h2host, nil
+}
+
+// nextProtoH2C is the TLSNextProto key net/http serves h2c connections
+// with.
+const nextProtoH2C = "unencrypted_http2"
+
+// keepAlivesDisabled reports whether srv.SetKeepAlivesEnabled(false) was
+// called. net/http keeps that in an unexported field without a getter: it
+// is read here, never written, and if a Go release renames it, it reads as
+// enabled, the default (TestDrainKeepAlivesDisabled then fails).
+func keepAlivesDisabled(srv *http.Server) bool {
+	f := reflect.ValueOf(srv).Elem().FieldByName("disableKeepAlives")
+	if !f.IsValid() || f.Type() != reflect.TypeFor[atomic.Bool]() {
+		return false
+	}
+	v := f.FieldByName("v")
+	return v.IsValid() && v.CanUint() && v.Uint() != 0
 }
 
 var errNoListener = errors.New("no listener")
@@ -397,14 +446,15 @@ type drainer struct {
 	draining      atomic.Bool   // set under mu, once, when the drain starts
 	drainCh       chan struct{} // closed when the drain starts
 	cut           context.Context
-	cutNow        context.CancelFunc // cancels cut: the drain deadline
-	closingListen atomic.Bool        // the drain is closing the listeners
-	handlers      atomic.Int64       // handlers running
-	h2Conns       atomic.Int64       // HTTP/2 connections served
-	h2Open        atomic.Int64       // HTTP/2 connections open
-	h2host        *http.Server       // shut down to send GOAWAYs; nil without HTTP/2
-	goaways       sync.WaitGroup     // late GOAWAYs being sent
-	h2New         map[net.Conn]bool  // HTTP/2 connections HTTP/2 has not reported yet; under mu
+	cutNow        context.CancelFunc   // cancels cut: the drain deadline
+	closingListen atomic.Bool          // the drain is closing the listeners
+	handlers      atomic.Int64         // handlers running
+	h2Served      atomic.Int64         // HTTP/2 connections served
+	h2Open        atomic.Int64         // HTTP/2 connections open
+	h2host        *http.Server         // shut down to send GOAWAYs; nil without HTTP/2
+	goaways       sync.WaitGroup       // goroutines sending late GOAWAYs and notices
+	h2New         map[net.Conn]*h2Conn // HTTP/2 connections HTTP/2 has not reported yet, by underlying connection; under mu
+	h2            map[*h2Conn]struct{} // HTTP/2 connections being served; under mu
 
 	mu       sync.Mutex
 	conns    map[net.Conn]*drainConn
@@ -435,6 +485,7 @@ func (d *drainer) serve(srv *http.Server, l net.Listener) error {
 // connState is the server's ConnState: it keeps the connection table, then
 // calls the caller's hook.
 func (d *drainer) connState(c net.Conn, st http.ConnState) {
+	c = underlying(c) // HTTP/2 reports the h2Conn it serves
 	d.track(c, st)
 	d.lateGoAway(c)
 	if d.hook != nil {
@@ -481,10 +532,9 @@ func (d *drainer) lateGoAway(c net.Conn) {
 		return
 	}
 	d.mu.Lock()
-	late := d.h2New[c] && d.draining.Load() && !d.stopped
-	if d.h2New[c] {
-		delete(d.h2New, c) // reported: a GOAWAY from now on reaches it
-	}
+	hc := d.h2New[c]
+	late := hc != nil && d.draining.Load() && !d.stopped
+	delete(d.h2New, c) // reported: a GOAWAY from now on reaches it
 	if late {
 		d.goaways.Add(1)
 	}
@@ -494,9 +544,52 @@ func (d *drainer) lateGoAway(c net.Conn) {
 			defer d.goaways.Done()
 			done, cancel := context.WithCancel(context.Background())
 			cancel()
-			d.h2host.Shutdown(done) // starts the GOAWAYs; each connection sends one only
+			d.goAway([]*h2Conn{hc}, done)
 		}()
 	}
+}
+
+// h2Conns returns the HTTP/2 connections being served.
+func (d *drainer) h2Conns() []*h2Conn {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Collect(maps.Keys(d.h2))
+}
+
+// goAway runs the drain's HTTP/2 steps on every connection in cs (see
+// h2Conn): a PING, the shutdown notice and a second PING, each after the
+// ACK of the PING before. Once every connection has acknowledged its
+// second PING (at most noticeWait, and not past the drain deadline), it
+// shuts HTTP/2 down with done, a cancelled context: every connection
+// HTTP/2 has reported gets its final GOAWAY (each sends one only), naming
+// the last stream it read.
+//
+// A connection not in cs but in the middle of its own steps (one that
+// began during the drain) gets its final GOAWAY now too: correct, but
+// without the round trips' guarantee.
+func (d *drainer) goAway(cs []*h2Conn, done context.Context) {
+	stop := make(chan struct{})
+	for _, c := range cs {
+		d.goaways.Go(func() { c.notice(stop) }) // blocks while the server is blocked writing
+	}
+	wait := time.NewTimer(noticeWait)
+	defer wait.Stop()
+acks:
+	for _, c := range cs {
+		select {
+		case <-c.noticed():
+		case <-c.done:
+		case <-wait.C:
+			break acks
+		case <-d.cut.Done():
+			break acks
+		}
+	}
+	close(stop)
+	for _, c := range cs {
+		c.finish()
+	}
+	d.h2host.Shutdown(done)
 }
 
 // ring wakes wait up, if the drain has started.
@@ -658,7 +751,7 @@ func (d *drainer) report(msg string, after time.Duration, conns, idle, hijacked 
 	}
 	args := append([]any{
 		slog.Int("pid", os.Getpid()), slog.Duration("after", after), slog.Int("connections", conns), slog.Int("idle", idle),
-		slog.Int("hijacked", hijacked), slog.Int64("handlers", handlers), slog.Int64("http2_connections", d.h2Conns.Load()),
+		slog.Int("hijacked", hijacked), slog.Int64("handlers", handlers), slog.Int64("http2_connections", d.h2Served.Load()),
 	}, more...)
 	d.opts.logger.Info("worker: "+msg, args...)
 }

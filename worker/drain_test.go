@@ -924,3 +924,22 @@ func fdCount(t *testing.T) int {
 	}
 	return len(ents)
 }
+
+// TestDrainKeepAlivesDisabled: a server whose keep-alives were turned off
+// with SetKeepAlivesEnabled(false) before ServeAndDrain closes every
+// connection after one response, as http.Server.Serve would.
+func TestDrainKeepAlivesDisabled(t *testing.T) {
+	ctx := testContext(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})}
+	srv.SetKeepAlivesEnabled(false)
+	ds := startDrainServer(ctx, t, srv)
+	c := dialRaw(ctx, t, ds.addr)
+	if resp := c.get(t, "/"); resp.status != http.StatusOK || !resp.close {
+		t.Errorf("got status %d, Connection: close %v; want 200 and close", resp.status, resp.close)
+	}
+	if ok, err := c.closedCleanly(); !ok {
+		t.Errorf("the connection was not closed after the response: %v", err)
+	}
+}
