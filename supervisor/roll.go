@@ -103,7 +103,7 @@ func (t *table) requestRoll(done chan<- error) {
 func (t *table) startRoll(r *roll) {
 	t.lastGen = max(t.lastGen, t.gen) + 1
 	r.gen, r.from, r.started = t.lastGen, t.gen, time.Now()
-	t.recipes[r.gen] = t.s.pin()
+	t.setRecipe(r.gen, t.s.pin())
 	t.roll = r
 	for _, sl := range t.slots {
 		sl.vetoed = false // "until the next roll"

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package supervisor
+
+import "os"
+
+// openExe pins nothing: a generation runs its program by path.
+func openExe(string) (*os.File, bool) { return nil, false }
