@@ -111,6 +111,38 @@ func TestBadBuild(t *testing.T) {
 		l.mu.Unlock()
 	}
 
+	// restartOne stops a serving worker: it is restarted in its generation,
+	// from its binary, not the bad one now at the path. SIGTERM: it drains.
+	restartOne := func(what string) {
+		t.Helper()
+		var victim logLine
+		for _, ll := range sup.seen {
+			if ll.Msg == "worker ready" && ll.Generation == 1 && running(ll.Pid) {
+				victim = ll
+			}
+		}
+		if victim.Pid <= 1 {
+			t.Fatalf("%s: no serving worker of generation 1", what)
+		}
+		since := versions()
+		if err := syscall.Kill(victim.Pid, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		started := sup.until("worker started", func(ll logLine) bool { return ll.Worker == victim.Worker })
+		pid := started[len(started)-1].Pid
+		out := sup.untilAny(func(ll logLine) bool {
+			switch ll.Msg {
+			case "worker ready", "worker died; restarting", "worker not ready in time: killing":
+				return ll.Pid == pid
+			}
+			return false
+		})
+		if ll := out[len(out)-1]; ll.Msg != "worker ready" {
+			t.Fatalf("%s: the restart of worker %d in slot %d: %q", what, victim.Pid, victim.Worker, ll.Msg)
+		}
+		checkServing(what+", after a restart", 1, bins["v1"], "v1", since)
+	}
+
 	bound := readyTimeout + window + time.Second
 	for _, fault := range []string{"crash", "hang", "flap"} {
 		install(t, bins[fault], path)
@@ -128,33 +160,21 @@ func TestBadBuild(t *testing.T) {
 			t.Errorf("%s: the roll took %v to roll back, want at most %v (ready timeout + window + 1s)", fault, took, bound)
 		}
 		checkServing(fault, 1, bins["v1"], "v1", since)
-
-		// A serving worker that exits is restarted in its generation, from
-		// its binary, not the bad one now at the path. SIGTERM: it drains.
-		var victim logLine
-		for _, ll := range sup.seen {
-			if ll.Msg == "worker ready" && ll.Generation == 1 && running(ll.Pid) {
-				victim = ll
-			}
-		}
-		since = versions()
-		if err := syscall.Kill(victim.Pid, syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		started := sup.until("worker started", func(ll logLine) bool { return ll.Worker == victim.Worker })
-		pid := started[len(started)-1].Pid
-		out := sup.untilAny(func(ll logLine) bool {
-			switch ll.Msg {
-			case "worker ready", "worker died; restarting", "worker not ready in time: killing":
-				return ll.Pid == pid
-			}
-			return false
-		})
-		if ll := out[len(out)-1]; ll.Msg != "worker ready" {
-			t.Fatalf("%s: the restart of worker %d in slot %d: %q", fault, victim.Pid, victim.Worker, ll.Msg)
-		}
-		checkServing(fault+", after a restart", 1, bins["v1"], "v1", since)
+		restartOne(fault)
 	}
+
+	// An in-place upgrade of the supervisor (to v3, renamed over its path)
+	// hands the generations' pinned binaries over: after it, a bad build's
+	// roll still rolls back, and a restart still runs v1.
+	install(t, bins["v3"], path)
+	sup.signal(syscall.SIGUSR2)
+	sup.next("supervisor upgraded in place")
+	install(t, bins["crash"], path)
+	sup.signal(syscall.SIGHUP)
+	if end := sup.untilAny(rollEnded); end[len(end)-1].Msg != "roll failed; the previous generation keeps serving" {
+		t.Fatalf("after the upgrade: the roll to the crashing build ended with %q", end[len(end)-1].Msg)
+	}
+	restartOne("after the upgrade")
 
 	// A good build rolls, and serves.
 	install(t, bins["v3"], path)

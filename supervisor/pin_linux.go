@@ -23,6 +23,15 @@ func openExe(path string) (exe *os.File, self bool) {
 		f.Close()
 		return nil, false
 	}
+	return f, isSelf(f)
+}
+
+// isSelf reports whether f is the running supervisor's own binary.
+func isSelf(f *os.File) bool {
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
 	me, err := os.Stat("/proc/self/exe")
-	return f, err == nil && os.SameFile(fi, me)
+	return err == nil && os.SameFile(fi, me)
 }
