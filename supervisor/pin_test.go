@@ -168,6 +168,13 @@ func TestGenerationPinsItsBinary(t *testing.T) {
 		if w.Generation != 1 || w.State != supervisor.Ready || !runsOrig(w.Pid) {
 			t.Fatalf("after the rollback, worker %+v: want generation 1, ready, running the original binary", w)
 		}
+		// The pin it was started from is not left open in it.
+		fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", w.Pid))
+		for _, fd := range fds {
+			if fi, err := os.Stat(fd); err == nil && os.SameFile(fi, orig) {
+				t.Errorf("worker %d holds its own binary open as %s", w.Pid, fd)
+			}
+		}
 	}
 
 	// A restart of the serving generation runs its own binary too.
