@@ -5,7 +5,9 @@ package handoff_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +34,7 @@ func TestBadBuild(t *testing.T) {
 		readyTimeout = 2 * time.Second
 		window       = time.Second
 		workers      = 2
+		clients      = 32
 	)
 	bins := buildVariants(t, map[string]string{
 		"v1":    "-X main.version=v1",
@@ -47,7 +50,7 @@ func TestBadBuild(t *testing.T) {
 	for range workers {
 		sup.next("worker ready")
 	}
-	l := startLoad(t, sup.addr, 32)
+	l := startLoad(t, sup.addr, clients)
 	finished := false
 	finish := func() {
 		if finished {
@@ -70,9 +73,11 @@ func TestBadBuild(t *testing.T) {
 		return maps.Clone(l.versions)
 	}
 	// checkServing waits until the workers of every generation but gen have
-	// exited, then checks that workers processes run gen from the binary
-	// bin, and that the responses since since (nil: since then) and over
-	// 200 more requests all came from version.
+	// exited, then checks that the workers run gen from the binary bin,
+	// that new connections are served by version, and that the load's
+	// responses since since (nil: since the old workers exited) and over 200
+	// more requests all came from version. With since nil, each client may
+	// still record the one response an old worker sent it before exiting.
 	checkServing := func(what string, gen uint64, bin, version string, since map[string]int) {
 		t.Helper()
 		for pid, g := range startedWorkers(sup.seen) {
@@ -80,8 +85,9 @@ func TestBadBuild(t *testing.T) {
 				waitGone(t, pid)
 			}
 		}
+		stale := 0
 		if since == nil {
-			since = versions()
+			since, stale = versions(), clients
 		}
 		want, err := os.Stat(bin)
 		if err != nil {
@@ -101,14 +107,22 @@ func TestBadBuild(t *testing.T) {
 		if len(live) != workers {
 			t.Errorf("%s: %d workers %v running, want %d", what, len(live), live, workers)
 		}
-		l.waitRequests(t, 200)
-		l.mu.Lock()
-		for v, n := range l.versions {
-			if v != version && n > since[v] {
-				t.Errorf("%s: %d responses from version %q", what, n-since[v], v)
+		for range 10 {
+			if v := versionOf(t, sup.addr); v != version {
+				t.Errorf("%s: a new connection served by version %q", what, v)
 			}
 		}
-		l.mu.Unlock()
+		l.waitRequests(t, 200)
+		others := map[string]int{}
+		for v, n := range versions() {
+			if v != version && n > since[v] {
+				others[v] = n - since[v]
+				stale -= n - since[v]
+			}
+		}
+		if stale < 0 {
+			t.Errorf("%s: responses from other versions: %v", what, others)
+		}
 	}
 
 	// restartOne stops a serving worker: it is restarted in its generation,
@@ -260,6 +274,22 @@ func startedWorkers(lines []logLine) map[int]uint64 {
 		}
 	}
 	return gens
+}
+
+// versionOf makes one request on a new connection and returns its
+// X-Version.
+func versionOf(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := noKeepAlive.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("GET: %v", err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET: status %d", resp.StatusCode)
+	}
+	return resp.Header.Get("X-Version")
 }
 
 // running reports whether pid is a process that has not exited.

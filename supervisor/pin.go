@@ -50,17 +50,19 @@ func (t *table) setRecipe(gen uint64, r recipe) {
 	t.recipes[gen] = r
 }
 
-// forget drops the recipes of generations nothing runs or can go back to.
+// forget drops (and closes) the recipes of generations nothing runs, and a
+// roll cannot go to or back to; a retiring worker is never restarted. It
+// runs at every spawn and at a roll's end, so that the pins held open are
+// those of the generations that serve.
 func (t *table) forget() {
-	if len(t.recipes) < 4 {
-		return
-	}
 	keep := map[uint64]bool{t.gen: true}
 	if r := t.roll; r != nil {
 		keep[r.gen], keep[r.from], keep[r.failed] = true, true, true
 	}
 	for w := range t.live {
-		keep[w.info.Generation] = true
+		if w.info.State != Stopping {
+			keep[w.info.Generation] = true
+		}
 	}
 	for g, rc := range t.recipes {
 		if !keep[g] {

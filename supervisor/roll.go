@@ -156,6 +156,7 @@ func (t *table) advanceRoll() {
 		return
 	}
 	t.roll = nil
+	t.forget()
 	took := time.Since(r.started)
 	if r.back {
 		t.gen = r.gen
@@ -205,6 +206,7 @@ func (t *table) abortRoll(err error) {
 	}
 	if r.back {
 		t.roll = nil
+		t.forget()
 		err = fmt.Errorf("%w; rolling back to generation %d: %w", r.err, r.gen, err)
 		t.endRoll(r, RollFailed, err)
 		t.log.Error("roll failed, and so did the rollback", zap.Uint64("generation", r.failed), zap.Error(err))
