@@ -36,15 +36,15 @@ func runTrampoline() {
 	if target == "" {
 		return
 	}
-	// An upgraded supervisor runs with its handled signals blocked (see
-	// supervisor's execInPlace), and a child inherits the mask: the worker
-	// starts with none blocked.
 	if n, ok := strings.CutPrefix(target, selfFd); ok {
 		// TrampolineFd's program: the worker must not inherit it.
 		if fd, err := strconv.Atoi(n); err == nil && fd > 2 {
 			unix.CloseOnExec(fd)
 		}
 	}
+	// An upgraded supervisor runs with its handled signals blocked (see
+	// supervisor's execInPlace), and a child inherits the mask: the worker
+	// starts with none blocked.
 	runtime.LockOSThread()
 	var none unix.Sigset_t
 	unix.PthreadSigmask(unix.SIG_SETMASK, &none, nil)
