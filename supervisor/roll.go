@@ -156,17 +156,16 @@ func (t *table) advanceRoll() {
 		return
 	}
 	t.roll = nil
-	t.forget()
+	t.gen = r.gen
+	t.forget() // the pins of the generations that served before
 	took := time.Since(r.started)
 	if r.back {
-		t.gen = r.gen
 		t.endRoll(r, RollRolledBack, r.err)
 		t.log.Error("roll failed; the previous generation keeps serving", zap.Uint64("generation", r.failed),
 			zap.Uint64("serving", r.gen), zap.Duration("took", took), zap.Error(r.err))
 		t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=roll to generation %d failed: %v", r.failed, r.err))
 		replyAll(r.waiters, fmt.Errorf("supervisor: roll to generation %d: %w", r.failed, r.err))
 	} else {
-		t.gen = r.gen
 		t.endRoll(r, RollCompleted, nil)
 		t.log.Info("roll complete", zap.Uint64("generation", r.gen), zap.Duration("took", took))
 		t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=%d workers ready, generation %d", len(t.slots), t.gen))
