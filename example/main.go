@@ -26,7 +26,15 @@
 //     its worker starts to drain.
 //
 // -drain-timeout sets the workers' drain deadline (default: 3/4 of the
-// supervisor's -stop-timeout).
+// supervisor's -stop-timeout). A roll waits -ready-timeout for each new
+// worker to be ready, and accepts the new generation once its canary has
+// stayed up for -accept-window; else it rolls back.
+//
+// For tests only, a build can be made bad on purpose, so that a deploy of
+// it can be seen to fail safely: -ldflags "-X main.fault=crash" makes every
+// worker exit 1 at start, "hang" makes it never ready (it never accepts),
+// "flap" makes it exit 1 300ms after it became ready. The supervisor of a
+// bad build is unaffected.
 package main
 
 import (
@@ -34,6 +42,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -45,6 +54,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/handoff-dev/handoff/internal/logging"
+	"github.com/handoff-dev/handoff/listener"
 	"github.com/handoff-dev/handoff/supervisor"
 	"github.com/handoff-dev/handoff/worker"
 )
@@ -52,6 +62,10 @@ import (
 // version is set at build time (-ldflags "-X main.version=…") and sent in
 // the X-Version header, so a rebuilt binary can be told from the old one.
 var version = "dev"
+
+// fault, set at build time only (-ldflags "-X main.fault=…"), makes this a
+// bad build's worker, for tests: see the package documentation.
+var fault string
 
 // listenFlag collects repeated -listen flags.
 type listenFlag []string
@@ -71,6 +85,8 @@ func main() {
 	tlsKey := flag.String("tls-key", "", "the PEM private key of -tls-cert")
 	h2c := flag.Bool("h2c", false, "serve cleartext HTTP/2 (prior knowledge) beside HTTP/1.1")
 	maxDraining := flag.Int("max-draining", 8, "how many generations may drain at once before the oldest is hurried (0: no cap)")
+	readyTimeout := flag.Duration("ready-timeout", 60*time.Second, "how long a new worker may take to be ready (to accept)")
+	acceptWindow := flag.Duration("accept-window", time.Second, "how long a roll's canary must stay up before its generation is accepted")
 	flag.Parse()
 	if len(listen) == 0 {
 		listen = listenFlag{"127.0.0.1:8080"}
@@ -96,16 +112,22 @@ func main() {
 	}
 
 	ctx := context.Background()
-	var err error
+	h, err := faulty(worker.HTTP(srv, drain...), *workerOnly || worker.IsWorker())
+	if err != nil {
+		logging.Default().Error("exiting", zap.Error(err))
+		os.Exit(2)
+	}
 	if *workerOnly {
-		err = worker.Run(ctx, worker.HTTP(srv, drain...))
+		err = worker.Run(ctx, h)
 	} else {
-		err = supervisor.Main(ctx, worker.HTTP(srv, drain...),
+		err = supervisor.Main(ctx, h,
 			supervisor.WithListen(listen...),
 			supervisor.WithWorkers(*workers),
 			supervisor.WithMinUptime(*minUptime),
 			supervisor.WithStopTimeout(*stopTimeout),
 			supervisor.WithMaxDraining(*maxDraining),
+			supervisor.WithReadyTimeout(*readyTimeout),
+			supervisor.WithAcceptWindow(*acceptWindow),
 		)
 	}
 	if err != nil {
@@ -113,6 +135,55 @@ func main() {
 		logging.Default().Error("exiting", zap.Error(err))
 		os.Exit(1)
 	}
+}
+
+// faulty returns h as the build's fault makes it (see fault). The fault
+// acts in a worker only; crash acts at once, before h is called.
+func faulty(h worker.Handler, isWorker bool) (worker.Handler, error) {
+	switch fault {
+	case "":
+		return h, nil
+	case "crash", "hang", "flap":
+	default:
+		return nil, fmt.Errorf("unknown fault %q built in: want crash, hang or flap", fault)
+	}
+	if !isWorker {
+		return h, nil
+	}
+	switch fault {
+	case "crash":
+		fmt.Fprintln(os.Stderr, "example: a bad build (fault crash): exiting at start")
+		os.Exit(1)
+	case "hang":
+		return func(ctx context.Context, _ []listener.Inherited) error {
+			<-ctx.Done() // never accepts, so never ready
+			return nil
+		}, nil
+	}
+	// flap: the first Accept makes the worker ready; 300ms later it dies.
+	return func(ctx context.Context, ls []listener.Inherited) error {
+		var once sync.Once
+		for i := range ls {
+			ls[i].Listener = &flapListener{Listener: ls[i].Listener, once: &once}
+		}
+		return h(ctx, ls)
+	}, nil
+}
+
+// flapListener exits the process 300ms after its first Accept.
+type flapListener struct {
+	net.Listener
+	once *sync.Once
+}
+
+func (l *flapListener) Accept() (net.Conn, error) {
+	l.once.Do(func() {
+		time.AfterFunc(300*time.Millisecond, func() {
+			fmt.Fprintln(os.Stderr, "example: a bad build (fault flap): exiting after ready")
+			os.Exit(1)
+		})
+	})
+	return l.Listener.Accept()
 }
 
 // handler answers every request with 200 and the serving worker's identity.

@@ -45,6 +45,15 @@
 // error is logged and returned. Rolls asked for during a roll are coalesced
 // into one that follows it.
 //
+// A generation is pinned when it starts: its program's symbolic links are
+// resolved and, for an ELF binary, the file is kept open and its workers
+// are started from that descriptor. A new build renamed over the program
+// (or a release symlink switched) is what the next roll runs; the restarts
+// of the serving generation and the way back of a failed roll still run the
+// build they started with, across an upgrade in place too. A script is
+// pinned by its resolved path only (an interpreter cannot be handed a
+// descriptor that closes at exec).
+//
 // A worker that exits unasked is restarted: at once if it had been up for
 // the minimum uptime, else after a backoff that doubles with each start
 // failure of its slot. [Supervisor.Scale] (SIGTTIN, SIGTTOU) changes N.

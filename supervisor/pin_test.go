@@ -1,6 +1,7 @@
 package supervisor_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,6 +87,163 @@ func TestGenerationPinsItsRelease(t *testing.T) {
 	}
 	s.Close()
 	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGenerationPinsItsBinary: a generation keeps the binary it started
+// with, open, not whatever is at its path later. The program at the path
+// is replaced (renamed over) by a bad build after the first generation
+// started: the roll to it fails part-way, and the way back runs the
+// original binary again, as does a later restart of the serving
+// generation. The kernel says which binary a worker runs: /proc/PID/exe.
+func TestGenerationPinsItsBinary(t *testing.T) {
+	ctx := deadline(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "worker")
+	copyFile(t, exe, path)
+	orig, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock, err := listener.Listen(listener.Addr{Network: "tcp", Address: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	ready := make(chan supervisor.WorkerInfo, 16)
+	ends := make(chan supervisor.RollEvent, 16)
+	s, err := supervisor.New(supervisor.Command{Path: path, Env: workerEnv(helperEnv + "=notify")},
+		supervisor.WithSockets(sock), supervisor.WithLogger(zaptest.NewLogger(t)),
+		supervisor.WithWorkers(2), supervisor.WithMinUptime(0),
+		supervisor.WithReadiness(supervisor.ReadyOnNotify()), supervisor.WithAcceptWindow(0),
+		supervisor.WithHooks(supervisor.Hooks{
+			OnReady:   func(w supervisor.WorkerInfo) { ready <- w },
+			OnRollEnd: func(e supervisor.RollEvent) { ends <- e },
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	defer func() {
+		s.Close()
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}()
+	recv(ctx, t, ready, "the first worker")
+	recv(ctx, t, ready, "the second worker")
+	runsOrig := func(pid int) bool {
+		fi, err := os.Stat(fmt.Sprintf("/proc/%d/exe", pid))
+		return err == nil && os.SameFile(fi, orig)
+	}
+
+	// The bad build: its first start serves (a canary that passes, with no
+	// accept window), every later one exits 7.
+	bad := filepath.Join(dir, "worker.new")
+	script := fmt.Sprintf("#!/bin/sh\nif [ -e %[1]s/once ]; then exit 7; fi\n: > %[1]s/once\nexec %[2]s \"$@\"\n", dir, exe)
+	if err := os.WriteFile(bad, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(bad, path); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Roll(ctx)
+	if err == nil || !strings.Contains(err.Error(), "exit status 7") {
+		t.Fatalf("roll to the bad build: %v, want its exit status 7", err)
+	}
+	if e := recv(ctx, t, ends, "the roll's end"); e.Result != supervisor.RollRolledBack {
+		t.Fatalf("roll ended %+v, want %q", e, supervisor.RollRolledBack)
+	}
+	st := s.Stats()
+	if len(st.Workers) != 2 {
+		t.Fatalf("after the rollback: %+v", st)
+	}
+	for _, w := range st.Workers {
+		if w.Generation != 1 || w.State != supervisor.Ready || !runsOrig(w.Pid) {
+			t.Fatalf("after the rollback, worker %+v: want generation 1, ready, running the original binary", w)
+		}
+		// The pin it was started from is not left open in it.
+		fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", w.Pid))
+		for _, fd := range fds {
+			if fi, err := os.Stat(fd); err == nil && os.SameFile(fi, orig) {
+				t.Errorf("worker %d holds its own binary open as %s", w.Pid, fd)
+			}
+		}
+	}
+
+	// A restart of the serving generation runs its own binary too.
+	for len(ready) > 0 {
+		<-ready
+	}
+	syscall.Kill(st.Workers[0].Pid, syscall.SIGKILL)
+	if w := recv(ctx, t, ready, "the restarted worker"); w.Generation != 1 || !runsOrig(w.Pid) {
+		t.Fatalf("restarted worker %+v: want generation 1 running the original binary", w)
+	}
+}
+
+// TestPinsDoNotLeak: every roll pins its binary (an open file); a roll's
+// end forgets the pins of generations nothing runs, and Close the rest.
+func TestPinsDoNotLeak(t *testing.T) {
+	ctx := deadline(t)
+	f := newFixture(t, "notify", nil, supervisor.WithMinUptime(0),
+		supervisor.WithReadiness(supervisor.ReadyOnNotify()), supervisor.WithAcceptWindow(0))
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds := fdCount(t)
+	go func() { f.runErr <- f.s.Run(ctx) }()
+	f.waitReady(ctx)
+	for i := range 12 {
+		if err := f.s.Roll(ctx); err != nil {
+			t.Fatalf("roll %d: %v", i, err)
+		}
+		if n := openCopies(t, exe); n != 1 {
+			t.Fatalf("after roll %d: the worker binary is open %d times, want once (the serving generation's pin)", i, n)
+		}
+	}
+	f.s.Close()
+	if err := <-f.runErr; err != nil {
+		t.Fatal(err)
+	}
+	if got := fdCount(t); got > fds {
+		t.Errorf("%d fds open after Close, %d before", got, fds)
+	}
+}
+
+// openCopies counts this process's descriptors open on the file at path.
+func openCopies(t *testing.T, path string) int {
+	t.Helper()
+	want, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, err := filepath.Glob("/proc/self/fd/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if fi, err := os.Stat(fd); err == nil && os.SameFile(fi, want) {
+			n++
+		}
+	}
+	return n
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
 }

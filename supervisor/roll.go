@@ -103,7 +103,7 @@ func (t *table) requestRoll(done chan<- error) {
 func (t *table) startRoll(r *roll) {
 	t.lastGen = max(t.lastGen, t.gen) + 1
 	r.gen, r.from, r.started = t.lastGen, t.gen, time.Now()
-	t.recipes[r.gen] = t.s.pin()
+	t.setRecipe(r.gen, t.s.pin())
 	t.roll = r
 	for _, sl := range t.slots {
 		sl.vetoed = false // "until the next roll"
@@ -156,16 +156,16 @@ func (t *table) advanceRoll() {
 		return
 	}
 	t.roll = nil
+	t.gen = r.gen
+	t.forget() // the pins of the generations that served before
 	took := time.Since(r.started)
 	if r.back {
-		t.gen = r.gen
 		t.endRoll(r, RollRolledBack, r.err)
 		t.log.Error("roll failed; the previous generation keeps serving", zap.Uint64("generation", r.failed),
 			zap.Uint64("serving", r.gen), zap.Duration("took", took), zap.Error(r.err))
 		t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=roll to generation %d failed: %v", r.failed, r.err))
 		replyAll(r.waiters, fmt.Errorf("supervisor: roll to generation %d: %w", r.failed, r.err))
 	} else {
-		t.gen = r.gen
 		t.endRoll(r, RollCompleted, nil)
 		t.log.Info("roll complete", zap.Uint64("generation", r.gen), zap.Duration("took", took))
 		t.sdNotify(fmt.Sprintf("READY=1\nSTATUS=%d workers ready, generation %d", len(t.slots), t.gen))
@@ -205,6 +205,7 @@ func (t *table) abortRoll(err error) {
 	}
 	if r.back {
 		t.roll = nil
+		t.forget()
 		err = fmt.Errorf("%w; rolling back to generation %d: %w", r.err, r.gen, err)
 		t.endRoll(r, RollFailed, err)
 		t.log.Error("roll failed, and so did the rollback", zap.Uint64("generation", r.failed), zap.Error(err))

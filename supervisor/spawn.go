@@ -47,12 +47,13 @@ func (t *table) targetGen() uint64 {
 // spawn starts a worker for sl in generation gen.
 func (t *table) spawn(sl *slot, gen uint64) (_ *child, err error) {
 	s := t.s
-	cmd, ok := t.recipes[gen]
+	rc, ok := t.recipes[gen]
 	if !ok { // the first generation, or one handed over by an upgrade
-		cmd = s.pin()
-		t.recipes[gen] = cmd
+		rc = s.pin()
+		t.setRecipe(gen, rc)
 	}
 	t.forget()
+	cmd := rc.cmd
 	sp := &Spawn{
 		Path:       cmd.Path,
 		Args:       slices.Clone(cmd.Args),
@@ -82,7 +83,11 @@ func (t *table) spawn(sl *slot, gen uint64) (_ *child, err error) {
 		}
 		defer cg.Close()
 	}
-	proc, err := t.start(sp, cg)
+	var exe *os.File
+	if sp.Path == cmd.Path { // unless the hook chose another program
+		exe = rc.exe
+	}
+	proc, err := t.start(sp, cg, exe, rc.self)
 	if err != nil {
 		if cg != nil {
 			removeCgroup(cg.Name())
@@ -163,11 +168,14 @@ func (t *table) track(w *child) {
 }
 
 // start starts the process described by sp, in the cgroup cg unless nil. Every file is handed over as a
-// raw descriptor: fds 0-2, the sockets from fd 3, then the extra files.
-func (t *table) start(sp *Spawn, cg *os.File) (proc *reap.Process, err error) {
+// raw descriptor: fds 0-2, the sockets from fd 3, then the extra files. exe, unless nil, is sp.Path's
+// program pinned open (self: the supervisor's own binary), which runs instead of whatever is at sp.Path.
+func (t *table) start(sp *Spawn, cg *os.File, exe *os.File, self bool) (proc *reap.Process, err error) {
 	// The trampoline would only exit 127; say what is wrong instead.
-	if _, err := exec.LookPath(sp.Path); err != nil {
-		return nil, err
+	if exe == nil {
+		if _, err := exec.LookPath(sp.Path); err != nil {
+			return nil, err
+		}
 	}
 	std, err := rawFds([]*os.File{sp.Stdin, sp.Stdout, sp.Stderr})
 	if err != nil {
@@ -182,7 +190,21 @@ func (t *table) start(sp *Spawn, cg *os.File) (proc *reap.Process, err error) {
 		return nil, err
 	}
 	env := append(slices.Clip(sp.Env), fmt.Sprintf("%s=%d", worker.EnvLivenessFd, len(std)+len(t.socks)+len(extra)))
-	path, argv, env := launch.Trampoline(sp.Path, sp.Args, env)
+	var path string
+	var argv []string
+	switch {
+	case exe == nil:
+		path, argv, env = launch.Trampoline(sp.Path, sp.Args, env)
+	case self: // the image this process runs, whatever is at its path now
+		path, argv, env = launch.Trampoline("/proc/self/exe", sp.Args, env)
+	default: // handed over as the fd after the liveness pipe's
+		fd, err := rawFds([]*os.File{exe})
+		if err != nil {
+			return nil, err
+		}
+		path, argv, env = launch.TrampolineFd(len(std)+len(t.socks)+len(extra)+len(live), sp.Args, env)
+		live = append(live, fd[0])
+	}
 	cerr := launch.ControlAll(t.socks, func(socks []uintptr) {
 		proc, err = t.reaper.Start(path, argv, &syscall.ProcAttr{
 			Dir:   sp.Dir,
@@ -192,6 +214,7 @@ func (t *table) start(sp *Spawn, cg *os.File) (proc *reap.Process, err error) {
 		})
 	})
 	runtime.KeepAlive(sp) // its files stay open until the child has its copies
+	runtime.KeepAlive(exe)
 	if err = cmp.Or(cerr, err); err != nil {
 		return nil, fmt.Errorf("start %s: %w", sp.Path, err)
 	}
@@ -215,40 +238,4 @@ func rawFds(files []*os.File) ([]uintptr, error) {
 		}
 	}
 	return fds, nil
-}
-
-// pin resolves the command's symbolic links now: a generation keeps the
-// program and directory it started with, so that a release layout
-// (current -> releases/N) switched for the next roll changes neither the
-// restarts of the serving generation nor the way back of a failed roll.
-func (s *Supervisor) pin() Command {
-	cmd := s.cmd
-	if p, err := filepath.EvalSymlinks(cmd.Path); err == nil {
-		cmd.Path = p
-	}
-	if cmd.Dir != "" {
-		if d, err := filepath.EvalSymlinks(cmd.Dir); err == nil {
-			cmd.Dir = d
-		}
-	}
-	return cmd
-}
-
-// forget drops the recipes of generations nothing runs or can go back to.
-func (t *table) forget() {
-	if len(t.recipes) < 4 {
-		return
-	}
-	keep := map[uint64]bool{t.gen: true}
-	if r := t.roll; r != nil {
-		keep[r.gen], keep[r.from], keep[r.failed] = true, true, true
-	}
-	for w := range t.live {
-		keep[w.info.Generation] = true
-	}
-	for g := range t.recipes {
-		if !keep[g] {
-			delete(t.recipes, g)
-		}
-	}
 }

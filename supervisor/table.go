@@ -36,9 +36,9 @@ type table struct {
 	sigs         chan os.Signal   // nil without WithSignals
 	carried      []syscall.Signal // received before an exec, handled first after it
 
-	gen     uint64             // the generation serving: new workers' outside a roll
-	recipes map[uint64]Command // each live generation's command, pinned when it started
-	lastGen uint64             // the highest generation number given so far
+	gen     uint64            // the generation serving: new workers' outside a roll
+	recipes map[uint64]recipe // each live generation's command, pinned when it started
+	lastGen uint64            // the highest generation number given so far
 	slots   []*slot
 	live    map[*child]struct{} // every started process not yet reaped
 	byPid   map[int]*child
@@ -129,7 +129,7 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 		log:        s.log,
 		gen:        1,
 		lastGen:    1,
-		recipes:    make(map[uint64]Command),
+		recipes:    make(map[uint64]recipe),
 		live:       make(map[*child]struct{}),
 		byPid:      make(map[int]*child),
 		exits:      make(chan exit),
@@ -268,6 +268,7 @@ func (t *table) close() {
 	if t.reaper != nil {
 		t.reaper.Close()
 	}
+	t.closeRecipes()
 	for _, f := range []*os.File{t.devnull, t.liveR, t.liveW} {
 		if f != nil {
 			f.Close()

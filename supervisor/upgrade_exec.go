@@ -210,6 +210,11 @@ func (t *table) exec(path string) error {
 	if st.MetricsFd > 0 {
 		fds = append(fds, st.MetricsFd)
 	}
+	for _, r := range st.Recipes {
+		if r.Fd > 0 {
+			fds = append(fds, r.Fd)
+		}
+	}
 	// The janitor's pipe stays open across the exec, so that the janitor
 	// does not take it for the supervisor's death (janitor.go).
 	if v, fd, ok := t.janitorExec(); ok {

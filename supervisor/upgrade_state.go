@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"syscall"
@@ -34,6 +35,20 @@ type upgradeState struct {
 	MetricsFd int // 0: none
 	// Signals the old program had received and not handled yet.
 	Signals []syscall.Signal
+	// Recipes are the generations' pinned recipes: a generation keeps its
+	// program across the upgrade, open on Fd, so that its restarts and the
+	// way back of a later roll still run it.
+	Recipes []stateRecipe
+}
+
+// stateRecipe is a generation's recipe; its environment is the new
+// program's command's.
+type stateRecipe struct {
+	Generation uint64
+	Path       string
+	Args       []string
+	Dir        string `json:",omitempty"`
+	Fd         int    `json:",omitempty"` // the pinned program; 0: none, run Path
 }
 
 type stateSocket struct {
@@ -87,6 +102,11 @@ func takeUpgradeState() (*upgradeState, error) {
 			return nil, fmt.Errorf("supervisor: %s: socket %q on fd %d", envUpgradeState, s.Name, s.Fd)
 		}
 	}
+	for _, r := range st.Recipes {
+		if r.Path == "" || r.Fd != 0 && r.Fd < 3 {
+			return nil, fmt.Errorf("supervisor: %s: generation %d's program %q on fd %d", envUpgradeState, r.Generation, r.Path, r.Fd)
+		}
+	}
 	return &st, nil
 }
 
@@ -125,6 +145,18 @@ func (t *table) snapshot() (*upgradeState, error) {
 		return nil, err
 	}
 	st.LivenessFds = [2]int{int(live[0]), int(live[1])}
+	for _, g := range slices.Sorted(maps.Keys(t.recipes)) {
+		rc := t.recipes[g]
+		sr := stateRecipe{Generation: g, Path: rc.cmd.Path, Args: rc.cmd.Args, Dir: rc.cmd.Dir}
+		if rc.exe != nil {
+			fd, err := rawFds([]*os.File{rc.exe})
+			if err != nil {
+				return nil, err
+			}
+			sr.Fd = int(fd[0])
+		}
+		st.Recipes = append(st.Recipes, sr)
+	}
 	for _, sl := range t.slots {
 		st.Slots = append(st.Slots, stateSlot{Failures: sl.failures, Restarts: sl.restarts, Vetoed: sl.vetoed, LastExit: sl.lastExit})
 	}
@@ -167,6 +199,19 @@ func (t *table) resume(st *upgradeState) (err error) {
 	for _, f := range []*os.File{t.liveR, t.liveW} {
 		if err := setCloexec(f); err != nil {
 			return fmt.Errorf("supervisor: inherited liveness pipe: %w", err)
+		}
+	}
+	for _, sr := range st.Recipes {
+		rc := recipe{cmd: Command{Path: sr.Path, Args: sr.Args, Dir: sr.Dir, Env: t.s.cmd.Env}}
+		if sr.Fd != 0 {
+			rc.exe = os.NewFile(uintptr(sr.Fd), sr.Path)
+			rc.self = isSelf(rc.exe)
+		}
+		t.setRecipe(sr.Generation, rc) // closed with the table, even if resume fails
+		if rc.exe != nil {
+			if err := setCloexec(rc.exe); err != nil {
+				return fmt.Errorf("supervisor: inherited program of generation %d: %w", sr.Generation, err)
+			}
 		}
 	}
 	t.gen, t.restarts, t.exitsBy, t.announcedReady = st.Generation, st.Restarts, st.Exits, st.AnnouncedReady

@@ -71,3 +71,73 @@ func TestResumeKeepsTheReadyWorker(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeAdoptsPins: the generations' pinned programs come over an
+// upgrade as fds; the new program keeps them, close-on-exec again, as its
+// recipes, and knows which is its own binary.
+func TestResumeAdoptsPins(t *testing.T) {
+	s, err := New(Command{Path: "/bin/true"}, WithLogger(zaptest.NewLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &table{s: s, o: &s.o, log: s.log, live: map[*child]struct{}{}, byPid: map[int]*child{}, recipes: map[uint64]recipe{},
+		exits: make(chan exit, 8), quit: make(chan struct{}), reaperGone: make(chan struct{}), wake: time.NewTimer(time.Hour)}
+	if tb.reaper, err = tb.newReaper(); err != nil {
+		t.Fatal(err)
+	}
+	st := &upgradeState{Generation: 2, Slots: []stateSlot{{}}}
+	ns, err := openNotifySocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Control(func(fd uintptr) { st.NotifyFd, _ = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 3) })
+	ns.Close()
+	r, w, _ := os.Pipe()
+	for i, f := range []*os.File{r, w} {
+		st.LivenessFds[i], _ = unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+		f.Close()
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As the old program leaves them: open, not close-on-exec.
+	for gen, path := range map[uint64]string{1: "/bin/true", 2: exe} {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD, 3)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Recipes = append(st.Recipes, stateRecipe{Generation: gen, Path: path, Args: []string{path, "-x"}, Fd: fd})
+	}
+	st.Recipes = append(st.Recipes, stateRecipe{Generation: 3, Path: "/bin/sh"}) // by path only
+	if err := tb.resume(st); err != nil {
+		t.Fatal(err)
+	}
+	defer tb.close()
+	for _, sr := range st.Recipes {
+		rc, ok := tb.recipes[sr.Generation]
+		if !ok || rc.cmd.Path != sr.Path || len(rc.cmd.Args) != len(sr.Args) {
+			t.Fatalf("generation %d: recipe %+v, want %+v", sr.Generation, rc, sr)
+		}
+		if sr.Fd == 0 {
+			if rc.exe != nil {
+				t.Errorf("generation %d: a pin where none was handed over", sr.Generation)
+			}
+			continue
+		}
+		if rc.exe == nil || int(rc.exe.Fd()) != sr.Fd {
+			t.Fatalf("generation %d: pin %v, want fd %d", sr.Generation, rc.exe, sr.Fd)
+		}
+		if fl, err := unix.FcntlInt(uintptr(sr.Fd), unix.F_GETFD, 0); err != nil || fl&unix.FD_CLOEXEC == 0 {
+			t.Errorf("generation %d: fd %d flags %#x, %v: want close-on-exec", sr.Generation, sr.Fd, fl, err)
+		}
+		if want := sr.Path == exe; rc.self != want {
+			t.Errorf("generation %d: self %t, want %t", sr.Generation, rc.self, want)
+		}
+	}
+}

@@ -66,3 +66,16 @@ func ListenEnv(names []string) []string {
 func Trampoline(path string, argv, env []string) (tpath string, targv, tenv []string) {
 	return trampoline(path, argv, env)
 }
+
+// TrampolineFd is Trampoline for a program the child holds open as its descriptor fd rather than
+// by path: an ELF binary the supervisor opened when its generation started, handed to the child
+// as fd. It always goes through the trampoline, which marks fd close-on-exec (the worker does not
+// inherit it) and execs "/proc/self/fd/<fd>": the kernel opens the binary before it closes the
+// close-on-exec descriptors, so the worker runs the file that was opened, whatever is at its
+// path now. A script cannot run this way: its interpreter would be handed a path that is closed
+// by then (fexecve's limit), so pass only ELF binaries.
+//
+// On platforms other than Linux it returns "/dev/fd/<fd>" and its other arguments unchanged.
+func TrampolineFd(fd int, argv, env []string) (tpath string, targv, tenv []string) {
+	return trampolineFd(fd, argv, env)
+}

@@ -12,7 +12,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const selfExe = "/proc/self/exe"
+const (
+	selfExe = "/proc/self/exe"
+	selfFd  = "/proc/self/fd/" // + a descriptor: TrampolineFd
+)
 
 func init() { runTrampoline() }
 
@@ -33,6 +36,12 @@ func runTrampoline() {
 	if target == "" {
 		return
 	}
+	if n, ok := strings.CutPrefix(target, selfFd); ok {
+		// TrampolineFd's program: the worker must not inherit it.
+		if fd, err := strconv.Atoi(n); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
 	// An upgraded supervisor runs with its handled signals blocked (see
 	// supervisor's execInPlace), and a child inherits the mask: the worker
 	// starts with none blocked.
@@ -49,6 +58,16 @@ func trampoline(path string, argv, env []string) (string, []string, []string) {
 	if isSelf(path) {
 		tpath, target = path, ""
 	}
+	return rewrite(path, tpath, target, argv, env)
+}
+
+func trampolineFd(fd int, argv, env []string) (string, []string, []string) {
+	return rewrite("", selfExe, selfFd+strconv.Itoa(fd), argv, env)
+}
+
+// rewrite returns the spawn of tpath with HANDOFF_TRAMPOLINE=target, or of
+// direct, unless empty, when there is nothing to set.
+func rewrite(direct, tpath, target string, argv, env []string) (string, []string, []string) {
 	needed := false                 // nothing to set if there are no sockets and no watchdog
 	last := make(map[string]int, 2) // index of the last LISTEN_FDS and LISTEN_FDNAMES
 	for i, kv := range env {
@@ -73,8 +92,8 @@ func trampoline(path string, argv, env []string) (string, []string, []string) {
 		}
 		tenv = append(tenv, kv)
 	}
-	if !needed {
-		return path, argv, tenv
+	if !needed && direct != "" {
+		return direct, argv, tenv
 	}
 	tenv = append(tenv, envTrampoline+"="+target)
 	return tpath, argv, tenv

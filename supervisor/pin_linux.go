@@ -1,0 +1,37 @@
+package supervisor
+
+import (
+	"bytes"
+	"os"
+)
+
+// openExe opens the program at path if it can run from its descriptor: an
+// ELF binary (a script's interpreter would be handed a descriptor closed by
+// then). self reports whether it is the running supervisor's own binary.
+func openExe(path string) (exe *os.File, self bool) {
+	f, err := os.Open(path) // close-on-exec
+	if err != nil {
+		return nil, false
+	}
+	magic := make([]byte, 4)
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
+		f.Close()
+		return nil, false
+	}
+	if _, err := f.ReadAt(magic, 0); err != nil || !bytes.Equal(magic, []byte("\x7fELF")) {
+		f.Close()
+		return nil, false
+	}
+	return f, isSelf(f)
+}
+
+// isSelf reports whether f is the running supervisor's own binary.
+func isSelf(f *os.File) bool {
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	me, err := os.Stat("/proc/self/exe")
+	return err == nil && os.SameFile(fi, me)
+}
