@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/handoff-dev/handoff/internal/cloexec"
 	"github.com/handoff-dev/handoff/internal/launch"
 	"github.com/handoff-dev/handoff/reap"
 )
@@ -92,7 +93,7 @@ func (t *table) adoptJanitor(v string) error {
 		return fmt.Errorf("%s=%q: want PID:FD", envJanitorState, v)
 	}
 	w := os.NewFile(uintptr(fd), "janitor")
-	if err := setCloexec(w); err != nil {
+	if err := cloexec.Set(w); err != nil {
 		w.Close()
 		return fmt.Errorf("janitor pipe: %w", err)
 	}

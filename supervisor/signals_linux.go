@@ -132,17 +132,3 @@ func rtSigaction(sig syscall.Signal, act, old *kernelSigaction) error {
 	}
 	return nil
 }
-
-// setCloexec marks f close-on-exec, as everything this process opens is,
-// after an upgrade handed it over without.
-func setCloexec(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { _, serr = unix.FcntlInt(fd, unix.F_SETFD, unix.FD_CLOEXEC) }); err != nil {
-		return err
-	}
-	return os.NewSyscallError("fcntl F_SETFD", serr)
-}

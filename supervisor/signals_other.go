@@ -25,5 +25,3 @@ func monotonicUsec() int64 { return 0 }
 func execInPlace(string, []string, []int, bool) error {
 	return fmt.Errorf("%w: %s", handoff.ErrNotSupported, runtime.GOOS)
 }
-
-func setCloexec(*os.File) error { return fmt.Errorf("%w: %s", handoff.ErrNotSupported, runtime.GOOS) }

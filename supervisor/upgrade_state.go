@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/handoff-dev/handoff/internal/cloexec"
 	"github.com/handoff-dev/handoff/listener"
 	"go.uber.org/zap"
 )
@@ -197,7 +198,7 @@ func (t *table) resume(st *upgradeState) (err error) {
 	t.liveR = os.NewFile(uintptr(st.LivenessFds[0]), "liveness")
 	t.liveW = os.NewFile(uintptr(st.LivenessFds[1]), "liveness")
 	for _, f := range []*os.File{t.liveR, t.liveW} {
-		if err := setCloexec(f); err != nil {
+		if err := cloexec.Set(f); err != nil {
 			return fmt.Errorf("supervisor: inherited liveness pipe: %w", err)
 		}
 	}
@@ -209,7 +210,7 @@ func (t *table) resume(st *upgradeState) (err error) {
 		}
 		t.setRecipe(sr.Generation, rc) // closed with the table, even if resume fails
 		if rc.exe != nil {
-			if err := setCloexec(rc.exe); err != nil {
+			if err := cloexec.Set(rc.exe); err != nil {
 				return fmt.Errorf("supervisor: inherited program of generation %d: %w", sr.Generation, err)
 			}
 		}

@@ -27,17 +27,3 @@ func sendNotify(sock, state string) error {
 	}
 	return nil
 }
-
-// setCloexec marks f close-on-exec: the liveness pipe's read end comes
-// without, so the worker's own children do not hold it.
-func setCloexec(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { _, serr = unix.FcntlInt(fd, unix.F_SETFD, unix.FD_CLOEXEC) }); err != nil {
-		return err
-	}
-	return os.NewSyscallError("fcntl F_SETFD", serr)
-}

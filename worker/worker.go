@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/handoff-dev/handoff/internal/cloexec"
 	"github.com/handoff-dev/handoff/listener"
 )
 
@@ -188,7 +189,7 @@ func livenessPipe() (*os.File, error) {
 		return nil, fmt.Errorf("%s=%q is not a descriptor", EnvLivenessFd, v)
 	}
 	f := os.NewFile(uintptr(fd), "liveness")
-	if err := setCloexec(f); err != nil {
+	if err := cloexec.Set(f); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s=%d: %w", EnvLivenessFd, fd, err)
 	}
