@@ -71,6 +71,7 @@ type stateWorker struct {
 	Status     string
 	RetiredAt  time.Time
 	Recycled   bool
+	Hurried    bool `json:",omitempty"` // told to end its drain now (draining.go)
 }
 
 type stateSlot struct {
@@ -171,7 +172,7 @@ func (t *table) snapshot() (*upgradeState, error) {
 			Pid: w.info.Pid, Slot: w.info.Slot, Generation: w.info.Generation, State: w.info.State,
 			Started: w.info.Started, ReadyAt: w.readyAt, Deadline: w.deadline, Restarts: w.info.Restarts,
 			PingBy: w.pingBy, ExpireAt: w.expireAt, Hung: w.hung, Status: w.status,
-			RetiredAt: w.retiredAt, Recycled: w.recycled,
+			RetiredAt: w.retiredAt, Recycled: w.recycled, Hurried: w.hurried,
 		})
 	}
 	return st, nil
@@ -248,7 +249,7 @@ func (t *table) resume(st *upgradeState) (err error) {
 				Started: sw.Started, Restarts: sw.Restarts},
 			proc: proc, readyAt: sw.ReadyAt, deadline: sw.Deadline,
 			pingBy: sw.PingBy, expireAt: sw.ExpireAt, hung: sw.Hung, status: sw.Status,
-			retiredAt: sw.RetiredAt, recycled: sw.Recycled,
+			retiredAt: sw.RetiredAt, recycled: sw.Recycled, hurried: sw.Hurried,
 		}
 		t.track(w)
 		adopted++

@@ -141,3 +141,53 @@ func TestResumeAdoptsPins(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeKeepsHurried: a draining worker the cap hurried stays hurried
+// in the program an upgrade exec'd, so that the cap neither counts its
+// generation as one draining at its own pace nor signals it again.
+func TestResumeKeepsHurried(t *testing.T) {
+	s, err := New(Command{Path: "/bin/true"}, WithLogger(zaptest.NewLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &table{s: s, o: &s.o, log: s.log, live: map[*child]struct{}{}, byPid: map[int]*child{},
+		exits: make(chan exit, 8), quit: make(chan struct{}), reaperGone: make(chan struct{}), wake: time.NewTimer(time.Hour)}
+	if tb.reaper, err = tb.newReaper(); err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command("sleep", "60")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Process.Kill()
+	st := &upgradeState{Generation: 2, Slots: []stateSlot{{}}, Workers: []stateWorker{
+		{Pid: c.Process.Pid, Slot: 0, Generation: 1, State: Stopping, RetiredAt: time.Now(), Hurried: true}}}
+	ns, err := openNotifySocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Control(func(fd uintptr) { st.NotifyFd, _ = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 3) })
+	ns.Close()
+	r, w, _ := os.Pipe()
+	for i, f := range []*os.File{r, w} {
+		st.LivenessFds[i], _ = unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+		f.Close()
+	}
+	if err := tb.resume(st); err != nil {
+		t.Fatal(err)
+	}
+	w1 := tb.byPid[c.Process.Pid]
+	hurried := w1 != nil && w1.hurried
+	var back []stateWorker
+	if snap, err := tb.snapshot(); err == nil {
+		back = snap.Workers
+	}
+	c.Process.Kill()
+	tb.close()
+	if !hurried {
+		t.Errorf("after resume, the hurried worker %d is not hurried", c.Process.Pid)
+	}
+	if len(back) != 1 || !back[0].Hurried {
+		t.Errorf("the next upgrade's state: %+v, want the worker hurried", back)
+	}
+}
