@@ -17,16 +17,22 @@ import (
 )
 
 // The model's timings: a "slow" worker is ready only after modelSlow, later
-// than the watchdog interval and well within the ready timeout.
+// than the watchdog interval and within the ready timeout. A worker pings
+// at half the watchdog interval: the interval leaves a loaded machine half
+// a second of slack (a 500 ms watchdog, 250 ms of slack, fired at ready
+// workers under a load of 8 on 2 cores).
 const (
-	modelWatchdog     = 500 * time.Millisecond
-	modelSlow         = 800 * time.Millisecond
-	modelReadyTimeout = 2 * time.Second
+	modelWatchdog     = time.Second
+	modelSlow         = 1200 * time.Millisecond
+	modelReadyTimeout = 2500 * time.Millisecond
 	modelWindow       = 300 * time.Millisecond
 	// modelStuck bounds each wait for the table to settle: a slot still
 	// not serving after it is stuck.
 	modelStuck = 30 * time.Second
 )
+
+// errStuck: a roll did not end within modelStuck.
+var errStuck = errors.New("the roll did not end")
 
 func init() {
 	// model serves like notify: READY=1, then WATCHDOG=1 at half the
