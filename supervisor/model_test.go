@@ -38,23 +38,26 @@ import (
 //   - no worker the supervisor asked to exit was SIGKILLed (the stop
 //     timeout is far off), and, replayed from the log, no worker was
 //     retired for a replacement before the replacement in its slot was
-//     ready: never fewer ready workers than before, except where the only
-//     generation available is failing.
+//     ready, so a roll or a rollback never lowers the ready count (dips
+//     are the test's own kills and the failing generation's slots).
 //
 // At the end no descriptor is left and no child remains. An in-place
 // upgrade is not modelled: its exec would replace the test binary.
 //
-// Mutations it kills (issue 10's old bugs, each put back alone), at the CI
-// budget (seed 20261129, 14 steps):
-//   - roll generation t.gen+1, a failed roll's number reused: killed
-//     ("numbers must go up");
-//   - a failed roll does not roll back the slots already switched: killed
-//     ("every slot must run the serving generation");
-//   - the veto never cleared at the next roll: killed ("still vetoed");
-//   - the watchdog armed at spawn, not at ready: killed (the slow good
-//     roll fails: "roll to a good generation");
-//   - abortRoll/failNext SIGKILL instead of the stop signal: killed ("was
-//     SIGKILLed, not given the stop signal").
+// Issue 10's old bugs, each put back alone into the supervisor, and what
+// killed them at the CI budget (seed 197182, 10 steps, about 10 s) and at
+// 40 steps of seed 20261129:
+//   - a roll's generation t.gen+1, reused after a failure, slots at >= it
+//     skipped: "numbers must go up" (step 0); at 40: "every slot must run
+//     the serving generation" (step 1);
+//   - a failed roll leaves the slots it switched: "every slot must run the
+//     serving generation" (step 1, both budgets);
+//   - the veto never cleared at the next roll: "the roll did not end
+//     within 30s" (its only slot vetoed: step 6; at 40: step 5);
+//   - the watchdog armed at spawn: "the watchdog fired 1 times, but 0
+//     workers hung" (a never-ready canary: step 0; at 40: step 1);
+//   - abortRoll/failNext SIGKILL: "was SIGKILLed, not given the stop
+//     signal" (step 0; at 40: step 1).
 //
 // HANDOFF_MODEL_SEED replays a seed; HANDOFF_MODEL_STEPS runs longer.
 func TestModel(t *testing.T) {
