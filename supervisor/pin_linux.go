@@ -3,6 +3,9 @@ package supervisor
 import (
 	"bytes"
 	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
 )
 
 // openExe opens the program at path if it can run from its descriptor: an
@@ -34,4 +37,25 @@ func isSelf(f *os.File) bool {
 	}
 	me, err := os.Stat("/proc/self/exe")
 	return err == nil && os.SameFile(fi, me)
+}
+
+// exeAbove returns a path that runs exe in a child whose first n
+// descriptors the spawn sets: /proc/self/fd/N of a close-on-exec duplicate
+// of exe numbered n or more, which the child's exec opens before it
+// closes the duplicate. done closes the duplicate, once the child has
+// exec'd.
+func exeAbove(exe *os.File, n int) (path string, done func(), err error) {
+	rc, err := exe.SyscallConn()
+	if err != nil {
+		return "", nil, err
+	}
+	var fd int
+	var ferr error
+	if err := rc.Control(func(f uintptr) { fd, ferr = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, n) }); err != nil {
+		return "", nil, err
+	}
+	if ferr != nil {
+		return "", nil, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", ferr)
+	}
+	return "/proc/self/fd/" + strconv.Itoa(fd), func() { unix.Close(fd) }, nil
 }

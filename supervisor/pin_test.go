@@ -247,3 +247,47 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestPinWithoutSockets: a worker with nothing to set (no socket, no
+// watchdog) is exec'd from its pinned program directly, without the
+// trampoline: after another program is renamed over its path, its restart
+// still runs the pinned one.
+func TestPinWithoutSockets(t *testing.T) {
+	ctx := deadline(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "prog")
+	copyFile(t, "/bin/sleep", path)
+	var orig syscall.Stat_t
+	if err := syscall.Stat(path, &orig); err != nil {
+		t.Fatal(err)
+	}
+	s, err := supervisor.New(supervisor.Command{Path: path, Args: []string{"prog", "60"}},
+		supervisor.WithLogger(zaptest.NewLogger(t)), supervisor.WithReadiness(supervisor.ReadyOnStart()),
+		supervisor.WithBackoff(time.Millisecond, 10*time.Millisecond), supervisor.WithMinUptime(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	first := waitStats(ctx, t, s, "a worker", func(st supervisor.Stats) bool { return len(st.Workers) == 1 }).Workers[0]
+	copyFile(t, "/bin/true", path+".new")
+	if err := os.Rename(path+".new", path); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(first.Pid, syscall.SIGKILL)
+	second := waitStats(ctx, t, s, "its restart", func(st supervisor.Stats) bool {
+		return len(st.Workers) == 1 && st.Workers[0].Pid != first.Pid && st.Workers[0].State == supervisor.Ready
+	}).Workers[0]
+	var exe syscall.Stat_t
+	err = syscall.Stat(fmt.Sprintf("/proc/%d/exe", second.Pid), &exe)
+	s.Close()
+	if rerr := <-errc; rerr != nil {
+		t.Error(rerr)
+	}
+	if err != nil {
+		t.Fatalf("the restarted worker %d: %v", second.Pid, err)
+	}
+	if exe.Ino != orig.Ino {
+		t.Errorf("the restarted worker runs inode %d, want the pinned program's %d", exe.Ino, orig.Ino)
+	}
+}

@@ -197,12 +197,26 @@ func (t *table) start(sp *Spawn, cg *os.File, exe *os.File, self bool) (proc *re
 		path, argv, env = launch.Trampoline(sp.Path, sp.Args, env)
 	case self: // the image this process runs, whatever is at its path now
 		path, argv, env = launch.Trampoline("/proc/self/exe", sp.Args, env)
-	default: // handed over as the fd after the liveness pipe's
+	default:
+		n := len(std) + len(t.socks) + len(extra) + len(live)
+		if p, _, _ := launch.Trampoline(sp.Path, sp.Args, env); p == sp.Path {
+			// Nothing to set: the child execs the pinned program itself,
+			// as a trampoline's second exec of a Go binary would cost a
+			// crash loop dearly.
+			p, done, err := exeAbove(exe, n)
+			if err != nil {
+				return nil, err
+			}
+			defer done()
+			path, argv, env = launch.Trampoline(p, sp.Args, env)
+			break
+		}
+		// Handed over as the fd after the liveness pipe's.
 		fd, err := rawFds([]*os.File{exe})
 		if err != nil {
 			return nil, err
 		}
-		path, argv, env = launch.TrampolineFd(len(std)+len(t.socks)+len(extra)+len(live), sp.Args, env)
+		path, argv, env = launch.TrampolineFd(n, sp.Args, env)
 		live = append(live, fd[0])
 	}
 	cerr := launch.ControlAll(t.socks, func(socks []uintptr) {
