@@ -372,8 +372,19 @@ func (t *table) rearm() {
 	}
 }
 
-// onTimer acts on every deadline that has passed.
+// onTimer acts on every deadline that has passed. Notify messages already
+// received count first: when both are ready the loop's select may take the
+// timer, and a WATCHDOG=1 or READY=1 waiting in t.notes would lose to the
+// supervisor's own delay.
 func (t *table) onTimer() {
+	for pending := true; pending; {
+		select {
+		case m := <-t.notes:
+			t.onNotify(m)
+		default:
+			pending = false
+		}
+	}
 	now := time.Now()
 	t.watchQueues(now)
 	if r := t.roll; r != nil && !r.accepted && !r.acceptAt.IsZero() && !now.Before(r.acceptAt) {

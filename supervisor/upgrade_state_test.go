@@ -184,10 +184,46 @@ func TestResumeKeepsHurried(t *testing.T) {
 	}
 	c.Process.Kill()
 	tb.close()
+	c.Wait() // no zombie left to the next test
 	if !hurried {
 		t.Errorf("after resume, the hurried worker %d is not hurried", c.Process.Pid)
 	}
 	if len(back) != 1 || !back[0].Hurried {
 		t.Errorf("the next upgrade's state: %+v, want the worker hurried", back)
+	}
+}
+
+// TestTimerReadsPendingPings: a watchdog ping already received counts
+// before the ping deadline is judged. Under load the run loop's select may
+// take the timer while a WATCHDOG=1 waits in the notify channel; the worker
+// then died for the supervisor's own delay.
+func TestTimerReadsPendingPings(t *testing.T) {
+	s, err := New(Command{Path: "/bin/true"}, WithLogger(zaptest.NewLogger(t)), WithWatchdog(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command("sleep", "60")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tb := &table{s: s, o: &s.o, log: s.log, live: map[*child]struct{}{}, byPid: map[int]*child{},
+		exits: make(chan exit, 8), quit: make(chan struct{}), reaperGone: make(chan struct{}),
+		notes: make(chan notifyMsg, 1), wake: time.NewTimer(time.Hour)}
+	if tb.reaper, err = tb.newReaper(); err != nil {
+		t.Fatal(err)
+	}
+	proc, err := tb.reaper.Adopt(c.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &child{info: WorkerInfo{Pid: c.Process.Pid, State: Ready}, proc: proc, pingBy: time.Now().Add(-time.Millisecond)}
+	tb.live[w], tb.byPid[w.info.Pid] = struct{}{}, w
+	tb.notes <- notifyMsg{Pid: w.info.Pid, Watchdog: true}
+	tb.onTimer()
+	c.Process.Kill()
+	tb.close()
+	c.Wait() // no zombie left to the next test
+	if w.hung {
+		t.Error("the watchdog fired at a worker whose ping was waiting to be read")
 	}
 }
