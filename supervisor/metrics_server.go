@@ -1,11 +1,9 @@
 package supervisor
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -31,7 +29,7 @@ func (o *metricsOptions) validate() error {
 		return nil
 	}
 	if o.handler == nil {
-		return errors.New("supervisor: WithMetrics: the handler is nil")
+		return errNoHandler
 	}
 	a, err := listener.ParseAddr(o.addr)
 	if err != nil {
@@ -41,92 +39,46 @@ func (o *metricsOptions) validate() error {
 	return nil
 }
 
-// metricsServer serves the metrics endpoint on a duplicate of t.metricsSock.
-type metricsServer struct {
-	srv  *http.Server
-	done chan struct{}
+var errNoHandler = errors.New("supervisor: WithMetrics: the handler is nil")
+
+// openEndpoints binds (or takes over from the previous program) the
+// sockets of the metrics and health endpoints, and starts serving metrics;
+// health is served from the run loop's start (serveEndpoints), once the
+// workers are resumed.
+func (t *table) openEndpoints(st *upgradeState) error {
+	t.metrics = &endpoint{name: "metrics", handler: t.o.metrics.handler, parsed: t.o.metrics.parsed}
+	t.health = &endpoint{name: "health", handler: healthHandler, parsed: t.o.healthParsed}
+	var mfd, hfd int
+	if st != nil {
+		mfd, hfd = st.MetricsFd, st.HealthFd
+	}
+	if err := t.metrics.open(t, mfd); err != nil {
+		return err
+	}
+	if err := t.health.open(t, hfd); err != nil {
+		return err
+	}
+	return t.metrics.serve(t)
 }
 
-// openMetrics binds the metrics address, or takes the socket the previous
-// program handed over (fd > 0). An inherited socket is kept even if this
-// program was configured with another address; without WithMetrics, it is
-// closed.
-func (t *table) openMetrics(fd int) error {
-	var err error
-	switch {
-	case fd > 0 && t.o.metrics.addr == "":
-		sock, err := listener.AdoptFd(fd, "metrics")
-		if err == nil {
-			sock.Close()
+// serveEndpoints serves the endpoints not yet served.
+func (t *table) serveEndpoints() {
+	for _, e := range []*endpoint{t.metrics, t.health} {
+		if e == nil {
+			continue
 		}
-		return nil
-	case fd > 0:
-		t.metricsSock, err = listener.AdoptFd(fd, "metrics")
-	case t.o.metrics.addr != "":
-		t.metricsSock, err = listener.Listen(t.o.metrics.parsed)
-		if err == nil {
-			t.log.Info("serving metrics", zap.Stringer("addr", t.metricsSock.Addr()))
+		if err := e.serve(t); err != nil {
+			t.log.Error("endpoint", zap.Error(err))
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("supervisor: metrics: %w", err)
-	}
-	return t.serveMetrics()
 }
 
-// serveMetrics starts serving the metrics socket.
-func (t *table) serveMetrics() error {
-	if t.metricsSock == nil || t.msrv != nil {
-		return nil
-	}
-	ln, err := socketListener(t.metricsSock)
-	if err != nil {
-		return fmt.Errorf("supervisor: metrics: %w", err)
-	}
-	m := &metricsServer{
-		srv: &http.Server{
-			Handler:           t.o.metrics.handler(t.s),
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          zap.NewStdLog(t.log),
-		},
-		done: make(chan struct{}),
-	}
-	m.srv.SetKeepAlivesEnabled(false)
-	t.msrv = m
-	t.bg.Add(1)
-	go func() {
-		defer t.bg.Done()
-		defer close(m.done)
-		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			t.log.Error("metrics endpoint", zap.Error(err))
+// stopEndpoints stops serving; the sockets stay open (an upgrade hands
+// them over).
+func (t *table) stopEndpoints() {
+	for _, e := range []*endpoint{t.metrics, t.health} {
+		if e != nil {
+			e.stop()
 		}
-	}()
-	return nil
-}
-
-// stopMetrics stops serving: the requests in progress end (for at most
-// a few seconds), the connections not yet accepted stay queued on the
-// socket, which stays open.
-func (t *table) stopMetrics() {
-	m := t.msrv
-	if m == nil {
-		return
 	}
-	t.msrv = nil
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := m.srv.Shutdown(ctx); err != nil {
-		m.srv.Close()
-	}
-	<-m.done
-}
-
-// metricsFd is the metrics socket's descriptor for the upgrade state, 0
-// without one.
-func (t *table) metricsFd() (fd int, err error) {
-	if t.metricsSock == nil {
-		return 0, nil
-	}
-	err = t.metricsSock.Control(func(f uintptr) { fd = int(f) })
-	return fd, err
 }

@@ -54,6 +54,8 @@ type options struct {
 	maxDraining    int // see draining.go
 
 	metrics       metricsOptions // metrics.go, queue.go
+	healthAddr    string         // WithHealth; "" for none
+	healthParsed  listener.Addr  // healthAddr, parsed by New
 	cred          *Credential
 	shutdownDelay time.Duration
 }

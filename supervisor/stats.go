@@ -113,6 +113,8 @@ type Stats struct {
 	LastRoll        *LastRoll
 	// MetricsAddr is the address WithMetrics serves on; "" without it.
 	MetricsAddr string
+	// HealthAddr is the address WithHealth serves on; "" without it.
+	HealthAddr string
 }
 
 // infoNow is w's WorkerInfo with the fields only Stats fills.
@@ -139,7 +141,5 @@ func (t *table) moreStats(st *Stats) {
 		st.Sockets[i].Known, st.Sockets[i].Len, st.Sockets[i].Max = q.Known, q.Len, q.Max
 	}
 	st.LastRoll = t.lastRoll
-	if t.metricsSock != nil {
-		st.MetricsAddr = t.metricsSock.Addr().String()
-	}
+	st.MetricsAddr, st.HealthAddr = t.metrics.addr(), t.health.addr()
 }

@@ -165,6 +165,13 @@ func (o *options) validate() error {
 	case o.maxFailures < 0:
 		return fmt.Errorf("supervisor: max start failures %d is negative", o.maxFailures)
 	}
+	if o.healthAddr != "" {
+		a, err := listener.ParseAddr(o.healthAddr)
+		if err != nil {
+			return fmt.Errorf("supervisor: health address: %w", err)
+		}
+		o.healthParsed = a
+	}
 	if err := o.metrics.validate(); err != nil {
 		return err
 	}

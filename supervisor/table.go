@@ -81,11 +81,10 @@ type table struct {
 	hung        int // workers the watchdog signalled
 	recycled    int // workers replaced at their maximum lifetime
 
-	count       counters   // metrics.go
-	queues      queueWatch // queue.go
-	lastRoll    *LastRoll  // nil before the first roll ends
-	metricsSock *listener.Socket
-	msrv        *metricsServer
+	count           counters   // metrics.go
+	queues          queueWatch // queue.go
+	lastRoll        *LastRoll  // nil before the first roll ends
+	metrics, health *endpoint  // WithMetrics, WithHealth (endpoint.go)
 }
 
 // slot is one of the N places a worker runs in.
@@ -181,7 +180,7 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 	}
 	t.initQueues()
 	t.publish() // before the metrics endpoint answers: the inherited counts, never zeros
-	if err := t.openMetrics(metricsFdOf(st)); err != nil {
+	if err := t.openEndpoints(st); err != nil {
 		return nil, err
 	}
 	t.startJanitor()
@@ -250,7 +249,7 @@ func (t *table) close() {
 	if t.notify != nil {
 		t.notify.Close()
 	}
-	t.stopMetrics()
+	t.stopEndpoints()
 	if t.reaper != nil {
 		t.stopJanitor()
 	}
@@ -277,8 +276,10 @@ func (t *table) close() {
 	for _, sock := range t.owned {
 		sock.Close()
 	}
-	if t.metricsSock != nil {
-		t.metricsSock.Close()
+	for _, e := range []*endpoint{t.metrics, t.health} {
+		if e != nil {
+			e.close()
+		}
 	}
 }
 
@@ -289,6 +290,7 @@ func (t *table) loop(ctx context.Context) error {
 
 	t.log.Info("starting workers", zap.Int("workers", len(t.slots)), zap.String("command", s.cmd.Path),
 		zap.Stringer("readiness", t.o.readiness), zap.String("notify_socket", t.notify.Name()))
+	t.serveEndpoints() // health: once the workers are started or resumed
 	t.schedule()
 	t.afterOperation() // a roll requested before an upgrade
 	for !t.stopping || len(t.live) > 0 || len(t.strays) > 0 {

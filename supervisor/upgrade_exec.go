@@ -156,7 +156,7 @@ func (t *table) exec(path string) error {
 			return err
 		}
 		t.reaper = r
-		t.serveMetrics()
+		t.serveEndpoints()
 		// track re-inserts into t.live: range over a copy.
 		for _, w := range slices.Collect(maps.Keys(t.live)) {
 			select {
@@ -176,7 +176,7 @@ func (t *table) exec(path string) error {
 		t.readoptJanitor() // janitor.go
 		return nil
 	}
-	t.stopMetrics() // its socket goes on; its connections would not
+	t.stopEndpoints() // their sockets go on; their connections would not
 	st, err := t.snapshot()
 	if err != nil {
 		return errors.Join(err, restore())
@@ -207,8 +207,10 @@ func (t *table) exec(path string) error {
 	for _, s := range st.Sockets {
 		fds = append(fds, s.Fd)
 	}
-	if st.MetricsFd > 0 {
-		fds = append(fds, st.MetricsFd)
+	for _, fd := range []int{st.MetricsFd, st.HealthFd} {
+		if fd > 0 {
+			fds = append(fds, fd)
+		}
 	}
 	for _, r := range st.Recipes {
 		if r.Fd > 0 {

@@ -34,6 +34,7 @@ type upgradeState struct {
 	Counters  *counters // nil from a program without them
 	LastRoll  *LastRoll
 	MetricsFd int // 0: none
+	HealthFd  int `json:",omitempty"` // 0: none
 	// Signals the old program had received and not handled yet.
 	Signals []syscall.Signal
 	// Recipes are the generations' pinned recipes: a generation keeps its
@@ -99,6 +100,9 @@ func takeUpgradeState() (*upgradeState, error) {
 	if st.MetricsFd != 0 && st.MetricsFd < 3 {
 		return nil, fmt.Errorf("supervisor: %s: metrics socket on fd %d", envUpgradeState, st.MetricsFd)
 	}
+	if st.HealthFd != 0 && st.HealthFd < 3 {
+		return nil, fmt.Errorf("supervisor: %s: health socket on fd %d", envUpgradeState, st.HealthFd)
+	}
 	for _, s := range st.Sockets {
 		if s.Fd < 3 {
 			return nil, fmt.Errorf("supervisor: %s: socket %q on fd %d", envUpgradeState, s.Name, s.Fd)
@@ -126,7 +130,10 @@ func (t *table) snapshot() (*upgradeState, error) {
 		LastRoll:       t.lastRoll,
 	}
 	var err error
-	if st.MetricsFd, err = t.metricsFd(); err != nil {
+	if st.HealthFd, err = t.health.fd(); err != nil {
+		return nil, err
+	}
+	if st.MetricsFd, err = t.metrics.fd(); err != nil {
 		return nil, err
 	}
 	for _, sock := range t.socks {
@@ -287,14 +294,6 @@ func (t *table) handOverCounters() *counters {
 	c.Notify.Malformed += d.Malformed
 	c.Notify.FdsClosed += d.FdsClosed
 	return &c
-}
-
-// metricsFdOf is the metrics socket st hands over; 0 for none.
-func metricsFdOf(st *upgradeState) int {
-	if st == nil {
-		return 0
-	}
-	return st.MetricsFd
 }
 
 // stateRank orders handed-over workers for placement: ready, starting,

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -225,5 +226,14 @@ func TestTimerReadsPendingPings(t *testing.T) {
 	c.Wait() // no zombie left to the next test
 	if w.hung {
 		t.Error("the watchdog fired at a worker whose ping was waiting to be read")
+	}
+}
+
+// TestWithHealthBadAddr: a health address that does not parse is New's
+// error, naming it.
+func TestWithHealthBadAddr(t *testing.T) {
+	_, err := New(Command{Path: "/bin/true"}, WithHealth("tcp://no-port"))
+	if err == nil || !strings.Contains(err.Error(), "health address") {
+		t.Fatalf("New with a bad health address: %v, want an error naming it", err)
 	}
 }

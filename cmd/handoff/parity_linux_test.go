@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -155,7 +156,7 @@ func TestShutdownDelay(t *testing.T) {
 	checkFds(t)
 	p := startProc(t, bins.handoff, []string{"-workers", "2", "-ready", "notify", "-listen", "tcp://127.0.0.1:0",
 		"-shutdown-delay", "2s", "-health", "127.0.0.1:0", "-log-format", "json", "--", bins.example, "-worker"})
-	h, _ := p.waitMsg(0, "health endpoint")
+	h, _ := p.waitMsg(0, "serving health")
 	ready := "http://" + h.Addr + "/readyz"
 	l, from := p.waitMsg(0, "listening")
 	_, from = p.waitReady(from, 2, 1)
@@ -182,6 +183,66 @@ func TestShutdownDelay(t *testing.T) {
 	if failed > 0 {
 		t.Errorf("%d of %d requests failed: %q", failed, ok+failed, errs)
 	}
+	if code := p.wait(); code != 0 {
+		t.Errorf("handoff exited with %d after SIGTERM, want 0", code)
+	}
+}
+
+// TestHealthAcrossUpgrades: a probe of /readyz never fails during in-place
+// upgrades: the health socket goes over the exec with the others, and the
+// new program answers it once it has resumed the workers, so a probe that
+// lands in the exec waits instead of being refused or told "starting". A
+// Kubernetes probe that failed there would count towards taking the pod
+// out of its Service.
+func TestHealthAcrossUpgrades(t *testing.T) {
+	checkFds(t)
+	p := startProc(t, bins.handoff, []string{"-workers", "1", "-ready", "notify", "-listen", "tcp://127.0.0.1:0",
+		"-health", "127.0.0.1:0", "-log-format", "json", "--", bins.example, "-worker"})
+	h, _ := p.waitMsg(0, "serving health")
+	_, from := p.waitMsg(0, "listening")
+	_, from = p.waitReady(from, 1, 1)
+	ready := "http://" + h.Addr + "/readyz"
+	stop := make(chan struct{})
+	var probes, failed int
+	var errs []string
+	client := http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	defer client.CloseIdleConnections()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			probes++
+			resp, err := client.Get(ready)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					err = errors.New(resp.Status)
+				}
+			}
+			if err != nil {
+				failed++
+				if len(errs) < 10 {
+					errs = append(errs, err.Error())
+				}
+			}
+		}
+	}()
+	for range 5 {
+		p.cmd.Process.Signal(syscall.SIGUSR2)
+		_, from = p.waitMsg(from, "handoff resuming after an upgrade in place")
+	}
+	close(stop)
+	<-done
+	t.Logf("%d probes of /readyz across 5 upgrades, %d failed", probes, failed)
+	if failed > 0 || probes == 0 {
+		t.Errorf("%d of %d probes failed: %q", failed, probes, errs)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.wait(); code != 0 {
 		t.Errorf("handoff exited with %d after SIGTERM, want 0", code)
 	}

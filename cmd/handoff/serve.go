@@ -105,6 +105,9 @@ func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
 		opts = append(opts, supervisor.WithCgroups(cfg.cgroups == "on"))
 	}
 	opts = append(opts, supervisor.WithNotServedAfter(cfg.notServed))
+	if cfg.health != "" {
+		opts = append(opts, supervisor.WithHealth("tcp://"+cfg.health))
+	}
 	if cfg.metrics != "" {
 		opts = append(opts, supervisor.WithMetrics(cfg.metrics, metrics.Handler))
 	}
@@ -126,14 +129,6 @@ func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
 	sup, err := supervisor.New(cmd, opts...)
 	if err != nil {
 		return usageError{err}
-	}
-
-	if cfg.health != "" {
-		h, err := startHealth(cfg.health, sup, log)
-		if err != nil {
-			return err
-		}
-		defer h.Close()
 	}
 
 	// After an upgrade in place the workers are already running, and only
