@@ -138,9 +138,10 @@ func (e *endpoint) close() {
 	}
 }
 
-// fd is the socket's descriptor for the upgrade state, 0 without one.
+// fd is the socket's descriptor for the upgrade state, 0 without one (or
+// without the endpoint).
 func (e *endpoint) fd() (fd int, err error) {
-	if e.sock == nil {
+	if e == nil || e.sock == nil {
 		return 0, nil
 	}
 	err = e.sock.Control(func(f uintptr) { fd = int(f) })
@@ -149,7 +150,7 @@ func (e *endpoint) fd() (fd int, err error) {
 
 // addr is the address served, "" without a socket.
 func (e *endpoint) addr() string {
-	if e.sock == nil {
+	if e == nil || e.sock == nil {
 		return ""
 	}
 	return e.sock.Addr().String()

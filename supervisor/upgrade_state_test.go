@@ -40,17 +40,7 @@ func TestResumeKeepsTheReadyWorker(t *testing.T) {
 		if readyFirst {
 			st.Workers = []stateWorker{ready, starting}
 		}
-		ns, err := openNotifySocket()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ns.Control(func(fd uintptr) { st.NotifyFd, _ = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 3) })
-		ns.Close()
-		r, w, _ := os.Pipe()
-		for i, f := range []*os.File{r, w} {
-			st.LivenessFds[i], _ = unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 3)
-			f.Close()
-		}
+		handOverFds(t, st)
 		if err := tb.resume(st); err != nil {
 			t.Fatal(err)
 		}
@@ -87,17 +77,7 @@ func TestResumeAdoptsPins(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := &upgradeState{Generation: 2, Slots: []stateSlot{{}}}
-	ns, err := openNotifySocket()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Control(func(fd uintptr) { st.NotifyFd, _ = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 3) })
-	ns.Close()
-	r, w, _ := os.Pipe()
-	for i, f := range []*os.File{r, w} {
-		st.LivenessFds[i], _ = unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 3)
-		f.Close()
-	}
+	handOverFds(t, st)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -163,17 +143,7 @@ func TestResumeKeepsHurried(t *testing.T) {
 	defer c.Process.Kill()
 	st := &upgradeState{Generation: 2, Slots: []stateSlot{{}}, Workers: []stateWorker{
 		{Pid: c.Process.Pid, Slot: 0, Generation: 1, State: Stopping, RetiredAt: time.Now(), Hurried: true}}}
-	ns, err := openNotifySocket()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Control(func(fd uintptr) { st.NotifyFd, _ = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 3) })
-	ns.Close()
-	r, w, _ := os.Pipe()
-	for i, f := range []*os.File{r, w} {
-		st.LivenessFds[i], _ = unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 3)
-		f.Close()
-	}
+	handOverFds(t, st)
 	if err := tb.resume(st); err != nil {
 		t.Fatal(err)
 	}
@@ -235,5 +205,25 @@ func TestWithHealthBadAddr(t *testing.T) {
 	_, err := New(Command{Path: "/bin/true"}, WithHealth("tcp://no-port"))
 	if err == nil || !strings.Contains(err.Error(), "health address") {
 		t.Fatalf("New with a bad health address: %v, want an error naming it", err)
+	}
+}
+
+// handOverFds gives st the notify socket and liveness pipe an upgrade
+// would hand over, as descriptors of their own.
+func handOverFds(t *testing.T, st *upgradeState) {
+	t.Helper()
+	ns, err := openNotifySocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Control(func(fd uintptr) { st.NotifyFd, _ = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 3) })
+	ns.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range []*os.File{r, w} {
+		st.LivenessFds[i], _ = unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+		f.Close()
 	}
 }
