@@ -899,4 +899,10 @@ func TestSupervisorKilled(t *testing.T) {
 			t.Errorf("reaping orphaned worker %d: %v", pid, err)
 		}
 	}
+	// The janitor, an orphan too, exits once it has seen the workers go.
+	for _, pid := range children(t, os.Getpid()) {
+		if st := waitOrphan(t, pid); st.Signaled() {
+			t.Errorf("process %d left by the supervisor was killed by %v", pid, st.Signal())
+		}
+	}
 }

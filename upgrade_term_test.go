@@ -43,7 +43,19 @@ func TestTermDuringUpgrade(t *testing.T) {
 		sup.signal(syscall.SIGUSR2)
 		time.Sleep(delay)
 		sup.signal(syscall.SIGTERM)
-		err := sup.wait()
+		waited := make(chan error, 1)
+		go func() { waited <- sup.wait() }()
+		var err error
+		select {
+		case err = <-waited:
+		case <-time.After(time.Minute):
+			// A graceful stop takes well under a second here.
+			t.Errorf("try %d: SIGTERM %v into an upgrade was lost: the supervisor still runs a minute later", i, delay)
+			sup.cmd.Process.Kill()
+			<-waited
+			killOrphans(t)
+			continue
+		}
 		if err == nil {
 			if kids := children(t, os.Getpid()); len(kids) > 0 {
 				t.Errorf("try %d: SIGTERM %v into an upgrade: exit 0 but processes left behind: %v", i, delay, kids)

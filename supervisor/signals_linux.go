@@ -30,7 +30,8 @@ func monotonicUsec() int64 {
 	return ts.Nano() / 1000
 }
 
-// execInPlace execs path with fds kept open across the exec. With quiet,
+// execInPlace execs path with fds kept open across the exec, and the
+// environment env with what last returns at the last moment. With quiet,
 // the handled signals that can be kept from killing or stopping the process
 // in the exec window are set to SIG_IGN there (see quietSignals); on
 // failure their handlers are put back as they were and the fds back to
@@ -47,7 +48,7 @@ func monotonicUsec() int64 {
 // process, whatever it blocked or ignored before. The janitor then stops the
 // workers gracefully (janitor.go): no request fails, the stop completes,
 // and only the supervisor's status says SIGTERM.
-func execInPlace(path string, env []string, fds []int, quiet bool) error {
+func execInPlace(path string, env []string, fds []int, quiet bool, last func() []string) error {
 	setCloexec := func(on bool) error {
 		flag := 0
 		if on {
@@ -72,7 +73,7 @@ func execInPlace(path string, env []string, fds []int, quiet bool) error {
 			return err
 		}
 	}
-	err := syscall.Exec(path, os.Args, env)
+	err := syscall.Exec(path, os.Args, append(env, last()...))
 	if restore != nil {
 		restore()
 	}

@@ -22,6 +22,6 @@ const (
 
 func monotonicUsec() int64 { return 0 }
 
-func execInPlace(string, []string, []int, bool) error {
+func execInPlace(string, []string, []int, bool, func() []string) error {
 	return fmt.Errorf("%w: %s", handoff.ErrNotSupported, runtime.GOOS)
 }

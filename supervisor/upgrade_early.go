@@ -18,7 +18,11 @@ import (
 const (
 	envPreflight    = "HANDOFF_PREFLIGHT"
 	envUpgradeState = early.EnvUpgradeState
-	preflightOK     = "handoff-preflight-ok"
+	// envUpgradeSignals lists the signals (numbers, comma-separated) the
+	// old program received after it wrote HANDOFF_UPGRADE_STATE, read at
+	// the last moment before the exec.
+	envUpgradeSignals = "HANDOFF_UPGRADE_SIGNALS"
+	preflightOK       = "handoff-preflight-ok"
 
 	preflightTimeout = 10 * time.Second
 )

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -222,8 +223,31 @@ func (t *table) exec(path string) error {
 	if v, fd, ok := t.janitorExec(); ok {
 		env, fds = append(env, v), append(fds, fd)
 	}
-	err = execInPlace(path, env, fds, t.sigs != nil)
-	t.carried = append(st.Signals, t.carried...) // not handed over after all
+	// Signals that came meanwhile are read once more at the last moment:
+	// one received later than that, before the new program notifies its
+	// handlers, is lost (see execInPlace).
+	var late []syscall.Signal
+	last := func() []string {
+		for t.sigs != nil {
+			select {
+			case sig := <-t.sigs:
+				late = append(late, sig.(syscall.Signal))
+				continue
+			default:
+			}
+			break
+		}
+		if len(late) == 0 {
+			return nil
+		}
+		nums := make([]string, len(late))
+		for i, sig := range late {
+			nums[i] = strconv.Itoa(int(sig))
+		}
+		return []string{envUpgradeSignals + "=" + strings.Join(nums, ",")}
+	}
+	err = execInPlace(path, env, fds, t.sigs != nil, last)
+	t.carried = slices.Concat(st.Signals, late, t.carried) // not handed over after all
 	return errors.Join(err, restore())
 }
 

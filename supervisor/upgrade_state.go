@@ -8,6 +8,8 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -92,6 +94,16 @@ func takeUpgradeState() (*upgradeState, error) {
 	var st upgradeState
 	if err := json.Unmarshal([]byte(v), &st); err != nil {
 		return nil, fmt.Errorf("supervisor: %s: %w", envUpgradeState, err)
+	}
+	// The signals read at the exec's last moment (upgrade_exec.go); an
+	// entry that is not a signal number is no signal.
+	if v, ok := os.LookupEnv(envUpgradeSignals); ok {
+		os.Unsetenv(envUpgradeSignals)
+		for f := range strings.SplitSeq(v, ",") {
+			if n, err := strconv.Atoi(f); err == nil && n > 0 && n < 65 {
+				st.Signals = append(st.Signals, syscall.Signal(n))
+			}
+		}
 	}
 	if st.NotifyFd < 3 || st.LivenessFds[0] < 3 || st.LivenessFds[1] < 3 || st.Generation == 0 {
 		return nil, fmt.Errorf("supervisor: %s: notify fd %d, liveness fds %v, generation %d",
