@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // treeUnder returns the descendants of pid with their argv[0], as the test
@@ -134,7 +136,8 @@ func TestKill9StopsGunicorn(t *testing.T) {
 	t.Logf("%d upgrades, then kill -9: %d gunicorn processes (arbiters %v) gone within %v",
 		n, len(tree), arbiters, time.Since(killed).Round(time.Millisecond))
 
-	reapLeftovers(t, false) // the zombies of the first handoff's tree, and its janitor
+	waitJanitor(t)          // it removes the cgroups once the workers are gone
+	reapLeftovers(t, false) // the zombies of the first handoff's tree
 
 	// The port and the pid file are free for the next handoff.
 	// (-init: stopped while it boots, a gunicorn worker loses the SIGTERM
@@ -182,7 +185,8 @@ func TestKill9StopsWorkersGracefully(t *testing.T) {
 	if !ws.Exited() || ws.ExitStatus() != 0 {
 		t.Errorf("worker %d after kill -9 of handoff: %v, want exit status 0 from its SIGTERM trap", pids[0], describe(ws))
 	}
-	reapLeftovers(t, false) // the janitor
+	waitJanitor(t)
+	reapLeftovers(t, false)
 }
 
 func describe(ws syscall.WaitStatus) string {
@@ -202,7 +206,8 @@ func TestKill9StopsCgroups(t *testing.T) {
 		t.Skip("making cgroups needs root or a delegated cgroup")
 	}
 	checkFds(t)
-	script := `setsid sh -c 'trap "" TERM; exec sleep 1000' & echo "tree stubborn $!"; ` +
+	// The stubborn one says its pid only once it ignores SIGTERM.
+	script := `setsid sh -c 'trap "" TERM; echo "tree stubborn $$"; exec sleep 1000' & ` +
 		`setsid sleep 1000 & echo "tree setsid $!"; trap 'exit 0' TERM; while :; do sleep 0.05; done`
 	p := startProc(t, bins.handoff, []string{"-workers", "1", "-ready", "start", "-listen", "tcp://127.0.0.1:0",
 		"-stop-timeout", "1s", "-cgroups", "on", "-log-format", "json", "--", "/bin/sh", "-c", script})
@@ -218,19 +223,7 @@ func TestKill9StopsCgroups(t *testing.T) {
 	p.wait()
 	// Its janitor is this process's child now (a subreaper): it exits once
 	// it is done.
-	var janitor int
-	for pid, arg0 := range treeUnder(os.Getpid()) {
-		if arg0 == "handoff-janitor" {
-			janitor = pid
-		}
-	}
-	var ws syscall.WaitStatus
-	for janitor != 0 { // else it is done already: a zombie has no argv
-		_, err := syscall.Wait4(janitor, &ws, 0, nil)
-		if err != syscall.EINTR {
-			break
-		}
-	}
+	waitJanitor(t)
 	for _, pid := range tree {
 		if s := procState(pid); s != "" && s != "Z" {
 			t.Errorf("pid %d of the worker's tree is alive after kill -9 of handoff and its janitor's exit (state %s)", pid, s)
@@ -241,4 +234,42 @@ func TestKill9StopsCgroups(t *testing.T) {
 		t.Errorf("%s after the janitor's exit: %v, want it removed", base, err)
 	}
 	reapLeftovers(t, false)
+}
+
+// waitJanitor waits for the janitor of a handoff that was killed, an
+// orphan of this process now (a subreaper), to finish by itself: SIGKILLed
+// by reapLeftovers, it would leave the workers' cgroups behind.
+func waitJanitor(t *testing.T) {
+	t.Helper()
+	for pid, arg0 := range treeUnder(os.Getpid()) {
+		if arg0 != "handoff-janitor" {
+			continue // a zombie has no argv: done already
+		}
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			continue
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for fds[0].Revents&unix.POLLIN == 0 {
+			left := time.Until(deadline(t))
+			if left <= 0 {
+				unix.Close(fd)
+				t.Fatalf("the janitor %d still runs at the test's deadline", pid)
+			}
+			if _, err := unix.Poll(fds, int(left.Milliseconds())); err != nil && err != unix.EINTR {
+				unix.Close(fd)
+				t.Fatal(err)
+			}
+		}
+		unix.Close(fd)
+		var ws syscall.WaitStatus
+		for {
+			if _, err := syscall.Wait4(pid, &ws, 0, nil); err != syscall.EINTR {
+				break
+			}
+		}
+		if !ws.Exited() || ws.ExitStatus() != 0 {
+			t.Errorf("the janitor %d ended %s, want exit status 0", pid, describe(ws))
+		}
+	}
 }
