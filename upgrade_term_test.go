@@ -53,6 +53,9 @@ func TestTermDuringUpgrade(t *testing.T) {
 			t.Errorf("try %d: SIGTERM %v into an upgrade was lost: the supervisor still runs a minute later", i, delay)
 			sup.cmd.Process.Kill()
 			<-waited
+			for l := range sup.logs {
+				t.Logf("try %d: its log: %s pid=%d status=%q error=%q signal=%q", i, l.Msg, l.Pid, l.Status, l.Error, l.Signal)
+			}
 			killOrphans(t)
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -65,16 +66,25 @@ func execInPlace(path string, env []string, fds []int, quiet bool, last func() [
 		setCloexec(true)
 		return err
 	}
-	var restore func()
+	var restore, undie func()
 	if quiet {
 		var err error
-		if restore, err = ignoreRaw(quietSignals); err != nil {
+		if restore, err = setRaw(quietSignals, sigIgn); err != nil {
 			setCloexec(true)
 			return err
 		}
+		if undie, err = setRaw(stopSignals, sigDfl); err != nil {
+			restore()
+			setCloexec(true)
+			return err
+		}
+		// A stop signal the runtime took in just before is on its way to
+		// the program's channel: give it a moment to get there, for last.
+		time.Sleep(2 * time.Millisecond)
 	}
 	err := syscall.Exec(path, os.Args, append(env, last()...))
 	if restore != nil {
+		undie()
 		restore()
 	}
 	setCloexec(true)
@@ -82,17 +92,31 @@ func execInPlace(path string, env []string, fds []int, quiet bool, last func() [
 }
 
 // quietSignals are the handled signals set to SIG_IGN across an upgrade's
-// exec. A Go program keeps an inherited SIG_IGN for SIGHUP and SIGINT until
-// it is notified of them (package early does it first thing), and never
-// ends or stops for an unnotified SIGUSR2, SIGTTIN or SIGTTOU once its
-// runtime has started; before that (in the exec itself) the default action
-// of each would end or stop the process. One of these arriving in the window
-// is lost, never fatal; SIGTERM cannot be helped (execInPlace).
+// exec. A Go program keeps an inherited SIG_IGN for SIGHUP until it is
+// notified of it (package early does it first thing), and never ends or
+// stops for an unnotified SIGUSR2, SIGTTIN or SIGTTOU once its runtime has
+// started; before that (in the exec itself) the default action of each
+// would end or stop the process. One of these arriving in the window is
+// lost, never fatal. The stop signals are the other way round
+// (stopSignals).
 //
 // They are ignored, not blocked: a blocked mask survives the exec, and the
 // new program's every thread, and every child it starts with os/exec, would
 // inherit it (the Go runtime restores its initial mask in each child).
-var quietSignals = []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU}
+var quietSignals = []syscall.Signal{syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU}
+
+// stopSignals get their default action across an upgrade's exec: one that
+// arrives after the signals for the new program were read ends the process
+// then and there, and the janitor stops the workers as the supervisor
+// would have; under the runtime's handler it would be taken in and lost
+// with the old image. The new program's first milliseconds are the same
+// (see execInPlace).
+var stopSignals = []syscall.Signal{syscall.SIGTERM, syscall.SIGINT}
+
+const (
+	sigDfl = 0
+	sigIgn = 1
+)
 
 // kernelSigaction is the kernel's struct sigaction on amd64 and arm64 (both
 // have sa_restorer); other fields than the handler are only copied back.
@@ -101,11 +125,11 @@ type kernelSigaction struct {
 	mask                     uint64
 }
 
-// ignoreRaw sets sigs to SIG_IGN with rt_sigaction itself, behind the Go
+// setRaw sets sigs to SIG_IGN or SIG_DFL with rt_sigaction itself, behind the Go
 // runtime's back: signal.Ignore would cancel every signal.Notify of the
 // process, the program's own included. restore puts back the handlers
 // (the runtime's) exactly as they were.
-func ignoreRaw(sigs []syscall.Signal) (restore func(), err error) {
+func setRaw(sigs []syscall.Signal, handler uintptr) (restore func(), err error) {
 	old := make([]kernelSigaction, len(sigs))
 	set := 0
 	restore = func() {
@@ -113,9 +137,9 @@ func ignoreRaw(sigs []syscall.Signal) (restore func(), err error) {
 			rtSigaction(sigs[i], &old[i], nil)
 		}
 	}
-	ign := kernelSigaction{handler: 1} // SIG_IGN
+	act := kernelSigaction{handler: handler}
 	for i, sig := range sigs {
-		if err := rtSigaction(sig, &ign, &old[i]); err != nil {
+		if err := rtSigaction(sig, &act, &old[i]); err != nil {
 			restore()
 			return nil, err
 		}
