@@ -199,7 +199,7 @@ func (t *table) start(sp *Spawn, cg *os.File, exe *os.File, self bool) (proc *re
 		path, argv, env = launch.Trampoline("/proc/self/exe", sp.Args, env)
 	default:
 		n := len(std) + len(t.socks) + len(extra) + len(live)
-		if p, _, _ := launch.Trampoline(sp.Path, sp.Args, env); p == sp.Path {
+		if tpath, targv, tenv := launch.Trampoline(sp.Path, sp.Args, env); tpath == sp.Path {
 			// Nothing to set: the child execs the pinned program itself,
 			// as a trampoline's second exec of a Go binary would cost a
 			// crash loop dearly.
@@ -208,7 +208,7 @@ func (t *table) start(sp *Spawn, cg *os.File, exe *os.File, self bool) (proc *re
 				return nil, err
 			}
 			defer done()
-			path, argv, env = launch.Trampoline(p, sp.Args, env)
+			path, argv, env = p, targv, tenv
 			break
 		}
 		// Handed over as the fd after the liveness pipe's.
