@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/handoff-dev/handoff/internal/notify"
 	"github.com/handoff-dev/handoff/worker"
 	"go.uber.org/zap"
 )
@@ -101,7 +102,7 @@ func (t *table) recycle(w *child) {
 func (t *table) onNotify(m notifyMsg) {
 	w := t.byPid[m.Pid]
 	if w == nil && t.o.notifyAll {
-		if pid, ok := descendantOf(m.Pid, func(pid int) bool { return t.byPid[pid] != nil }); ok {
+		if pid, ok := notify.DescendantOf(m.Pid, func(pid int) bool { return t.byPid[pid] != nil }); ok {
 			w = t.byPid[pid]
 		}
 	}

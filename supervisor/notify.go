@@ -1,186 +1,6 @@
 package supervisor
 
-import (
-	"bytes"
-	"errors"
-	"fmt"
-	"math"
-	"net"
-	"strconv"
-	"sync/atomic"
-	"unicode/utf8"
-
-	"golang.org/x/sys/unix"
-)
-
-// The notify protocol, as systemd's sd_notify speaks it: a worker finds a unix datagram socket in
-// $NOTIFY_SOCKET and sends datagrams of newline-separated KEY=VALUE assignments ("READY=1",
-// "STATUS=serving"). The supervisor's socket has SO_PASSCRED set, so the kernel attaches the
-// sender's pid to every datagram; that pid, not anything the sender claims, says who sent it.
-
-const (
-	// notifyMax is the largest datagram accepted, systemd's NOTIFY_BUFFER_MAX (PIPE_BUF).
-	notifyMax = 4096
-	// notifyMaxPid is the kernel's PID_MAX_LIMIT on 64-bit systems: no pid is larger.
-	notifyMaxPid = 1 << 22
-	// notifyMaxErrno bounds ERRNO=, an int in C.
-	notifyMaxErrno = math.MaxInt32
-)
-
-// notifyMsg is one parsed datagram.
-type notifyMsg struct {
-	Pid             int    // sender, from SCM_CREDENTIALS (kernel-verified)
-	Ready           bool   // READY=1
-	Reloading       bool   // RELOADING=1
-	Stopping        bool   // STOPPING=1
-	Watchdog        bool   // WATCHDOG=1
-	WatchdogTrigger bool   // WATCHDOG=trigger
-	Status          string // STATUS=..., "" if absent
-	Errno           int    // ERRNO=..., 0 if absent
-	MainPID         int    // MAINPID=..., 0 if absent
-	WatchdogUsec    uint64 // WATCHDOG_USEC=..., 0 if absent
-}
-
-// parseNotify parses one datagram's payload; Pid is left 0, since the payload does not carry it.
-//
-// The payload is split on '\n' and empty lines are skipped. Every other line must be KEY=VALUE
-// with a KEY of [A-Z0-9_]+, and a known KEY must have a valid value: READY, RELOADING and STOPPING
-// take 1; WATCHDOG takes 1 or trigger; STATUS takes any UTF-8 text; ERRNO a decimal int >= 0;
-// MAINPID a decimal pid (1 to 2^22); WATCHDOG_USEC a decimal uint64. Unknown keys are ignored,
-// as systemd ignores them. When a known key repeats, the first assignment counts, as in systemd,
-// though every one must be valid.
-//
-// Where systemd logs and skips a bad line, parseNotify is strict: a malformed line, a bad value,
-// a NUL byte or a payload over 4096 bytes makes the whole datagram an error, which names the line
-// or key, so that the caller can count it as malformed.
-func parseNotify(b []byte) (notifyMsg, error) {
-	var m notifyMsg
-	if len(b) > notifyMax {
-		return m, fmt.Errorf("notify: datagram of %d bytes, more than %d", len(b), notifyMax)
-	}
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		return m, fmt.Errorf("notify: NUL byte at offset %d", i)
-	}
-	var seen notifySeen
-	for n := 1; len(b) > 0; n++ {
-		var line []byte
-		line, b, _ = bytes.Cut(b, []byte{'\n'})
-		if len(line) == 0 {
-			continue
-		}
-		key, val, ok := bytes.Cut(line, []byte{'='})
-		if !ok || !validNotifyKey(key) {
-			return notifyMsg{}, fmt.Errorf("notify: line %d %s: not KEY=VALUE with KEY of [A-Z0-9_]", n, quoteNotify(line))
-		}
-		if err := m.set(string(key), val, &seen); err != nil {
-			return notifyMsg{}, fmt.Errorf("notify: %s=%s: %w", key, quoteNotify(val), err)
-		}
-	}
-	return m, nil
-}
-
-// notifySeen records which keys with a value were assigned, so that the first assignment wins.
-type notifySeen struct{ status, errno, mainPID, watchdogUsec bool }
-
-// firstAssignment reports whether *seen was false, and sets it.
-func firstAssignment(seen *bool) bool {
-	was := *seen
-	*seen = true
-	return !was
-}
-
-// set checks val for a known key and stores it in m, unless the key was seen before. Unknown
-// keys are ignored.
-func (m *notifyMsg) set(key string, val []byte, seen *notifySeen) error {
-	switch key {
-	case "READY":
-		return setNotifyFlag(&m.Ready, val)
-	case "RELOADING":
-		return setNotifyFlag(&m.Reloading, val)
-	case "STOPPING":
-		return setNotifyFlag(&m.Stopping, val)
-	case "WATCHDOG": // two events, each sent as its own line: either or both may be set
-		if string(val) == "trigger" {
-			m.WatchdogTrigger = true
-			return nil
-		}
-		if string(val) != "1" {
-			return errors.New("want 1 or trigger")
-		}
-		m.Watchdog = true
-	case "STATUS":
-		if !utf8.Valid(val) {
-			return errors.New("not UTF-8")
-		}
-		if firstAssignment(&seen.status) {
-			m.Status = string(val)
-		}
-	case "ERRNO":
-		v, err := parseNotifyNumber(val, 0, notifyMaxErrno)
-		if err != nil {
-			return err
-		}
-		if firstAssignment(&seen.errno) {
-			m.Errno = int(v)
-		}
-	case "MAINPID":
-		v, err := parseNotifyNumber(val, 1, notifyMaxPid)
-		if err != nil {
-			return err
-		}
-		if firstAssignment(&seen.mainPID) {
-			m.MainPID = int(v)
-		}
-	case "WATCHDOG_USEC":
-		v, err := parseNotifyNumber(val, 0, math.MaxUint64)
-		if err != nil {
-			return err
-		}
-		if firstAssignment(&seen.watchdogUsec) {
-			m.WatchdogUsec = v
-		}
-	}
-	return nil
-}
-
-// setNotifyFlag sets *flag for the value "1", the only one a flag takes.
-func setNotifyFlag(flag *bool, val []byte) error {
-	if string(val) != "1" {
-		return errors.New("want 1")
-	}
-	*flag = true
-	return nil
-}
-
-// parseNotifyNumber parses digits only (no sign, no spaces) as a number in [lo, hi].
-func parseNotifyNumber(val []byte, lo, hi uint64) (uint64, error) {
-	v, err := strconv.ParseUint(string(val), 10, 64)
-	if err != nil || v < lo || v > hi {
-		return 0, fmt.Errorf("want a decimal number from %d to %d", lo, hi)
-	}
-	return v, nil
-}
-
-func validNotifyKey(k []byte) bool {
-	if len(k) == 0 {
-		return false
-	}
-	for _, c := range k {
-		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '_' {
-			return false
-		}
-	}
-	return true
-}
-
-// quoteNotify quotes b for an error message, cut to 64 bytes.
-func quoteNotify(b []byte) string {
-	const limit = 64
-	if len(b) > limit {
-		return strconv.Quote(string(b[:limit])) + "..."
-	}
-	return strconv.Quote(string(b))
-}
+import "github.com/handoff-dev/handoff/internal/notify"
 
 // NotifyDrops counts the notify datagrams the supervisor dropped, by reason, and the file
 // descriptors that came with datagrams and were closed (Stats.NotifyDropped).
@@ -208,74 +28,32 @@ type NotifyDrops struct {
 	ReadErrors uint64
 }
 
-// notifySocket receives notify datagrams for one supervisor.
-type notifySocket struct {
-	name    string
-	conn    *net.UnixConn
-	closed  atomic.Bool
-	serving atomic.Bool
+// notifyMsg is one message from a worker (package internal/notify owns the socket).
+type notifyMsg = notify.Msg
 
-	noCredentials, oversized, malformed, fdsClosed, readErrors atomic.Uint64
+// notifySocket is the workers' NOTIFY_SOCKET, its drops in the exported form.
+type notifySocket struct{ *notify.Socket }
 
-	// recvmsg is unix.Recvmsg; a test seam.
-	recvmsg func(fd int, p, oob []byte, flags int) (n, oobn, recvflags int, from unix.Sockaddr, err error)
-}
-
-// Name returns the NOTIFY_SOCKET value for workers: "@name" for an abstract socket, else a path.
-func (n *notifySocket) Name() string { return n.name }
-
-// Control calls f with the socket's descriptor, e.g. to hand it across an in-place exec; the
-// descriptor is close-on-exec, so whoever execs must clear that. f must not keep the descriptor.
-// After Close, Control returns an error wrapping [net.ErrClosed].
-func (n *notifySocket) Control(f func(fd uintptr)) error {
-	rc, err := n.conn.SyscallConn()
+func openNotifySocket() (*notifySocket, error) {
+	n, err := notify.Open()
 	if err != nil {
-		return fmt.Errorf("notify socket %s: %w", n.name, err)
+		return nil, err
 	}
-	if err := rc.Control(f); err != nil {
-		return fmt.Errorf("notify socket %s: %w", n.name, err)
-	}
-	return nil
+	return &notifySocket{n}, nil
 }
 
-// dropped returns a snapshot of the counters.
+// notifySocketFromFd takes over the socket an upgrade handed on.
+func notifySocketFromFd(fd int) (*notifySocket, error) {
+	n, err := notify.FromFd(fd)
+	if err != nil {
+		return nil, err
+	}
+	return &notifySocket{n}, nil
+}
+
+// dropped returns the socket's counts; Foreign is the table's.
 func (n *notifySocket) dropped() NotifyDrops {
-	return NotifyDrops{
-		NoCredentials: n.noCredentials.Load(),
-		Oversized:     n.oversized.Load(),
-		Malformed:     n.malformed.Load(),
-		FdsClosed:     n.fdsClosed.Load(),
-		ReadErrors:    n.readErrors.Load(),
-	}
-}
-
-// Close closes the socket, making serve return; datagrams still queued are lost. It is
-// idempotent and does not wait for serve to return: whoever runs serve joins it.
-func (n *notifySocket) Close() error {
-	if n.closed.Swap(true) {
-		return nil
-	}
-	if err := n.conn.Close(); err != nil {
-		return fmt.Errorf("notify socket %s: %w", n.name, err)
-	}
-	return nil
-}
-
-// statPPid returns the parent pid from the contents of /proc/<pid>/stat: "pid (comm) state ppid
-// ...". comm is the executable's name, which may hold spaces and parentheses, so the fields are
-// counted from the last ')'.
-func statPPid(stat []byte) (int, error) {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("stat %s: no ')'", quoteNotify(stat))
-	}
-	f := bytes.Fields(stat[i+1:])
-	if len(f) < 2 {
-		return 0, fmt.Errorf("stat %s: no ppid", quoteNotify(stat))
-	}
-	ppid, err := strconv.Atoi(string(f[1]))
-	if err != nil || ppid < 0 {
-		return 0, fmt.Errorf("stat %s: ppid %s", quoteNotify(stat), quoteNotify(f[1]))
-	}
-	return ppid, nil
+	d := n.Dropped()
+	return NotifyDrops{NoCredentials: d.NoCredentials, Oversized: d.Oversized,
+		Malformed: d.Malformed, FdsClosed: d.FdsClosed, ReadErrors: d.ReadErrors}
 }

@@ -187,7 +187,7 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 	t.bg.Add(1)
 	go func() {
 		defer t.bg.Done()
-		err := t.notify.serve(func(m notifyMsg) {
+		err := t.notify.Serve(func(m notifyMsg) {
 			select {
 			case t.notes <- m:
 			case <-t.quit:

@@ -1,4 +1,4 @@
-package supervisor
+package notify
 
 import (
 	"crypto/rand"
@@ -16,15 +16,15 @@ import (
 const (
 	// scmMaxFd is the kernel's SCM_MAX_FD: the most descriptors one datagram carries.
 	scmMaxFd = 253
-	// maxNotifyAncestors bounds the walk up the ppid chain in descendantOf.
-	maxNotifyAncestors = 64
+	// maxAncestors bounds the walk up the ppid chain in DescendantOf.
+	maxAncestors = 64
 )
 
-// openNotifySocket binds a new unixgram socket in the abstract namespace, named
+// Open binds a new unixgram socket in the abstract namespace, named
 // "@handoff-<getpid>-<16 random hex>", with SO_PASSCRED set before binding so that every datagram
 // carries its sender's credentials. The socket is close-on-exec and non-blocking. An abstract
 // socket leaves nothing on disk, and disappears with its last descriptor.
-func openNotifySocket() (*notifySocket, error) {
+func Open() (*Socket, error) {
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return nil, fmt.Errorf("notify socket: %w", err)
@@ -42,19 +42,19 @@ func openNotifySocket() (*notifySocket, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("notify socket %s: %w", name, os.NewSyscallError("bind", err))
 	}
-	return wrapNotifySocket(fd, name)
+	return wrap(fd, name)
 }
 
-// notifySocketFromFd takes over fd, an inherited notify socket: a bound unix datagram socket, e.g.
+// FromFd takes over fd, an inherited notify socket: a bound unix datagram socket, e.g.
 // handed across an in-place re-exec of the supervisor. It reads the name back with getsockname,
 // sets SO_PASSCRED, close-on-exec and non-blocking. Datagrams queued before SO_PASSCRED was set
 // carry no sender and are dropped (counted as NoCredentials). On success fd belongs to the
-// notifySocket (which may move it to another number); on failure it is left open.
-func notifySocketFromFd(fd int) (*notifySocket, error) {
+// Socket (which may move it to another number); on failure it is left open.
+func FromFd(fd int) (*Socket, error) {
 	if fd < 0 {
 		return nil, fmt.Errorf("notify socket: fd %d: negative descriptor", fd)
 	}
-	fail := func(err error) (*notifySocket, error) {
+	fail := func(err error) (*Socket, error) {
 		return nil, fmt.Errorf("notify socket: fd %d: %w", fd, err)
 	}
 	var st unix.Stat_t
@@ -96,7 +96,7 @@ func notifySocketFromFd(fd int) (*notifySocket, error) {
 	if err != nil {
 		return fail(os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err))
 	}
-	n, err := wrapNotifySocket(dup, ua.Name)
+	n, err := wrap(dup, ua.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -104,9 +104,9 @@ func notifySocketFromFd(fd int) (*notifySocket, error) {
 	return n, nil
 }
 
-// wrapNotifySocket makes a notifySocket of fd, a non-blocking unix datagram socket, read through
+// wrap makes a Socket of fd, a non-blocking unix datagram socket, read through
 // the netpoller. It takes fd over: fd is closed, whatever the outcome.
-func wrapNotifySocket(fd int, name string) (*notifySocket, error) {
+func wrap(fd int, name string) (*Socket, error) {
 	// net.FileConn duplicates the descriptor (close-on-exec, non-blocking) and registers the copy
 	// with the netpoller. It calls f.Fd(), which makes the open file description blocking, and
 	// then makes it non-blocking again; only the supervisor holds the socket.
@@ -121,23 +121,23 @@ func wrapNotifySocket(fd int, name string) (*notifySocket, error) {
 		c.Close()
 		return nil, fmt.Errorf("notify socket %s: %T is not a unix socket", name, c)
 	}
-	return &notifySocket{name: name, conn: uc}, nil
+	return &Socket{name: name, conn: uc}, nil
 }
 
-// serve reads datagrams until Close, calling deliver for each valid one, synchronously on serve's
+// Serve reads datagrams until Close, calling deliver for each valid one, synchronously on Serve's
 // goroutine: while deliver blocks, datagrams wait in the socket's queue, and once that is full
-// senders block. Datagrams without credentials, oversized or unparsable are counted (see dropped)
-// and dropped. Every descriptor a datagram carries is closed. Call serve once; it returns nil
+// senders block. Datagrams without credentials, oversized or unparsable are counted (see Dropped)
+// and dropped. Every descriptor a datagram carries is closed. Call Serve once; it returns nil
 // after Close; a failed read is counted (ReadErrors) and reading goes on.
-func (n *notifySocket) serve(deliver func(notifyMsg)) error {
+func (n *Socket) Serve(deliver func(Msg)) error {
 	if n.serving.Swap(true) {
-		return fmt.Errorf("notify socket %s: serve called twice", n.name)
+		return fmt.Errorf("notify socket %s: Serve called twice", n.name)
 	}
 	rc, err := n.conn.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("notify socket %s: %w", n.name, err)
 	}
-	buf := make([]byte, notifyMax) // a larger datagram is cut short, with MSG_TRUNC
+	buf := make([]byte, maxDatagram) // a larger datagram is cut short, with MSG_TRUNC
 	// Room for the credentials and the most descriptors a datagram can carry, so that control
 	// data is never cut short (MSG_CTRUNC).
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(scmMaxFd*4))
@@ -180,7 +180,7 @@ func (n *notifySocket) serve(deliver func(notifyMsg)) error {
 }
 
 // accept closes the descriptors a datagram carried and parses it, or counts why it is dropped.
-func (n *notifySocket) accept(payload, oob []byte, flags int) (notifyMsg, bool) {
+func (n *Socket) accept(payload, oob []byte, flags int) (Msg, bool) {
 	pid := n.control(oob)
 	switch {
 	case flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0:
@@ -188,20 +188,20 @@ func (n *notifySocket) accept(payload, oob []byte, flags int) (notifyMsg, bool) 
 	case pid <= 0:
 		n.noCredentials.Add(1)
 	default:
-		m, err := parseNotify(payload)
+		m, err := Parse(payload)
 		if err != nil {
 			n.malformed.Add(1)
-			return notifyMsg{}, false
+			return Msg{}, false
 		}
 		m.Pid = pid
 		return m, true
 	}
-	return notifyMsg{}, false
+	return Msg{}, false
 }
 
 // control closes every descriptor in the control data and returns the sender's pid from
 // SCM_CREDENTIALS: 0 if there is none, or if the datagram was queued before SO_PASSCRED was set.
-func (n *notifySocket) control(oob []byte) (pid int) {
+func (n *Socket) control(oob []byte) (pid int) {
 	for len(oob) >= unix.CmsgLen(0) {
 		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
 		if err != nil {
@@ -228,13 +228,13 @@ func (n *notifySocket) control(oob []byte) (pid int) {
 	return pid
 }
 
-// descendantOf walks up from pid through its ancestors, reading the parent of each from
+// DescendantOf walks up from pid through its ancestors, reading the parent of each from
 // /proc/<pid>/stat, and returns the first (pid itself included) for which isWorker is true. It
 // gives up after 64 ancestors, at pid 1 or a parent outside the pid namespace (0), or when a
 // process is gone. Pids can be reused: an answer is only as good as the moment it was read, which
 // is the best a receiver of notify messages can do (systemd does the same for NotifyAccess=all).
-func descendantOf(pid int, isWorker func(pid int) bool) (worker int, ok bool) {
-	for range maxNotifyAncestors + 1 {
+func DescendantOf(pid int, isWorker func(pid int) bool) (worker int, ok bool) {
+	for range maxAncestors + 1 {
 		if pid <= 0 {
 			return 0, false
 		}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package supervisor
+package notify
 
 import (
 	"bytes"
@@ -24,9 +24,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The tests in this file are internal (package supervisor). Their helper processes, the test
-// binary re-executed, are dispatched from init on HANDOFF_NOTIFY_TEST_HELPER, because the
-// package's TestMain and its helper table live in package supervisor_test.
+// The helper processes of these tests, the test binary re-executed, are dispatched from init on
+// HANDOFF_NOTIFY_TEST_HELPER, before TestMain.
 const (
 	notifyHelperEnv = "HANDOFF_NOTIFY_TEST_HELPER"
 	notifyLeafEnv   = "HANDOFF_NOTIFY_TEST_LEAF" // the path the "tree" helper runs "leaf" by
@@ -71,37 +70,37 @@ func notifyHelperLeaf() int {
 // ---- parsing ----
 
 func TestParseNotify(t *testing.T) {
-	big := "STATUS=" + strings.Repeat("x", notifyMax-len("STATUS="))
+	big := "STATUS=" + strings.Repeat("x", maxDatagram-len("STATUS="))
 	for _, tc := range []struct {
 		in   string
-		want notifyMsg
+		want Msg
 	}{
-		{"", notifyMsg{}},
-		{"\n\n", notifyMsg{}},
-		{"READY=1", notifyMsg{Ready: true}},
-		{"READY=1\nSTATUS=serving: 3 workers = ok\n", notifyMsg{Ready: true, Status: "serving: 3 workers = ok"}},
-		{"\nSTOPPING=1\n\n", notifyMsg{Stopping: true}},
-		{"RELOADING=1\nMONOTONIC_USEC=1234", notifyMsg{Reloading: true}},
-		{"WATCHDOG=1", notifyMsg{Watchdog: true}},
-		{"WATCHDOG=trigger", notifyMsg{WatchdogTrigger: true}},
-		{"WATCHDOG=trigger\nWATCHDOG=1", notifyMsg{Watchdog: true, WatchdogTrigger: true}},
-		{"WATCHDOG_USEC=18446744073709551615", notifyMsg{WatchdogUsec: 1<<64 - 1}},
-		{"ERRNO=2\nSTATUS=no such file", notifyMsg{Errno: 2, Status: "no such file"}},
-		{"ERRNO=0", notifyMsg{}},
-		{"MAINPID=4194304", notifyMsg{MainPID: 4194304}},
-		{"MAINPID=007", notifyMsg{MainPID: 7}},
-		{"STATUS=", notifyMsg{}},
-		{"STATUS=héllo ✓\tand a tab", notifyMsg{Status: "héllo ✓\tand a tab"}},
+		{"", Msg{}},
+		{"\n\n", Msg{}},
+		{"READY=1", Msg{Ready: true}},
+		{"READY=1\nSTATUS=serving: 3 workers = ok\n", Msg{Ready: true, Status: "serving: 3 workers = ok"}},
+		{"\nSTOPPING=1\n\n", Msg{Stopping: true}},
+		{"RELOADING=1\nMONOTONIC_USEC=1234", Msg{Reloading: true}},
+		{"WATCHDOG=1", Msg{Watchdog: true}},
+		{"WATCHDOG=trigger", Msg{WatchdogTrigger: true}},
+		{"WATCHDOG=trigger\nWATCHDOG=1", Msg{Watchdog: true, WatchdogTrigger: true}},
+		{"WATCHDOG_USEC=18446744073709551615", Msg{WatchdogUsec: 1<<64 - 1}},
+		{"ERRNO=2\nSTATUS=no such file", Msg{Errno: 2, Status: "no such file"}},
+		{"ERRNO=0", Msg{}},
+		{"MAINPID=4194304", Msg{MainPID: 4194304}},
+		{"MAINPID=007", Msg{MainPID: 7}},
+		{"STATUS=", Msg{}},
+		{"STATUS=héllo ✓\tand a tab", Msg{Status: "héllo ✓\tand a tab"}},
 		// The first assignment of a repeated key counts, as in systemd.
-		{"STATUS=first\nSTATUS=second", notifyMsg{Status: "first"}},
-		{"MAINPID=5\nMAINPID=6\nERRNO=1\nERRNO=2", notifyMsg{MainPID: 5, Errno: 1}},
+		{"STATUS=first\nSTATUS=second", Msg{Status: "first"}},
+		{"MAINPID=5\nMAINPID=6\nERRNO=1\nERRNO=2", Msg{MainPID: 5, Errno: 1}},
 		// Unknown keys are ignored.
-		{"FDSTORE=1\nFDNAME=web\nBARRIER=1\nEXTEND_TIMEOUT_USEC=5\nX_CUSTOM_9=any thing=at all", notifyMsg{}},
-		{big, notifyMsg{Status: big[len("STATUS="):]}},
+		{"FDSTORE=1\nFDNAME=web\nBARRIER=1\nEXTEND_TIMEOUT_USEC=5\nX_CUSTOM_9=any thing=at all", Msg{}},
+		{big, Msg{Status: big[len("STATUS="):]}},
 	} {
-		got, err := parseNotify([]byte(tc.in))
+		got, err := Parse([]byte(tc.in))
 		if err != nil || got != tc.want {
-			t.Errorf("parseNotify(%.40q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+			t.Errorf("Parse(%.40q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
 		}
 	}
 }
@@ -109,7 +108,7 @@ func TestParseNotify(t *testing.T) {
 func TestParseNotifyErrors(t *testing.T) {
 	long := strings.Repeat("y", 200)
 	for _, tc := range []struct{ in, want string }{
-		{strings.Repeat("x", notifyMax+1), "4097 bytes"},
+		{strings.Repeat("x", maxDatagram+1), "4097 bytes"},
 		{"READY=1\x00", "NUL byte at offset 7"},
 		{"READY", `line 1 "READY"`},
 		{"READY=1\n\nready=1", `line 3 "ready=1"`},
@@ -136,22 +135,22 @@ func TestParseNotifyErrors(t *testing.T) {
 		{"WATCHDOG_USEC=1e6", `WATCHDOG_USEC="1e6"`},
 		{long, `line 1 "` + long[:64] + `"...`},
 	} {
-		m, err := parseNotify([]byte(tc.in))
+		m, err := Parse([]byte(tc.in))
 		if err == nil {
-			t.Errorf("parseNotify(%.40q) = %+v, want an error", tc.in, m)
+			t.Errorf("Parse(%.40q) = %+v, want an error", tc.in, m)
 			continue
 		}
 		if msg := err.Error(); !strings.HasPrefix(msg, "notify: ") || !strings.Contains(msg, tc.want) || len(msg) > 150 {
-			t.Errorf("parseNotify(%.40q): error %q, want one of at most 150 bytes holding %q", tc.in, msg, tc.want)
+			t.Errorf("Parse(%.40q): error %q, want one of at most 150 bytes holding %q", tc.in, msg, tc.want)
 		}
-		if m != (notifyMsg{}) {
-			t.Errorf("parseNotify(%.40q) returned %+v with its error", tc.in, m)
+		if m != (Msg{}) {
+			t.Errorf("Parse(%.40q) returned %+v with its error", tc.in, m)
 		}
 	}
 }
 
 // formatNotify renders m as a datagram, in a fixed order, leaving out zero fields.
-func formatNotify(m notifyMsg) []byte {
+func formatNotify(m Msg) []byte {
 	var lines []string
 	for _, f := range []struct {
 		on   bool
@@ -171,7 +170,7 @@ func formatNotify(m notifyMsg) []byte {
 	return []byte(strings.Join(lines, "\n"))
 }
 
-// FuzzParseNotify checks that parseNotify never panics, that whatever it accepts, rendered
+// FuzzParseNotify checks that Parse never panics, that whatever it accepts, rendered
 // canonically, parses back to the same message (and is no longer), and that it rejects what is
 // too big with an error of its own.
 func FuzzParseNotify(f *testing.F) {
@@ -184,14 +183,14 @@ func FuzzParseNotify(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := parseNotify(b)
+		m, err := Parse(b)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "notify: ") {
 				t.Fatalf("error %q lacks the notify: prefix", err)
 			}
 			return
 		}
-		if len(b) > notifyMax {
+		if len(b) > maxDatagram {
 			t.Fatalf("accepted %d bytes", len(b))
 		}
 		if m.Pid != 0 {
@@ -201,7 +200,7 @@ func FuzzParseNotify(f *testing.F) {
 		if len(out) > len(b) {
 			t.Fatalf("%q renders longer, as %q", b, out)
 		}
-		back, err := parseNotify(out)
+		back, err := Parse(out)
 		if err != nil || back != m {
 			t.Fatalf("%q parsed to %+v, rendered as %q, parsed back to %+v, %v", b, m, out, back, err)
 		}
@@ -231,19 +230,19 @@ func TestStatPPid(t *testing.T) {
 
 // ---- the socket ----
 
-// notifyRecv is a notifySocket being served, its messages on a channel.
+// notifyRecv is a Socket being served, its messages on a channel.
 type notifyRecv struct {
-	n    *notifySocket
-	msgs chan notifyMsg
+	n    *Socket
+	msgs chan Msg
 	done chan error // serve's result
 }
 
 // notifyServe serves n until the test ends. The channel holds more messages than any test
 // sends, so deliver never blocks and Close always ends serve.
-func notifyServe(t *testing.T, n *notifySocket) *notifyRecv {
+func notifyServe(t *testing.T, n *Socket) *notifyRecv {
 	t.Helper()
-	r := &notifyRecv{n: n, msgs: make(chan notifyMsg, 512), done: make(chan error, 1)}
-	go func() { r.done <- n.serve(func(m notifyMsg) { r.msgs <- m }) }()
+	r := &notifyRecv{n: n, msgs: make(chan Msg, 512), done: make(chan error, 1)}
+	go func() { r.done <- n.Serve(func(m Msg) { r.msgs <- m }) }()
 	t.Cleanup(func() {
 		if err := n.Close(); err != nil {
 			t.Errorf("Close: %v", err)
@@ -258,14 +257,14 @@ func notifyServe(t *testing.T, n *notifySocket) *notifyRecv {
 // notifyOpen opens a notify socket and serves it until the test ends.
 func notifyOpen(t *testing.T) *notifyRecv {
 	t.Helper()
-	n, err := openNotifySocket()
+	n, err := Open()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return notifyServe(t, n)
 }
 
-func (r *notifyRecv) next(t *testing.T) notifyMsg {
+func (r *notifyRecv) next(t *testing.T) Msg {
 	t.Helper()
 	timer := time.NewTimer(time.Until(notifyDeadline(t)))
 	defer timer.Stop()
@@ -273,8 +272,8 @@ func (r *notifyRecv) next(t *testing.T) notifyMsg {
 	case m := <-r.msgs:
 		return m
 	case <-timer.C:
-		t.Fatalf("no notify message; dropped so far %+v", r.n.dropped())
-		return notifyMsg{}
+		t.Fatalf("no notify message; dropped so far %+v", r.n.Dropped())
+		return Msg{}
 	}
 }
 
@@ -349,7 +348,7 @@ func notifyFds(t *testing.T) []string {
 }
 
 // notifyFlags reports the descriptor flags of n's socket.
-func notifyFlags(t *testing.T, n *notifySocket) (cloexec, nonblock, passcred bool) {
+func notifyFlags(t *testing.T, n *Socket) (cloexec, nonblock, passcred bool) {
 	t.Helper()
 	err := n.Control(func(fd uintptr) {
 		fdfl, err1 := unix.FcntlInt(fd, unix.F_GETFD, 0)
@@ -381,7 +380,7 @@ func TestOpenNotifySocket(t *testing.T) {
 	if a.n.Name() == b.n.Name() {
 		t.Errorf("two sockets named %q", a.n.Name())
 	}
-	if d := a.n.dropped(); d != (NotifyDrops{}) {
+	if d := a.n.Dropped(); d != (Drops{}) {
 		t.Errorf("dropped %+v before any datagram", d)
 	}
 }
@@ -395,13 +394,13 @@ func TestNotifyFromGo(t *testing.T) {
 	self := os.Getpid()
 	for _, tc := range []struct {
 		state string
-		want  notifyMsg
+		want  Msg
 	}{
 		{"READY=1\nSTATUS=hi\nMAINPID=" + strconv.Itoa(self) + "\nX_UNKNOWN=whatever",
-			notifyMsg{Ready: true, Status: "hi", MainPID: self}},
-		{"RELOADING=1\nMONOTONIC_USEC=123", notifyMsg{Reloading: true}},
-		{"WATCHDOG=1\nWATCHDOG=trigger\nWATCHDOG_USEC=30000000", notifyMsg{Watchdog: true, WatchdogTrigger: true, WatchdogUsec: 30000000}},
-		{"STOPPING=1\nERRNO=5", notifyMsg{Stopping: true, Errno: 5}},
+			Msg{Ready: true, Status: "hi", MainPID: self}},
+		{"RELOADING=1\nMONOTONIC_USEC=123", Msg{Reloading: true}},
+		{"WATCHDOG=1\nWATCHDOG=trigger\nWATCHDOG_USEC=30000000", Msg{Watchdog: true, WatchdogTrigger: true, WatchdogUsec: 30000000}},
+		{"STOPPING=1\nERRNO=5", Msg{Stopping: true, Errno: 5}},
 	} {
 		if sent, err := worker.Notify(tc.state); !sent || err != nil {
 			t.Fatalf("Notify(%q) = %t, %v", tc.state, sent, err)
@@ -413,10 +412,10 @@ func TestNotifyFromGo(t *testing.T) {
 	}
 	// An empty datagram is a message with no assignments, as one holding only unknown keys.
 	notifySend(t, notifyDial(t, r.n.Name()), nil)
-	if m := r.next(t); m != (notifyMsg{Pid: self}) {
+	if m := r.next(t); m != (Msg{Pid: self}) {
 		t.Errorf("empty datagram delivered %+v", m)
 	}
-	if d := r.n.dropped(); d != (NotifyDrops{}) {
+	if d := r.n.Dropped(); d != (Drops{}) {
 		t.Errorf("dropped %+v", d)
 	}
 }
@@ -427,7 +426,7 @@ func TestNotifyFromGo(t *testing.T) {
 // credentials name systemd-notify's parent (not itself) when it may forge them, i.e. when it runs
 // as root (CAP_SYS_ADMIN); otherwise the kernel refuses (EPERM), it sends again without forging,
 // and the credentials name systemd-notify itself, a short-lived child of whoever ran it. That is
-// why a supervisor needs NotifyAccess=all semantics (descendantOf) for a worker that is a shell
+// why a supervisor needs NotifyAccess=all semantics (DescendantOf) for a worker that is a shell
 // script calling systemd-notify. "--pid=self" forges nothing: it sends MAINPID=<its own pid>
 // with its own credentials. The second datagram is BARRIER=1, from systemd-notify itself, with
 // the write end of a pipe: systemd-notify waits up to 5 seconds for the receiver to close it and
@@ -442,19 +441,19 @@ func TestNotifySystemdNotify(t *testing.T) {
 		name string
 		args []string
 		cred *syscall.Credential
-		want func(pid int) notifyMsg // pid: systemd-notify's
+		want func(pid int) Msg // pid: systemd-notify's
 	}{
-		{"ready", []string{"--ready", "--status=hi there"}, nil, func(pid int) notifyMsg {
+		{"ready", []string{"--ready", "--status=hi there"}, nil, func(pid int) Msg {
 			if os.Geteuid() == 0 {
-				return notifyMsg{Pid: self, Ready: true, Status: "hi there"} // forged: its parent, this process
+				return Msg{Pid: self, Ready: true, Status: "hi there"} // forged: its parent, this process
 			}
-			return notifyMsg{Pid: pid, Ready: true, Status: "hi there"}
+			return Msg{Pid: pid, Ready: true, Status: "hi there"}
 		}},
-		{"pid=self", []string{"--ready", "--pid=self"}, nil, func(pid int) notifyMsg {
-			return notifyMsg{Pid: pid, Ready: true, MainPID: pid}
+		{"pid=self", []string{"--ready", "--pid=self"}, nil, func(pid int) Msg {
+			return Msg{Pid: pid, Ready: true, MainPID: pid}
 		}},
 		{"unprivileged", []string{"--status=from nobody", "STOPPING=1"}, &syscall.Credential{Uid: 65534, Gid: 65534},
-			func(pid int) notifyMsg { return notifyMsg{Pid: pid, Stopping: true, Status: "from nobody"} }},
+			func(pid int) Msg { return Msg{Pid: pid, Stopping: true, Status: "from nobody"} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.cred != nil && os.Geteuid() != 0 {
@@ -475,18 +474,18 @@ func TestNotifySystemdNotify(t *testing.T) {
 			if want := tc.want(pid); state != want {
 				t.Errorf("state: got %+v, want %+v (systemd-notify is pid %d, this process %d)", state, want, pid, self)
 			}
-			if want := (notifyMsg{Pid: pid}); barrier != want {
+			if want := (Msg{Pid: pid}); barrier != want {
 				t.Errorf("barrier: got %+v, want %+v", barrier, want)
 			}
 			// Whoever sent it, the message maps to this process, as a worker's would. (Until
 			// Wait, systemd-notify is at least a zombie, with its parent in /proc.)
-			if w, ok := descendantOf(state.Pid, func(p int) bool { return p == self }); !ok || w != self {
-				t.Errorf("descendantOf(%d) = %d, %t; want %d", state.Pid, w, ok, self)
+			if w, ok := DescendantOf(state.Pid, func(p int) bool { return p == self }); !ok || w != self {
+				t.Errorf("DescendantOf(%d) = %d, %t; want %d", state.Pid, w, ok, self)
 			}
 			if err := cmd.Wait(); err != nil {
 				t.Errorf("systemd-notify: %v, output %q", err, out.String())
 			}
-			if d := r.n.dropped(); d != (NotifyDrops{FdsClosed: 1}) {
+			if d := r.n.Dropped(); d != (Drops{FdsClosed: 1}) {
 				t.Errorf("dropped %+v, want the barrier's descriptor closed and nothing else", d)
 			}
 		})
@@ -503,16 +502,16 @@ func TestNotifyOversized(t *testing.T) {
 	}
 	defer unix.Close(p[0])
 	defer unix.Close(p[1])
-	notifySend(t, c, []byte("STATUS="+strings.Repeat("x", notifyMax+1-len("STATUS="))))
+	notifySend(t, c, []byte("STATUS="+strings.Repeat("x", maxDatagram+1-len("STATUS="))))
 	notifySend(t, c, []byte("READY=1\nSTATUS="+strings.Repeat("x", 10000)), p[1])
-	fits := "STATUS=" + strings.Repeat("y", notifyMax-len("STATUS="))
+	fits := "STATUS=" + strings.Repeat("y", maxDatagram-len("STATUS="))
 	notifySend(t, c, []byte(fits))
 	// Datagrams from one socket arrive in order: by the time the last is delivered, the
 	// others have been dropped.
 	if m := r.next(t); m.Status != fits[len("STATUS="):] || m.Ready {
 		t.Errorf("got Ready %t and a status of %d bytes, want the one of %d bytes", m.Ready, len(m.Status), len(fits)-len("STATUS="))
 	}
-	if d := r.n.dropped(); d != (NotifyDrops{Oversized: 2, FdsClosed: 1}) {
+	if d := r.n.Dropped(); d != (Drops{Oversized: 2, FdsClosed: 1}) {
 		t.Errorf("dropped %+v, want 2 oversized and 1 descriptor closed", d)
 	}
 }
@@ -527,10 +526,10 @@ func TestNotifyMalformed(t *testing.T) {
 		notifySend(t, c, []byte(s))
 	}
 	notifySend(t, c, []byte("READY=1"))
-	if m := r.next(t); m != (notifyMsg{Pid: os.Getpid(), Ready: true}) {
+	if m := r.next(t); m != (Msg{Pid: os.Getpid(), Ready: true}) {
 		t.Errorf("got %+v, want the one valid message", m)
 	}
-	if d := r.n.dropped(); d != (NotifyDrops{Malformed: uint64(len(bad))}) {
+	if d := r.n.Dropped(); d != (Drops{Malformed: uint64(len(bad))}) {
 		t.Errorf("dropped %+v, want %d malformed", d, len(bad))
 	}
 }
@@ -557,13 +556,13 @@ func TestNotifyFdsClosed(t *testing.T) {
 	before := notifyFds(t)
 
 	notifySend(t, c, []byte("READY=2"), wr)
-	notifySend(t, c, bytes.Repeat([]byte{'x'}, notifyMax+1), wr)
+	notifySend(t, c, bytes.Repeat([]byte{'x'}, maxDatagram+1), wr)
 	notifySend(t, c, []byte("FDSTORE=1\nFDNAME=all"), slices.Repeat([]int{wr}, scmMaxFd)...)
 	const sends = 100
 	for i := range sends {
 		notifySend(t, c, []byte("FDSTORE=1\nSTATUS="+strconv.Itoa(i)), wr)
 	}
-	if m := r.next(t); m != (notifyMsg{Pid: os.Getpid()}) {
+	if m := r.next(t); m != (Msg{Pid: os.Getpid()}) {
 		t.Errorf("got %+v, want an empty message from FDSTORE=1 with %d descriptors", m, scmMaxFd)
 	}
 	for i := range sends {
@@ -574,8 +573,8 @@ func TestNotifyFdsClosed(t *testing.T) {
 	if after := notifyFds(t); !slices.Equal(after, before) {
 		t.Errorf("open descriptors: %d before sending, %d after: %v", len(before), len(after), after)
 	}
-	want := NotifyDrops{Malformed: 1, Oversized: 1, FdsClosed: 2 + scmMaxFd + sends}
-	if d := r.n.dropped(); d != want {
+	want := Drops{Malformed: 1, Oversized: 1, FdsClosed: 2 + scmMaxFd + sends}
+	if d := r.n.Dropped(); d != want {
 		t.Errorf("dropped %+v, want %+v", d, want)
 	}
 	unix.Close(wr)
@@ -607,7 +606,7 @@ func TestNotifyNoCredentials(t *testing.T) {
 	c := notifyDial(t, name)
 	notifySend(t, c, []byte("READY=1\nSTATUS=early"))
 	before := notifyFds(t)
-	n, err := notifySocketFromFd(fd)
+	n, err := FromFd(fd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -620,10 +619,10 @@ func TestNotifyNoCredentials(t *testing.T) {
 		t.Errorf("name %q, want %q", n.Name(), name)
 	}
 	notifySend(t, c, []byte("READY=1\nSTATUS=late"))
-	if m := r.next(t); m != (notifyMsg{Pid: os.Getpid(), Ready: true, Status: "late"}) {
+	if m := r.next(t); m != (Msg{Pid: os.Getpid(), Ready: true, Status: "late"}) {
 		t.Errorf("got %+v, want the later message", m)
 	}
-	if d := n.dropped(); d != (NotifyDrops{NoCredentials: 1}) {
+	if d := n.Dropped(); d != (Drops{NoCredentials: 1}) {
 		t.Errorf("dropped %+v, want 1 without credentials", d)
 	}
 }
@@ -632,7 +631,7 @@ func TestNotifyNoCredentials(t *testing.T) {
 // duplicate without close-on-exec, adopted while the original is closed.
 func TestNotifySocketFromFd(t *testing.T) {
 	notifyCheckFds(t)
-	old, err := openNotifySocket()
+	old, err := Open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -641,7 +640,7 @@ func TestNotifySocketFromFd(t *testing.T) {
 	if err := old.Control(func(fd uintptr) { dup, err = unix.Dup(int(fd)) }); err != nil || dup < 0 {
 		t.Fatal(err)
 	}
-	n, err := notifySocketFromFd(dup)
+	n, err := FromFd(dup)
 	if err != nil {
 		unix.Close(dup)
 		t.Fatal(err)
@@ -660,7 +659,7 @@ func TestNotifySocketFromFd(t *testing.T) {
 	if err := worker.Ready(); err != nil {
 		t.Fatal(err)
 	}
-	if m := r.next(t); m != (notifyMsg{Pid: os.Getpid(), Ready: true}) {
+	if m := r.next(t); m != (Msg{Pid: os.Getpid(), Ready: true}) {
 		t.Errorf("got %+v, want READY from this process", m)
 	}
 }
@@ -696,7 +695,7 @@ func TestNotifySocketFromFdErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fd := tc.fd(t)
 			defer unix.Close(fd)
-			n, err := notifySocketFromFd(fd)
+			n, err := FromFd(fd)
 			if err == nil {
 				n.Close()
 				t.Fatal("no error")
@@ -709,21 +708,21 @@ func TestNotifySocketFromFdErrors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := notifySocketFromFd(-1); err == nil || !strings.Contains(err.Error(), "fd -1") {
+	if _, err := FromFd(-1); err == nil || !strings.Contains(err.Error(), "fd -1") {
 		t.Errorf("fd -1: error %v", err)
 	}
 }
 
 func TestNotifySocketClose(t *testing.T) {
 	notifyCheckFds(t)
-	n, err := openNotifySocket()
+	n, err := Open()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Two serves: one reads until Close, the other is refused at once.
 	done := make(chan error, 2)
 	for range 2 {
-		go func() { done <- n.serve(func(notifyMsg) {}) }()
+		go func() { done <- n.Serve(func(Msg) {}) }()
 	}
 	timer := time.NewTimer(time.Until(notifyDeadline(t)))
 	defer timer.Stop()
@@ -753,21 +752,21 @@ func TestNotifySocketClose(t *testing.T) {
 	}
 
 	// Closed before serve: serve returns nil at once.
-	n2, err := openNotifySocket()
+	n2, err := Open()
 	if err != nil {
 		t.Fatal(err)
 	}
 	n2.Close()
-	if err := n2.serve(func(notifyMsg) {}); err != nil {
+	if err := n2.Serve(func(Msg) {}); err != nil {
 		t.Errorf("serve after Close: %v, want nil", err)
 	}
 }
 
-// ---- descendantOf ----
+// ---- DescendantOf ----
 
 // TestDescendantOf runs a real process tree: this test starts "tree", which starts "leaf" through
 // a symlink named so that its comm, "a) b (c) d", holds spaces and parentheses. The leaf notifies;
-// descendantOf maps its pid to each ancestor in turn.
+// DescendantOf maps its pid to each ancestor in turn.
 func TestDescendantOf(t *testing.T) {
 	notifyCheckFds(t)
 	r := notifyOpen(t)
@@ -803,7 +802,7 @@ func TestDescendantOf(t *testing.T) {
 
 	m := r.next(t)
 	leaf := m.Pid
-	if want := (notifyMsg{Pid: leaf, Ready: true, Status: "leaf"}); m != want || leaf == tree || leaf == self {
+	if want := (Msg{Pid: leaf, Ready: true, Status: "leaf"}); m != want || leaf == tree || leaf == self {
 		t.Fatalf("got %+v, want %+v from a pid other than tree's %d and this process's %d", m, want, tree, self)
 	}
 	if b, err := os.ReadFile("/proc/" + strconv.Itoa(leaf) + "/comm"); err != nil || string(b) != comm+"\n" {
@@ -813,7 +812,7 @@ func TestDescendantOf(t *testing.T) {
 	var asked []int
 	ask := func(worker int) (int, bool) {
 		asked = asked[:0]
-		return descendantOf(leaf, func(p int) bool { asked = append(asked, p); return p == worker })
+		return DescendantOf(leaf, func(p int) bool { asked = append(asked, p); return p == worker })
 	}
 	if w, ok := ask(leaf); !ok || w != leaf || !slices.Equal(asked, []int{leaf}) {
 		t.Errorf("worker leaf: %d, %t after asking about %v", w, ok, asked)
@@ -824,7 +823,7 @@ func TestDescendantOf(t *testing.T) {
 	if w, ok := ask(self); !ok || w != self || !slices.Equal(asked, []int{leaf, tree, self}) {
 		t.Errorf("worker self: %d, %t after asking about %v; want %d", w, ok, asked, self)
 	}
-	if w, ok := ask(-1); ok || len(asked) < 3 || len(asked) > maxNotifyAncestors+1 || !slices.Equal(asked[:3], []int{leaf, tree, self}) {
+	if w, ok := ask(-1); ok || len(asked) < 3 || len(asked) > maxAncestors+1 || !slices.Equal(asked[:3], []int{leaf, tree, self}) {
 		t.Errorf("no worker: %d, %t after asking about %v", w, ok, asked)
 	} else if last := asked[len(asked)-1]; last != 1 {
 		// The walk ends at pid 1, or below a process whose parent is outside the pid namespace.
@@ -843,13 +842,13 @@ func TestDescendantOf(t *testing.T) {
 	// Both are gone (and reaped): nothing to walk.
 	for _, pid := range []int{leaf, tree} {
 		called := 0
-		if w, ok := descendantOf(pid, func(int) bool { called++; return false }); ok || called != 1 {
-			t.Errorf("descendantOf(%d) after exit = %d, %t, asking %d times", pid, w, ok, called)
+		if w, ok := DescendantOf(pid, func(int) bool { called++; return false }); ok || called != 1 {
+			t.Errorf("DescendantOf(%d) after exit = %d, %t, asking %d times", pid, w, ok, called)
 		}
 	}
 	for _, pid := range []int{0, -5} {
-		if w, ok := descendantOf(pid, func(int) bool { t.Errorf("isWorker called for pid %d", pid); return true }); ok {
-			t.Errorf("descendantOf(%d) = %d, true", pid, w)
+		if w, ok := DescendantOf(pid, func(int) bool { t.Errorf("isWorker called for pid %d", pid); return true }); ok {
+			t.Errorf("DescendantOf(%d) = %d, true", pid, w)
 		}
 	}
 }
@@ -858,7 +857,7 @@ func TestDescendantOf(t *testing.T) {
 // kernel short of memory) is counted, and the reader goes on: a worker's
 // READY=1 after it still arrives.
 func TestNotifyReadErrorIsNotTheEnd(t *testing.T) {
-	n, err := openNotifySocket()
+	n, err := Open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -884,7 +883,7 @@ func TestNotifyReadErrorIsNotTheEnd(t *testing.T) {
 	case <-timer.C:
 		t.Fatal("no message after a recvmsg error")
 	}
-	if d := n.dropped(); d.ReadErrors != 3 {
+	if d := n.Dropped(); d.ReadErrors != 3 {
 		t.Errorf("dropped %+v, want 3 read errors", d)
 	}
 }

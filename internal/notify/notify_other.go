@@ -1,0 +1,23 @@
+//go:build !linux
+
+package notify
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/handoff-dev/handoff"
+)
+
+func notSupported() error {
+	return fmt.Errorf("%w: notify socket on %s", handoff.ErrNotSupported, runtime.GOOS)
+}
+
+func Open() (*Socket, error) { return nil, notSupported() }
+
+func FromFd(int) (*Socket, error) { return nil, notSupported() }
+
+func (n *Socket) Serve(func(Msg)) error { return notSupported() }
+
+// DescendantOf finds no worker: there is no /proc to walk.
+func DescendantOf(int, func(int) bool) (int, bool) { return 0, false }
