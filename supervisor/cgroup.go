@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 
+	"github.com/handoff-dev/handoff/internal/cgroup"
 	"go.uber.org/zap"
 )
 
@@ -24,7 +25,7 @@ func (t *table) openCgroups() error {
 		t.log.Info("workers' trees: tracked through /proc", zap.String("reason", "cgroups off"))
 		return nil
 	}
-	base, err := makeCgroupBase()
+	base, err := cgroup.MakeBase()
 	if err != nil {
 		if t.o.cgroups == cgroupsOn {
 			return err
@@ -50,7 +51,7 @@ func (t *table) cgroupExited(w *child) {
 // tidyCgroups removes the cgroups of exited workers that are empty.
 func (t *table) tidyCgroups() {
 	for dir := range t.cgLeft {
-		err := removeCgroup(dir)
+		err := cgroup.Remove(dir)
 		if err == nil || errors.Is(err, fs.ErrNotExist) {
 			delete(t.cgLeft, dir)
 		}
@@ -60,7 +61,7 @@ func (t *table) tidyCgroups() {
 // killCgroups ends every process of the workers' cgroups (cgroup.kill).
 func (t *table) killCgroups() {
 	for _, dir := range t.cgroups() {
-		if err := killCgroup(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := cgroup.Kill(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			t.log.Warn("killing a worker's cgroup", zap.String("cgroup", dir), zap.Error(err))
 		}
 	}
@@ -92,7 +93,7 @@ func (t *table) closeCgroups() {
 	for dir := range t.cgLeft {
 		t.log.Warn("a worker's cgroup is still in use", zap.String("cgroup", dir))
 	}
-	if err := removeCgroup(t.cgBase); err != nil && !errors.Is(err, fs.ErrNotExist) && len(t.cgLeft) == 0 {
+	if err := cgroup.Remove(t.cgBase); err != nil && !errors.Is(err, fs.ErrNotExist) && len(t.cgLeft) == 0 {
 		t.log.Warn("removing the workers' cgroup", zap.String("cgroup", t.cgBase), zap.Error(err))
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/handoff-dev/handoff/internal/cgroup"
 	"github.com/handoff-dev/handoff/internal/launch"
 	"github.com/handoff-dev/handoff/reap"
 	"github.com/handoff-dev/handoff/worker"
@@ -78,7 +79,7 @@ func (t *table) spawn(sl *slot, gen uint64) (_ *child, err error) {
 	if t.cgBase != "" {
 		t.cgN++
 		dir := filepath.Join(t.cgBase, fmt.Sprintf("w-%d-%d-%d", sl.index, gen, t.cgN))
-		if cg, err = makeCgroup(dir); err != nil {
+		if cg, err = cgroup.Make(dir); err != nil {
 			return nil, err
 		}
 		defer cg.Close()
@@ -90,7 +91,7 @@ func (t *table) spawn(sl *slot, gen uint64) (_ *child, err error) {
 	proc, err := t.start(sp, cg, exe, rc.self)
 	if err != nil {
 		if cg != nil {
-			removeCgroup(cg.Name())
+			cgroup.Remove(cg.Name())
 		}
 		return nil, err
 	}
@@ -138,7 +139,7 @@ func (t *table) track(w *child) {
 	t.live[w] = struct{}{}
 	t.byPid[w.info.Pid] = w
 	if w.cgroup == "" && t.cgBase != "" { // adopted after an upgrade
-		if dir, err := cgroupDir(strconv.Itoa(w.info.Pid)); err == nil && strings.HasPrefix(dir, t.cgBase+"/") {
+		if dir, err := cgroup.Dir(strconv.Itoa(w.info.Pid)); err == nil && strings.HasPrefix(dir, t.cgBase+"/") {
 			w.cgroup = dir
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/handoff-dev/handoff/internal/cgroup"
+	"github.com/handoff-dev/handoff/internal/proctree"
 	"go.uber.org/zap"
 )
 
@@ -63,7 +65,7 @@ func (t *table) signalStrays(strays []*stray) {
 // findStrays watches the strays of the workers' trees that are not watched
 // yet, and returns them.
 func (t *table) findStrays() (found []*stray) {
-	procs, err := scanProcs()
+	procs, err := proctree.Scan()
 	if err != nil {
 		t.log.Warn("listing the workers' process trees", zap.Error(err))
 		return nil
@@ -84,8 +86,8 @@ func (t *table) findStrays() (found []*stray) {
 			janitor = t.janitor.proc.Pid()
 		}
 		for _, p := range procs {
-			if p.ppid == self && !roots[p.pid] && p.pid != janitor {
-				roots[p.pid] = true
+			if p.PPid == self && !roots[p.Pid] && p.Pid != janitor {
+				roots[p.Pid] = true
 				found = t.addStray(found, p)
 			}
 		}
@@ -93,7 +95,7 @@ func (t *table) findStrays() (found []*stray) {
 	// Each live worker's tree, owned by it; then what is left in the groups
 	// of workers that exited, and under the orphans.
 	for w := range t.live {
-		for _, p := range treeOf(procs, self, map[int]bool{w.info.Pid: true}, map[int]bool{w.info.Pid: true}) {
+		for _, p := range proctree.Tree(procs, self, map[int]bool{w.info.Pid: true}, map[int]bool{w.info.Pid: true}) {
 			nf := t.addStray(found, p)
 			if len(nf) > len(found) {
 				nf[len(nf)-1].owner = w.info.Pid
@@ -101,13 +103,13 @@ func (t *table) findStrays() (found []*stray) {
 			found = nf
 		}
 	}
-	for _, p := range treeOf(procs, self, roots, t.groups) {
+	for _, p := range proctree.Tree(procs, self, roots, t.groups) {
 		found = t.addStray(found, p)
 	}
 	// What the workers' cgroups hold (setsid'd and double-forked processes
 	// whose parents are gone): the live worker's, or no one's.
 	for w := range t.live {
-		for _, p := range cgroupMembers(w.cgroup) {
+		for _, p := range cgroup.Members(w.cgroup) {
 			nf := t.addStray(found, p)
 			if len(nf) > len(found) {
 				nf[len(nf)-1].owner = w.info.Pid
@@ -116,7 +118,7 @@ func (t *table) findStrays() (found []*stray) {
 		}
 	}
 	for dir := range t.cgLeft {
-		for _, p := range cgroupMembers(dir) {
+		for _, p := range cgroup.Members(dir) {
 			found = t.addStray(found, p)
 		}
 	}
@@ -125,23 +127,23 @@ func (t *table) findStrays() (found []*stray) {
 
 // addStray starts watching p, unless it is already watched or a worker, and
 // appends it to found.
-func (t *table) addStray(found []*stray, p procInfo) []*stray {
-	if _, ok := t.strays[p.pid]; ok || t.byPid[p.pid] != nil {
+func (t *table) addStray(found []*stray, p proctree.Proc) []*stray {
+	if _, ok := t.strays[p.Pid]; ok || t.byPid[p.Pid] != nil {
 		return found
 	}
-	f, err := openStray(p)
+	f, err := proctree.Open(p)
 	if err != nil {
 		if !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, syscall.ESRCH) {
-			t.log.Warn("watching a process of a worker's tree", zap.Int("pid", p.pid), zap.Error(err))
+			t.log.Warn("watching a process of a worker's tree", zap.Int("pid", p.Pid), zap.Error(err))
 		}
 		return found
 	}
-	s := &stray{pid: p.pid, f: f}
-	t.strays[p.pid] = s
+	s := &stray{pid: p.Pid, f: f}
+	t.strays[p.Pid] = s
 	t.strayWG.Add(1)
 	go func() {
 		defer t.strayWG.Done()
-		waitPidfd(f)
+		proctree.Wait(f)
 		select {
 		case t.strayExits <- s:
 		case <-t.quit:
@@ -151,7 +153,7 @@ func (t *table) addStray(found []*stray, p procInfo) []*stray {
 }
 
 func (t *table) signalStray(s *stray, sig syscall.Signal) {
-	if err := signalPidfd(s.f, sig); err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, os.ErrClosed) {
+	if err := proctree.Signal(s.f, sig); err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, os.ErrClosed) {
 		t.log.Warn("signal a process of a worker's tree", zap.Int("pid", s.pid), zap.Stringer("signal", sig), zap.Error(err))
 	}
 }

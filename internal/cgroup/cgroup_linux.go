@@ -1,4 +1,4 @@
-package supervisor
+package cgroup
 
 import (
 	"bufio"
@@ -11,12 +11,14 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/handoff-dev/handoff/internal/proctree"
 )
 
-// cgroup2Mount finds where the cgroup v2 hierarchy is mounted, from
+// mount2 finds where the cgroup v2 hierarchy is mounted, from
 // /proc/self/mountinfo (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a
 // v1/v2 hybrid), and the cgroup path its root shows.
-func cgroup2Mount() (mount, root string, err error) {
+func mount2() (mount, root string, err error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return "", "", err
@@ -61,9 +63,9 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
-// cgroupOfPid returns the cgroup v2 path of pid ("0::/path" in
+// ofPid returns the cgroup v2 path of pid ("0::/path" in
 // /proc/PID/cgroup); "self" for this process.
-func cgroupOfPid(pid string) (string, error) {
+func ofPid(pid string) (string, error) {
 	b, err := os.ReadFile("/proc/" + pid + "/cgroup")
 	if err != nil {
 		return "", err
@@ -76,13 +78,13 @@ func cgroupOfPid(pid string) (string, error) {
 	return "", fmt.Errorf("/proc/%s/cgroup: no cgroup v2 line", pid)
 }
 
-// cgroupDir returns the directory of pid's v2 cgroup.
-func cgroupDir(pid string) (string, error) {
-	mount, root, err := cgroup2Mount()
+// Dir returns the directory of pid's v2 cgroup.
+func Dir(pid string) (string, error) {
+	mount, root, err := mount2()
 	if err != nil {
 		return "", err
 	}
-	p, err := cgroupOfPid(pid)
+	p, err := ofPid(pid)
 	if err != nil {
 		return "", err
 	}
@@ -93,10 +95,10 @@ func cgroupDir(pid string) (string, error) {
 	return filepath.Join(mount, rel), nil
 }
 
-// makeCgroupBase makes handoff-<pid> in this process's v2 cgroup. It is
+// MakeBase makes handoff-<pid> in this process's v2 cgroup. It is
 // there already after an upgrade (the pid is kept).
-func makeCgroupBase() (string, error) {
-	own, err := cgroupDir("self")
+func MakeBase() (string, error) {
+	own, err := Dir("self")
 	if err != nil {
 		return "", fmt.Errorf("cgroups: %w", err)
 	}
@@ -111,8 +113,8 @@ func makeCgroupBase() (string, error) {
 	return base, nil
 }
 
-// makeCgroup makes a worker's cgroup and opens it for CLONE_INTO_CGROUP.
-func makeCgroup(dir string) (*os.File, error) {
+// Make makes a worker's cgroup and opens it for CLONE_INTO_CGROUP.
+func Make(dir string) (*os.File, error) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cgroup: %w", err)
 	}
@@ -124,8 +126,8 @@ func makeCgroup(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// cgroupMembers lists the processes in the cgroup dir; none if it is gone.
-func cgroupMembers(dir string) []procInfo {
+// Members lists the processes in the cgroup dir; none if it is gone.
+func Members(dir string) []proctree.Proc {
 	if dir == "" {
 		return nil
 	}
@@ -133,10 +135,10 @@ func cgroupMembers(dir string) []procInfo {
 	if err != nil {
 		return nil
 	}
-	var out []procInfo
+	var out []proctree.Proc
 	for _, f := range bytes.Fields(b) {
 		if pid, err := strconv.Atoi(string(f)); err == nil {
-			if p, ok := readStat(pid); ok {
+			if p, ok := proctree.Stat(pid); ok {
 				out = append(out, p)
 			}
 		}
@@ -144,10 +146,10 @@ func cgroupMembers(dir string) []procInfo {
 	return out
 }
 
-// killCgroup sends SIGKILL to every process in the cgroup dir and below.
-func killCgroup(dir string) error {
+// Kill sends SIGKILL to every process in the cgroup dir and below.
+func Kill(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
 }
 
-// removeCgroup removes an empty cgroup (EBUSY while anything is in it).
-func removeCgroup(dir string) error { return unix.Rmdir(dir) }
+// Remove removes an empty cgroup (EBUSY while anything is in it).
+func Remove(dir string) error { return unix.Rmdir(dir) }
