@@ -1,8 +1,9 @@
 package supervisor
 
 import (
-	"fmt"
 	"net/http"
+
+	"github.com/handoff-dev/handoff/internal/endpoint"
 )
 
 // WithHealth serves /livez and /readyz on addr (a listener.ParseAddr form,
@@ -18,23 +19,4 @@ func WithHealth(addr string) Option {
 }
 
 // healthHandler answers /livez and /readyz (WithHealth).
-func healthHandler(s *Supervisor) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-s.Running():
-		default:
-			http.Error(w, "starting", http.StatusServiceUnavailable)
-			return
-		}
-		if s.Draining() {
-			http.Error(w, "shutting down", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	return mux
-}
+func healthHandler(s *Supervisor) http.Handler { return endpoint.Health(s.Running(), s.Draining) }

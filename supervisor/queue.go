@@ -5,6 +5,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/handoff-dev/handoff/internal/acceptq"
 	"github.com/handoff-dev/handoff/listener"
 )
 
@@ -46,39 +47,23 @@ func WithNotServedAfter(d time.Duration) Option {
 	})
 }
 
-// queueWatch samples the accept queues for the not-served check. Only the
-// run goroutine touches it.
+// queueWatch samples the accept queues for the not-served check (package
+// internal/acceptq). Only the run goroutine touches it.
 type queueWatch struct {
-	after, period time.Duration // after 0: off
-	next          time.Time     // the next sample; zero when off
-	socks         []sockWatch
-}
-
-type sockWatch struct {
-	q      SocketQueue
-	since  time.Time // non-empty and not going down since; zero if not
-	warned bool
+	acceptq.Watch
+	socks []SocketQueue // names and addresses
 }
 
 // initQueues sets up the check once the sockets are known.
 func (t *table) initQueues() {
-	qw := &t.queues
-	qw.socks = make([]sockWatch, len(t.socks))
-	for i, sock := range t.socks {
-		qw.socks[i].q = SocketQueue{Name: sock.Name(), Addr: sock.Addr().String()}
+	after := t.o.metrics.stuck
+	if after == 0 {
+		after = defaultNotServedAfter
 	}
-	switch d := t.o.metrics.stuck; {
-	case d < 0 || len(t.socks) == 0:
-		return
-	case d == 0:
-		qw.after = defaultNotServedAfter
-	default:
-		qw.after = d
+	t.queues = queueWatch{Watch: acceptq.NewWatch(len(t.socks), after, time.Now())}
+	for _, sock := range t.socks {
+		t.queues.socks = append(t.queues.socks, SocketQueue{Name: sock.Name(), Addr: sock.Addr().String()})
 	}
-	// Several samples within the time, so that a queue that goes down
-	// between two of them is seen moving.
-	qw.period = min(max(qw.after/10, 10*time.Millisecond), time.Second)
-	qw.next = time.Now().Add(qw.period)
 }
 
 func (t *table) sampleQueue(sock *listener.Socket) SocketQueue {
@@ -88,16 +73,21 @@ func (t *table) sampleQueue(sock *listener.Socket) SocketQueue {
 	return sampleQueue(sock)
 }
 
+// sampleQueue asks the kernel for sock's accept queue.
+func sampleQueue(sock *listener.Socket) SocketQueue {
+	q, _ := acceptq.Sample(sock) // an error: not Known
+	return SocketQueue{Name: sock.Name(), Addr: sock.Addr().String(), Known: q.Known, Len: q.Len, Max: q.Max}
+}
+
 // watchQueues samples the queues if it is time, and warns about the ones
 // not served. onTimer calls it.
 func (t *table) watchQueues(now time.Time) {
 	qw := &t.queues
-	if qw.next.IsZero() || now.Before(qw.next) {
+	if !qw.Due(now) {
 		return
 	}
-	qw.next = now.Add(qw.period)
 	if t.stopping {
-		qw.next = time.Time{}
+		qw.Off()
 		return
 	}
 	var ready []int
@@ -107,30 +97,18 @@ func (t *table) watchQueues(now time.Time) {
 		}
 	}
 	for i, sock := range t.socks {
-		sw := &qw.socks[i]
 		q := t.sampleQueue(sock)
-		prev := sw.q
-		sw.q.Known, sw.q.Len, sw.q.Max = q.Known, q.Len, q.Max
-		switch {
-		case !q.Known || q.Len == 0 || len(ready) == 0 || q.Len < prev.Len:
-			if sw.warned {
-				t.log.Info("listening socket served again", zap.String("socket", sw.q.Name),
-					zap.String("addr", sw.q.Addr), zap.Uint32("queue_length", q.Len))
-			}
-			sw.since, sw.warned = time.Time{}, false
-			sw.q.NotServed, sw.q.NotServedSince = false, time.Time{}
-			if q.Known && q.Len > 0 && len(ready) > 0 {
-				sw.since = now // it moved: count from now
-			}
-		case sw.since.IsZero():
-			sw.since = now
-		case !sw.warned && now.Sub(sw.since) >= qw.after:
-			sw.warned = true
-			sw.q.NotServed, sw.q.NotServedSince = true, sw.since
+		sq := qw.socks[i]
+		switch qw.Observe(i, acceptq.Queue{Known: q.Known, Len: q.Len, Max: q.Max}, len(ready) > 0, now) {
+		case acceptq.ServedAgain:
+			t.log.Info("listening socket served again", zap.String("socket", sq.Name),
+				zap.String("addr", sq.Addr), zap.Uint32("queue_length", q.Len))
+		case acceptq.NotServed:
+			_, since := qw.State(i)
 			t.log.Warn("listening socket not served: connections wait in its accept queue and no worker takes them",
-				zap.String("socket", sw.q.Name), zap.String("addr", sw.q.Addr),
+				zap.String("socket", sq.Name), zap.String("addr", sq.Addr),
 				zap.Uint32("queue_length", q.Len), zap.Uint32("queue_max", q.Max),
-				zap.Duration("for", now.Sub(sw.since).Round(time.Millisecond)),
+				zap.Duration("for", now.Sub(since).Round(time.Millisecond)),
 				zap.Ints("ready_workers", ready), zap.Uint64("generation", t.gen))
 		}
 	}
@@ -139,8 +117,11 @@ func (t *table) watchQueues(now time.Time) {
 // published returns the queues as last sampled, for Stats and Metrics.
 func (qw *queueWatch) published() []SocketQueue {
 	qs := make([]SocketQueue, len(qw.socks))
-	for i, sw := range qw.socks {
-		qs[i] = sw.q
+	for i, sq := range qw.socks {
+		q, since := qw.State(i)
+		sq.Known, sq.Len, sq.Max = q.Known, q.Len, q.Max
+		sq.NotServed, sq.NotServedSince = !since.IsZero(), since
+		qs[i] = sq
 	}
 	return qs
 }

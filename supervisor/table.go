@@ -81,10 +81,10 @@ type table struct {
 	hung        int // workers the watchdog signalled
 	recycled    int // workers replaced at their maximum lifetime
 
-	count           counters   // metrics.go
-	queues          queueWatch // queue.go
-	lastRoll        *LastRoll  // nil before the first roll ends
-	metrics, health *endpoint  // WithMetrics, WithHealth (endpoint.go)
+	count           counters      // metrics.go
+	queues          queueWatch    // queue.go
+	lastRoll        *LastRoll     // nil before the first roll ends
+	metrics, health *httpEndpoint // WithMetrics, WithHealth (metrics_server.go)
 }
 
 // slot is one of the N places a worker runs in.
@@ -276,11 +276,7 @@ func (t *table) close() {
 	for _, sock := range t.owned {
 		sock.Close()
 	}
-	for _, e := range []*endpoint{t.metrics, t.health} {
-		if e != nil {
-			e.close()
-		}
-	}
+	t.closeEndpoints()
 }
 
 // loop is the run goroutine: it owns the table until every worker is gone.
@@ -361,7 +357,7 @@ func (t *table) rearm() {
 		earliest(t.delayUntil)
 	}
 	if !t.stopping {
-		earliest(t.queues.next)
+		earliest(t.queues.Next())
 		for _, sl := range t.slots {
 			if sl.w == nil && !sl.vetoed {
 				earliest(sl.notBefore)

@@ -1,4 +1,4 @@
-package supervisor
+package acceptq
 
 import (
 	"encoding/binary"
@@ -12,31 +12,43 @@ import (
 	"github.com/handoff-dev/handoff/listener"
 )
 
-// sampleQueue asks the kernel for sock's accept queue: TCP_INFO for a TCP
+// Sample asks the kernel for sock's accept queue: TCP_INFO for a TCP
 // socket (for a listening socket, tcpi_unacked is the queue's length and
 // tcpi_sacked its backlog), sock_diag for a unix one (UDIAG_SHOW_RQLEN:
-// the same two numbers).
-func sampleQueue(sock *listener.Socket) SocketQueue {
-	q := SocketQueue{Name: sock.Name(), Addr: sock.Addr().String()}
+// the same two numbers). A closed socket, or a kernel without the answer, returns an error and
+// a Queue that is not Known.
+func Sample(sock *listener.Socket) (Queue, error) {
+	var q Queue
 	var err error
 	cerr := sock.Control(func(fd uintptr) {
 		switch sock.Addr().(type) {
 		case *net.TCPAddr:
 			var ti *unix.TCPInfo
 			ti, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-			if err == nil {
-				q.Len, q.Max, q.Known = ti.Unacked, ti.Sacked, true
+			if err != nil {
+				err = os.NewSyscallError("getsockopt TCP_INFO", err)
+				return
 			}
+			q.Len, q.Max, q.Known = ti.Unacked, ti.Sacked, true
 		case *net.UnixAddr:
 			var st unix.Stat_t
-			if err = unix.Fstat(int(fd), &st); err == nil {
-				q.Len, q.Max, err = unixQueue(uint32(st.Ino))
-				q.Known = err == nil
+			if err = unix.Fstat(int(fd), &st); err != nil {
+				err = os.NewSyscallError("fstat", err)
+				return
 			}
+			q.Len, q.Max, err = unixQueue(uint32(st.Ino))
+			q.Known = err == nil
+		default:
+			err = fmt.Errorf("%v: no accept queue to sample", sock.Addr())
 		}
 	})
-	_, _ = cerr, err // a closed socket or a kernel without the answer: not Known
-	return q
+	if cerr != nil {
+		return Queue{}, fmt.Errorf("accept queue of %s: %w", sock.Name(), cerr)
+	}
+	if err != nil {
+		return Queue{}, fmt.Errorf("accept queue of %s: %w", sock.Name(), err)
+	}
+	return q, nil
 }
 
 // unixQueue asks sock_diag for the accept queue of the unix socket with
@@ -105,23 +117,4 @@ func unixQueue(ino uint32) (n, max uint32, err error) {
 		a = a[min((alen+3)&^3, len(a)):]
 	}
 	return 0, 0, errors.New("sock_diag: no UNIX_DIAG_RQLEN in the answer")
-}
-
-// socketListener returns a net.Listener on a duplicate of sock's
-// descriptor: closing it leaves sock, and the connections queued on it,
-// as they are.
-func socketListener(sock *listener.Socket) (net.Listener, error) {
-	var dup int
-	var err error
-	if cerr := sock.Control(func(fd uintptr) {
-		dup, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	}); cerr != nil {
-		return nil, cerr
-	}
-	if err != nil {
-		return nil, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", err)
-	}
-	f := os.NewFile(uintptr(dup), sock.Name())
-	defer f.Close()
-	return net.FileListener(f)
 }
