@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/handoff-dev/handoff/internal/janitor"
 	"github.com/handoff-dev/handoff/internal/launch"
 	"github.com/handoff-dev/handoff/internal/logging"
 	"github.com/handoff-dev/handoff/listener"
@@ -425,7 +426,7 @@ func ownedVar(kv string) bool {
 		"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET",
 		"WATCHDOG_USEC", "WATCHDOG_PID",
 		worker.EnvWorker, worker.EnvGeneration, worker.EnvSupervisorPID, worker.EnvLivenessFd, worker.EnvStopTimeout, "HANDOFF_TRAMPOLINE", envPreflight, envUpgradeState, envUpgradeSignals,
-		envJanitorState, launch.EnvJanitor,
+		janitor.EnvState, janitor.Env,
 	} {
 		if len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name {
 			return true

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/handoff-dev/handoff/internal/janitor"
 	"github.com/handoff-dev/handoff/listener"
 	"github.com/handoff-dev/handoff/reap"
 )
@@ -64,7 +65,7 @@ type table struct {
 	delaying       bool         // in the shutdown delay (WithShutdownDelay)
 	delayUntil     time.Time    // when it ends
 	delayTimeout   time.Duration
-	janitor        *janitor
+	janitor        *janitor.Janitor
 	cgBase         string          // this supervisor's cgroup for its workers; "": none (cgroup.go)
 	cgLeft         map[string]bool // cgroups of exited workers, until empty and removed
 	cgN            int             // cgroups made

@@ -83,7 +83,7 @@ func (t *table) findStrays() (found []*stray) {
 		// janitor, which exits by itself once Run is over.
 		janitor := 0
 		if t.janitor != nil {
-			janitor = t.janitor.proc.Pid()
+			janitor = t.janitor.Process().Pid()
 		}
 		for _, p := range procs {
 			if p.PPid == self && !roots[p.Pid] && p.Pid != janitor {

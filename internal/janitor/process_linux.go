@@ -1,4 +1,4 @@
-package launch
+package janitor
 
 import (
 	"bufio"
@@ -32,11 +32,11 @@ func init() { runJanitor() }
 // own and ignores the signals a terminal or a supervisor's stop would send
 // it.
 func runJanitor() {
-	if os.Getenv(EnvJanitor) != "1" {
+	if os.Getenv(Env) != "1" {
 		return
 	}
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU)
-	sig, timeout := parseJanitorStop(os.Getenv(EnvJanitorStop))
+	sig, timeout := parseJanitorStop(os.Getenv(EnvStop))
 	groups := make(map[int]bool)
 	base := ""
 	sc := bufio.NewScanner(os.Stdin)
@@ -65,7 +65,7 @@ func runJanitor() {
 	os.Exit(0)
 }
 
-// parseJanitorStop reads EnvJanitorStop; anything else than "SIGNAL
+// parseJanitorStop reads EnvStop; anything else than "SIGNAL
 // TIMEOUT" means SIGKILL at once.
 func parseJanitorStop(v string) (unix.Signal, time.Duration) {
 	s, ms, ok := strings.Cut(v, " ")
