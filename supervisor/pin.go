@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"github.com/handoff-dev/handoff/internal/launch"
 	"os"
 	"path/filepath"
 )
@@ -32,7 +33,7 @@ func (s *Supervisor) pin() recipe {
 			cmd.Dir = d
 		}
 	}
-	exe, self := openExe(cmd.Path)
+	exe, self := launch.OpenExe(cmd.Path)
 	return recipe{cmd: cmd, exe: exe, self: self}
 }
 
@@ -79,3 +80,6 @@ func (t *table) closeRecipes() {
 		delete(t.recipes, g)
 	}
 }
+
+// isSelf reports whether f is the running supervisor's own binary.
+func isSelf(f *os.File) bool { return launch.IsSelf(f) }

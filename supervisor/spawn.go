@@ -1,13 +1,10 @@
 package supervisor
 
 import (
-	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -168,89 +165,21 @@ func (t *table) track(w *child) {
 	}()
 }
 
-// start starts the process described by sp, in the cgroup cg unless nil. Every file is handed over as a
-// raw descriptor: fds 0-2, the sockets from fd 3, then the extra files. exe, unless nil, is sp.Path's
-// program pinned open (self: the supervisor's own binary), which runs instead of whatever is at sp.Path.
-func (t *table) start(sp *Spawn, cg *os.File, exe *os.File, self bool) (proc *reap.Process, err error) {
-	// The trampoline would only exit 127; say what is wrong instead.
-	if exe == nil {
-		if _, err := exec.LookPath(sp.Path); err != nil {
-			return nil, err
-		}
+// start starts the process described by sp, in the cgroup cg unless nil
+// (package internal/launch). exe, unless nil, is sp.Path's program pinned
+// open (self: the supervisor's own binary), which runs instead of whatever
+// is at sp.Path.
+func (t *table) start(sp *Spawn, cg *os.File, exe *os.File, self bool) (*reap.Process, error) {
+	ls := launch.Spec{Path: sp.Path, Args: sp.Args, Dir: sp.Dir,
+		Env:   append(slices.Clip(sp.Env), fmt.Sprintf("%s=%d", worker.EnvLivenessFd, 3+len(t.socks)+len(sp.ExtraFiles))),
+		Stdio: [3]*os.File{sp.Stdin, sp.Stdout, sp.Stderr}, ExtraFiles: sp.ExtraFiles,
+		Live: []*os.File{t.liveR}, Cgroup: cg, Exe: exe, Self: self}
+	if c := sp.Credential; c != nil {
+		ls.Cred = &syscall.Credential{Uid: c.UID, Gid: c.GID, Groups: c.Groups}
 	}
-	std, err := rawFds([]*os.File{sp.Stdin, sp.Stdout, sp.Stderr})
-	if err != nil {
-		return nil, err
-	}
-	extra, err := rawFds(sp.ExtraFiles)
-	if err != nil {
-		return nil, err
-	}
-	live, err := rawFds([]*os.File{t.liveR})
-	if err != nil {
-		return nil, err
-	}
-	env := append(slices.Clip(sp.Env), fmt.Sprintf("%s=%d", worker.EnvLivenessFd, len(std)+len(t.socks)+len(extra)))
-	var path string
-	var argv []string
-	switch {
-	case exe == nil:
-		path, argv, env = launch.Trampoline(sp.Path, sp.Args, env)
-	case self: // the image this process runs, whatever is at its path now
-		path, argv, env = launch.Trampoline("/proc/self/exe", sp.Args, env)
-	default:
-		n := len(std) + len(t.socks) + len(extra) + len(live)
-		if tpath, targv, tenv := launch.Trampoline(sp.Path, sp.Args, env); tpath == sp.Path {
-			// Nothing to set: the child execs the pinned program itself,
-			// as a trampoline's second exec of a Go binary would cost a
-			// crash loop dearly.
-			p, done, err := exeAbove(exe, n)
-			if err != nil {
-				return nil, err
-			}
-			defer done()
-			path, argv, env = p, targv, tenv
-			break
-		}
-		// Handed over as the fd after the liveness pipe's.
-		fd, err := rawFds([]*os.File{exe})
-		if err != nil {
-			return nil, err
-		}
-		path, argv, env = launch.TrampolineFd(n, sp.Args, env)
-		live = append(live, fd[0])
-	}
-	cerr := launch.ControlAll(t.socks, func(socks []uintptr) {
-		proc, err = t.reaper.Start(path, argv, &syscall.ProcAttr{
-			Dir:   sp.Dir,
-			Env:   env,
-			Files: slices.Concat(std, socks, extra, live),
-			Sys:   sysProcAttr(sp.Credential, cg),
-		})
-	})
-	runtime.KeepAlive(sp) // its files stay open until the child has its copies
-	runtime.KeepAlive(exe)
-	if err = cmp.Or(cerr, err); err != nil {
-		return nil, fmt.Errorf("start %s: %w", sp.Path, err)
-	}
-	return proc, nil
+	return launch.Start(t.reaper, t.socks, ls)
 }
 
 // rawFds returns the files' descriptors without switching them to blocking
 // mode, as File.Fd would.
-func rawFds(files []*os.File) ([]uintptr, error) {
-	fds := make([]uintptr, len(files))
-	for i, f := range files {
-		if f == nil {
-			return nil, fmt.Errorf("file %d is nil", i)
-		}
-		rc, err := f.SyscallConn()
-		if err != nil {
-			return nil, fmt.Errorf("file %s: %w", f.Name(), err)
-		}
-		if err := rc.Control(func(fd uintptr) { fds[i] = fd }); err != nil {
-			return nil, fmt.Errorf("file %s: %w", f.Name(), err)
-		}
-	}
-	return fds, nil
-}
+func rawFds(files []*os.File) ([]uintptr, error) { return launch.RawFds(files) }

@@ -1,6 +1,9 @@
-// Package launch is the supervisor's side of starting a worker: the environment of the systemd
-// socket-activation protocol and the re-exec trampoline that sets LISTEN_PID to the worker's own
-// pid. It is plumbing, not for users: a worker reads these variables with package listener.
+// Package launch is the supervisor's side of starting a worker: Start hands the sockets and
+// files over as raw descriptors (never through File.Fd, which makes a shared socket blocking),
+// in a process group and cgroup of the worker's own, from a binary pinned open when its
+// generation started (OpenExe) if there is one; the environment of the systemd
+// socket-activation protocol; and the re-exec trampoline that sets LISTEN_PID to the worker's
+// own pid. It is plumbing, not for users: a worker reads these variables with package listener.
 //
 // # Why a trampoline
 //

@@ -5,11 +5,7 @@ package launch
 import (
 	"slices"
 	"testing"
-
-	"go.uber.org/goleak"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestTrampolineFd: a program handed over as a descriptor always goes
 // through the trampoline, which execs /proc/self/fd/N, even when there is

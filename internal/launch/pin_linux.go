@@ -1,4 +1,4 @@
-package supervisor
+package launch
 
 import (
 	"bytes"
@@ -8,10 +8,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openExe opens the program at path if it can run from its descriptor: an
+// OpenExe opens the program at path if it can run from its descriptor: an
 // ELF binary (a script's interpreter would be handed a descriptor closed by
 // then). self reports whether it is the running supervisor's own binary.
-func openExe(path string) (exe *os.File, self bool) {
+func OpenExe(path string) (exe *os.File, self bool) {
 	f, err := os.Open(path) // close-on-exec
 	if err != nil {
 		return nil, false
@@ -26,11 +26,11 @@ func openExe(path string) (exe *os.File, self bool) {
 		f.Close()
 		return nil, false
 	}
-	return f, isSelf(f)
+	return f, IsSelf(f)
 }
 
-// isSelf reports whether f is the running supervisor's own binary.
-func isSelf(f *os.File) bool {
+// IsSelf reports whether f is the running supervisor's own binary.
+func IsSelf(f *os.File) bool {
 	fi, err := f.Stat()
 	if err != nil {
 		return false

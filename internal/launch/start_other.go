@@ -1,6 +1,6 @@
 //go:build !linux
 
-package supervisor
+package launch
 
 import (
 	"os"
@@ -9,4 +9,4 @@ import (
 
 // sysProcAttr has nothing to add: starting workers fails earlier, in package
 // reap, with its handoff.ErrNotSupported.
-func sysProcAttr(*Credential, *os.File) *syscall.SysProcAttr { return nil }
+func sysProcAttr(*syscall.Credential, *os.File) *syscall.SysProcAttr { return nil }
