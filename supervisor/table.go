@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/handoff-dev/handoff/internal/janitor"
+	"github.com/handoff-dev/handoff/internal/proctree"
 	"github.com/handoff-dev/handoff/listener"
 	"github.com/handoff-dev/handoff/reap"
 )
@@ -56,14 +57,12 @@ type table struct {
 	upgrade  *upgrade
 
 	stopping       bool
-	stopDeadline   time.Time // SIGKILL for the workers' trees; zero: only on kill
-	killing        bool      // the stop turned to SIGKILL
-	strays         map[int]*stray
-	strayExits     chan *stray
-	strayWG        sync.WaitGroup
-	groups         map[int]bool // process groups of workers seen during the stop
-	delaying       bool         // in the shutdown delay (WithShutdownDelay)
-	delayUntil     time.Time    // when it ends
+	stopDeadline   time.Time        // SIGKILL for the workers' trees; zero: only on kill
+	killing        bool             // the stop turned to SIGKILL
+	strays         *proctree.Strays // tree.go
+	groups         map[int]bool     // process groups of workers seen during the stop
+	delaying       bool             // in the shutdown delay (WithShutdownDelay)
+	delayUntil     time.Time        // when it ends
 	delayTimeout   time.Duration
 	janitor        *janitor.Janitor
 	cgBase         string          // this supervisor's cgroup for its workers; "": none (cgroup.go)
@@ -140,8 +139,7 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 		reaperGone: make(chan struct{}),
 		wake:       time.NewTimer(time.Hour),
 		count:      newCounters(),
-		strays:     make(map[int]*stray),
-		strayExits: make(chan *stray),
+		strays:     proctree.NewStrays(),
 		groups:     make(map[int]bool),
 		cgLeft:     make(map[string]bool),
 
@@ -259,7 +257,7 @@ func (t *table) close() {
 	}
 	t.bg.Wait()
 	t.watchers.Wait()
-	t.closeStrays()
+	t.strays.Close()
 	t.closeCgroups()
 	t.wake.Stop()
 	if t.sigs != nil {
@@ -290,7 +288,7 @@ func (t *table) loop(ctx context.Context) error {
 	t.serveEndpoints() // health: once the workers are started or resumed
 	t.schedule()
 	t.afterOperation() // a roll requested before an upgrade
-	for !t.stopping || len(t.live) > 0 || len(t.strays) > 0 {
+	for !t.stopping || len(t.live) > 0 || t.strays.Len() > 0 {
 		for t.sigs != nil && len(t.carried) > 0 { // from before an exec, or kept by a failed one
 			sig := t.carried[0]
 			t.carried = t.carried[1:]
@@ -301,7 +299,7 @@ func (t *table) loop(ctx context.Context) error {
 		select {
 		case e := <-t.exits:
 			t.onExit(e)
-		case s := <-t.strayExits:
+		case s := <-t.strays.Exits():
 			t.onStrayExit(s)
 		case p := <-t.janitorExits:
 			t.onJanitorExit(p)
@@ -351,7 +349,7 @@ func (t *table) rearm() {
 	if r := t.roll; r != nil && !r.accepted && (t.o.probe == nil || r.probed) {
 		earliest(r.acceptAt)
 	}
-	if t.stopping && len(t.strays) > 0 {
+	if t.stopping && t.strays.Len() > 0 {
 		earliest(t.stopDeadline)
 	}
 	if t.delaying {

@@ -14,14 +14,10 @@ import (
 // A stray is a process of a worker's tree that is not the worker itself:
 // its children, their children, a daemon that called setsid, and, when the
 // supervisor is a subreaper, any orphan re-parented to it. Strays are found
-// when the supervisor stops, watched through a pidfd, and stopped with the
-// workers: the stop signal when found, SIGKILL at the stop deadline. Run
-// returns only once they are gone.
-type stray struct {
-	pid   int
-	f     *os.File // its pidfd
-	owner int      // the live worker whose tree it is in; 0: none (an orphan)
-}
+// when the supervisor stops, watched through a pidfd (package
+// internal/proctree), and stopped with the workers: the stop signal when
+// found, SIGKILL at the stop deadline. Run returns only once they are gone.
+type stray = proctree.Stray
 
 // subreaping reports whether orphans of the workers' trees are re-parented
 // to this process: asked for, or PID 1 of a pid namespace.
@@ -37,9 +33,9 @@ func (t *table) sweep() { t.signalStrays(t.findStrays()) }
 // behind gets the stop signal now.
 func (t *table) orphaned(pid int) {
 	var left []*stray
-	for _, s := range t.strays {
-		if s.owner == pid {
-			s.owner = 0
+	for s := range t.strays.All() {
+		if s.Owner == pid {
+			s.Owner = 0
 			left = append(left, s)
 		}
 	}
@@ -54,10 +50,10 @@ func (t *table) signalStrays(strays []*stray) {
 		sig = syscall.SIGKILL
 	}
 	for _, s := range strays {
-		if s.owner != 0 && t.byPid[s.owner] != nil && !t.killing {
+		if s.Owner != 0 && t.byPid[s.Owner] != nil && !t.killing {
 			continue // its worker stops it
 		}
-		t.log.Debug("stopping a process of a worker's tree", zap.Int("pid", s.pid), zap.Stringer("signal", sig))
+		t.log.Debug("stopping a process of a worker's tree", zap.Int("pid", s.Pid), zap.Stringer("signal", sig))
 		t.signalStray(s, sig)
 	}
 }
@@ -88,7 +84,7 @@ func (t *table) findStrays() (found []*stray) {
 		for _, p := range procs {
 			if p.PPid == self && !roots[p.Pid] && p.Pid != janitor {
 				roots[p.Pid] = true
-				found = t.addStray(found, p)
+				found = t.addStray(found, p, 0)
 			}
 		}
 	}
@@ -96,74 +92,52 @@ func (t *table) findStrays() (found []*stray) {
 	// of workers that exited, and under the orphans.
 	for w := range t.live {
 		for _, p := range proctree.Tree(procs, self, map[int]bool{w.info.Pid: true}, map[int]bool{w.info.Pid: true}) {
-			nf := t.addStray(found, p)
-			if len(nf) > len(found) {
-				nf[len(nf)-1].owner = w.info.Pid
-			}
-			found = nf
+			found = t.addStray(found, p, w.info.Pid)
 		}
 	}
 	for _, p := range proctree.Tree(procs, self, roots, t.groups) {
-		found = t.addStray(found, p)
+		found = t.addStray(found, p, 0)
 	}
 	// What the workers' cgroups hold (setsid'd and double-forked processes
 	// whose parents are gone): the live worker's, or no one's.
 	for w := range t.live {
 		for _, p := range cgroup.Members(w.cgroup) {
-			nf := t.addStray(found, p)
-			if len(nf) > len(found) {
-				nf[len(nf)-1].owner = w.info.Pid
-			}
-			found = nf
+			found = t.addStray(found, p, w.info.Pid)
 		}
 	}
 	for dir := range t.cgLeft {
 		for _, p := range cgroup.Members(dir) {
-			found = t.addStray(found, p)
+			found = t.addStray(found, p, 0)
 		}
 	}
 	return found
 }
 
 // addStray starts watching p, unless it is already watched or a worker, and
-// appends it to found.
-func (t *table) addStray(found []*stray, p proctree.Proc) []*stray {
-	if _, ok := t.strays[p.Pid]; ok || t.byPid[p.Pid] != nil {
+// appends it to found; owner is its live worker, or 0.
+func (t *table) addStray(found []*stray, p proctree.Proc, owner int) []*stray {
+	if t.strays.Has(p.Pid) || t.byPid[p.Pid] != nil {
 		return found
 	}
-	f, err := proctree.Open(p)
+	s, err := t.strays.Watch(p, owner)
 	if err != nil {
 		if !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, syscall.ESRCH) {
 			t.log.Warn("watching a process of a worker's tree", zap.Int("pid", p.Pid), zap.Error(err))
 		}
 		return found
 	}
-	s := &stray{pid: p.Pid, f: f}
-	t.strays[p.Pid] = s
-	t.strayWG.Add(1)
-	go func() {
-		defer t.strayWG.Done()
-		proctree.Wait(f)
-		select {
-		case t.strayExits <- s:
-		case <-t.quit:
-		}
-	}()
 	return append(found, s)
 }
 
 func (t *table) signalStray(s *stray, sig syscall.Signal) {
-	if err := proctree.Signal(s.f, sig); err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, os.ErrClosed) {
-		t.log.Warn("signal a process of a worker's tree", zap.Int("pid", s.pid), zap.Stringer("signal", sig), zap.Error(err))
+	if err := s.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, os.ErrClosed) {
+		t.log.Warn("signal a process of a worker's tree", zap.Int("pid", s.Pid), zap.Stringer("signal", sig), zap.Error(err))
 	}
 }
 
 // onStrayExit forgets a stray that has exited.
 func (t *table) onStrayExit(s *stray) {
-	if t.strays[s.pid] == s {
-		delete(t.strays, s.pid)
-	}
-	s.f.Close()
+	t.strays.Exited(s)
 	if len(t.cgLeft) > 0 {
 		t.tidyCgroups()
 	}
@@ -175,11 +149,11 @@ func (t *table) killTrees() {
 		return
 	}
 	t.killing = true
-	if n := len(t.strays); n > 0 {
+	if n := t.strays.Len(); n > 0 {
 		t.log.Warn("processes of the workers' trees did not exit in time: killing", zap.Int("processes", n))
 	}
 	t.killCgroups()
-	for _, s := range t.strays {
+	for s := range t.strays.All() {
 		t.signalStray(s, syscall.SIGKILL)
 	}
 	t.sweep()
@@ -191,13 +165,4 @@ func (t *table) treeDeadline(now time.Time) {
 		t.stopDeadline = time.Time{}
 		t.killTrees()
 	}
-}
-
-// closeStrays releases the strays' pidfds, which ends their watchers.
-func (t *table) closeStrays() {
-	for pid, s := range t.strays {
-		s.f.Close()
-		delete(t.strays, pid)
-	}
-	t.strayWG.Wait()
 }

@@ -78,7 +78,8 @@ func Open(p Proc) (*os.File, error) {
 	return os.NewFile(uintptr(fd), "pidfd:"+strconv.Itoa(p.Pid)), nil
 }
 
-// Signal sends sig through the pidfd f.
+// Signal sends sig through the pidfd f: os.ErrProcessDone once the process has exited,
+// os.ErrClosed once f is closed.
 func Signal(f *os.File, sig syscall.Signal) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -86,7 +87,7 @@ func Signal(f *os.File, sig syscall.Signal) error {
 	}
 	var serr error
 	if err := rc.Control(func(fd uintptr) { serr = unix.PidfdSendSignal(int(fd), sig, nil, 0) }); err != nil {
-		return err
+		return fmt.Errorf("pidfd: %w (%v)", os.ErrClosed, err) // the only way Control fails
 	}
 	if serr == unix.ESRCH {
 		return os.ErrProcessDone

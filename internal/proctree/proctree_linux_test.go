@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestWatchGrandchild finds a grandchild through the tree of its parent, watches it through a
@@ -74,4 +75,74 @@ func TestWatchGrandchild(t *testing.T) {
 	if err := Signal(f, syscall.SIGKILL); !errors.Is(err, os.ErrProcessDone) {
 		t.Errorf("Signal after the exit: %v, want os.ErrProcessDone", err)
 	}
+}
+
+// TestStrays watches two processes: one killed is reported on Exits, the other is forgotten
+// by Close, whose watcher ends too.
+func TestStrays(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := NewStrays()
+	defer ss.Close()
+	var cmds []*exec.Cmd
+	for range 2 {
+		c := exec.Command(exe)
+		c.Env = append(os.Environ(), helperEnv+"=leaf")
+		stdin, err := c.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stdin.Close()
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Wait()
+		defer c.Process.Kill()
+		cmds = append(cmds, c)
+	}
+	var strays []*Stray
+	for i, c := range cmds {
+		p, ok := Stat(c.Process.Pid)
+		if !ok {
+			t.Fatalf("Stat(%d): gone", c.Process.Pid)
+		}
+		s, err := ss.Watch(p, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		strays = append(strays, s)
+	}
+	if ss.Len() != 2 || !ss.Has(cmds[0].Process.Pid) || strays[1].Owner != 1 {
+		t.Fatalf("after two Watch: %d watched, owner %d", ss.Len(), strays[1].Owner)
+	}
+	if err := strays[0].Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var deadline <-chan time.Time
+	if d, ok := t.Deadline(); ok {
+		deadline = time.After(time.Until(d) - time.Second)
+	}
+	select {
+	case s := <-ss.Exits():
+		if s != strays[0] {
+			t.Fatalf("exit of %d, want %d", s.Pid, strays[0].Pid)
+		}
+		ss.Exited(s)
+	case <-deadline:
+		t.Fatal("no exit reported")
+	}
+	if ss.Len() != 1 || ss.Has(strays[0].Pid) {
+		t.Errorf("after Exited: %d watched", ss.Len())
+	}
+	ss.Close()
+	if err := strays[1].Signal(syscall.SIGTERM); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Signal after Close: %v, want os.ErrClosed", err)
+	}
+	var none *Strays
+	if none.Len() != 0 || none.Has(1) || none.Exits() != nil {
+		t.Error("a nil *Strays is not empty")
+	}
+	none.Close()
 }
