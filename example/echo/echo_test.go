@@ -49,7 +49,9 @@ func TestWorkerOnlyDeps(t *testing.T) {
 	if !has[mod+"worker"] || !has[mod+"listener"] {
 		t.Fatalf("go list -deps does not list worker and listener: %q", deps)
 	}
-	for _, p := range []string{"supervisor", "reap", "internal/launch", "internal/logging"} {
+	for _, p := range []string{"supervisor", "reap", "internal/launch", "internal/logging",
+		"internal/notify", "internal/proctree", "internal/cgroup", "internal/acceptq",
+		"internal/probe", "internal/janitor", "internal/endpoint"} {
 		if has[mod+p] {
 			t.Errorf("a worker-only program depends on %s%s", mod, p)
 		}
@@ -192,10 +194,13 @@ func fdCount(t *testing.T) int {
 }
 
 // TestLowerPackagesNeverImportSupervisor: data flows one way; listener,
-// reap and worker know nothing of the supervisor, directly or not.
+// reap, worker and the supervisor's internal mechanisms know nothing of the
+// supervisor, directly or not.
 func TestLowerPackagesNeverImportSupervisor(t *testing.T) {
 	const mod = "github.com/handoff-dev/handoff/"
-	for _, p := range []string{"listener", "reap", "worker"} {
+	for _, p := range []string{"listener", "reap", "worker",
+		"internal/notify", "internal/proctree", "internal/cgroup", "internal/acceptq",
+		"internal/probe", "internal/janitor", "internal/endpoint", "internal/launch"} {
 		out, err := exec.Command("go", "list", "-deps", mod+p).Output()
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v", p, err)
