@@ -4,6 +4,7 @@ import (
 	"net"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/handoff-dev/handoff/listener"
 )
@@ -32,8 +33,17 @@ func TestSample(t *testing.T) {
 			}
 			defer c.Close()
 		}
-		if q, err := Sample(sock); err != nil || !q.Known || q.Len != 2 {
-			t.Errorf("%s with 2 connections waiting: %+v, %v", addr, q, err)
+		// A TCP connection enters the queue when the server's side has taken the client's last
+		// ACK, which may come a moment after the client's connect has returned.
+		for {
+			q, err := Sample(sock)
+			if err == nil && q.Known && q.Len == 2 {
+				break
+			}
+			if d, ok := t.Deadline(); (ok && time.Until(d) < time.Second) || err != nil || q.Len > 2 {
+				t.Fatalf("%s with 2 connections waiting: %+v, %v", addr, q, err)
+			}
+			time.Sleep(time.Millisecond)
 		}
 		sock.Close()
 		if q, err := Sample(sock); err == nil || q.Known {

@@ -66,6 +66,10 @@ func TestJanitorStopsWorkersWhenThePipeCloses(t *testing.T) {
 		t.Errorf("Exec: %q, %v; want %q", env, err, want)
 	}
 	j.Close()
+	if d, ok := t.Deadline(); ok { // a janitor that does nothing fails the test, not the run
+		tm := time.AfterFunc(time.Until(d)-time.Second, func() { listed.Process.Kill() })
+		defer tm.Stop()
+	}
 	err = listed.Wait()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
