@@ -189,6 +189,20 @@ func parseServe(args []string) (*serveConfig, error) {
 	if cfg.pidfile, err = absPath("-pidfile", cfg.pidfile); err != nil {
 		return nil, err
 	}
+	if cfg.pidfile != "" {
+		// Nothing is created for a pid file but the file itself and its
+		// control socket's directory beside it: a directory that is
+		// missing is a typo, or a /run/NAME that systemd's
+		// RuntimeDirectory= should make.
+		dir := filepath.Dir(cfg.pidfile)
+		if fi, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			return nil, usagef("-pidfile %s: the directory %s does not exist", cfg.pidfile, dir)
+		} else if err != nil {
+			return nil, usagef("-pidfile %s: %v", cfg.pidfile, err)
+		} else if !fi.IsDir() {
+			return nil, usagef("-pidfile %s: %s is not a directory", cfg.pidfile, dir)
+		}
+	}
 	if cfg.control, err = absPath("-control", cfg.control); err != nil {
 		return nil, err
 	}
