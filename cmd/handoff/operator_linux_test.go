@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,3 +57,44 @@ func TestPidfileInMissingDirectory(t *testing.T) {
 		t.Errorf("%s: %v; want it never created", filepath.Dir(dir), err)
 	}
 }
+
+// TestHealthAddressForms: -health takes the address forms -metrics takes
+// (HOST:PORT, tcp://, unix://), and a bad one is refused with the reason.
+func TestHealthAddressForms(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "health.sock")
+	for _, c := range []struct{ addr, network string }{
+		{"127.0.0.1:0", "tcp"},
+		{"tcp://127.0.0.1:0", "tcp"},
+		{"unix://" + sock, "unix"},
+	} {
+		checkFds(t)
+		p := startProc(t, bins.handoff, []string{"-listen", "tcp://127.0.0.1:0", "-health", c.addr,
+			"-log-format", "json", "--", bins.example, "-worker"})
+		h, _ := p.waitMsg(0, "serving health")
+		addr := h.Addr
+		if c.network == "unix" {
+			addr = sock
+		}
+		client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, c.network, addr)
+		}}}
+		resp, err := client.Get("http://health/livez")
+		if err != nil {
+			t.Errorf("-health %s: GET /livez: %v", c.addr, err)
+		} else {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("-health %s: GET /livez: %s, want 200", c.addr, resp.Status)
+			}
+		}
+		client.CloseIdleConnections()
+		if code := p.stop(); code != 0 {
+			t.Errorf("-health %s: handoff exited with %d after SIGTERM, want 0", c.addr, code)
+		}
+	}
+	_, errs, code := cli(t, "-health", "udp://127.0.0.1:1", "--", "x")
+	if code != exitUsage || !strings.Contains(errs, `-health: `) || !strings.Contains(errs, "udp") {
+		t.Errorf("-health udp://…: exit %d, %q; want %d and the reason", code, errs, exitUsage)
+	}
+}
+
