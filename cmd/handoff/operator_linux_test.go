@@ -97,4 +97,3 @@ func TestHealthAddressForms(t *testing.T) {
 		t.Errorf("-health udp://…: exit %d, %q; want %d and the reason", code, errs, exitUsage)
 	}
 }
-
