@@ -255,3 +255,46 @@ type workerReport struct {
 	// DrainingSeconds is how long a retiring worker has been draining.
 	DrainingSeconds float64 `json:"draining_seconds,omitempty"`
 }
+
+// closestCommand returns the command that word is most likely a typo of: at
+// most two edits away (an adjacent swap counts as one), and fewer edits than
+// half its length. "" if none is.
+func closestCommand(word string) string {
+	best, bestDist := "", 3
+	for o := opStatus; o <= opScale; o++ {
+		if d := editDistance(word, o.String()); d < bestDist && 2*d < len(word) {
+			best, bestDist = o.String(), d
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal-string-alignment distance between a and b:
+// insertions, deletions, substitutions and swaps of adjacent bytes.
+func editDistance(a, b string) int {
+	if len(a) > maxRequestLine || len(b) > maxRequestLine {
+		return maxRequestLine
+	}
+	// d[i][j] is the distance between a[:i] and b[:j].
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
+}

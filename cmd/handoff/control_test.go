@@ -2,6 +2,8 @@ package main
 
 import (
 	"flag"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -139,4 +141,44 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	}
 	serveFlags(&sc).VisitAll(func(f *flag.Flag) { check(f.Name) })
 	clientFlags(&cc).VisitAll(func(f *flag.Flag) { check(f.Name) })
+}
+
+// TestReadmeTablesEveryFlag: the flag table of cmd/handoff/README.md names
+// every flag of the supervisor, and names no flag that does not exist.
+func TestReadmeTablesEveryFlag(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sc serveConfig
+	fs := serveFlags(&sc)
+	tabled := map[string]bool{}
+	inTable := false
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(line, "| flag |"):
+			inTable = true
+			continue
+		case !strings.HasPrefix(line, "|"):
+			inTable = false
+		}
+		if !inTable || strings.HasPrefix(line, "| ---") {
+			continue
+		}
+		first := strings.Split(line, "|")[1]
+		for _, m := range regexp.MustCompile("`-([a-z0-9-]+)").FindAllStringSubmatch(first, -1) {
+			tabled[m[1]] = true
+			if fs.Lookup(m[1]) == nil {
+				t.Errorf("README.md's flag table names -%s, which handoff does not have", m[1])
+			}
+		}
+	}
+	if len(tabled) == 0 {
+		t.Fatal("README.md has no flag table (a row after \"| flag |\")")
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		if !tabled[f.Name] && !strings.Contains(string(b), "`-"+f.Name+"` is its old name") {
+			t.Errorf("README.md's flag table lacks -%s", f.Name)
+		}
+	})
 }

@@ -360,7 +360,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"-chdir", "/no/such/dir", "--", "x"}, "-chdir /no/such/dir"},
 		{[]string{"-remap-exit", "300=0", "--", "x"}, `"300=0" for flag -remap-exit: want FROM=TO`},
 		{[]string{"-shutdown-delay", "-1s", "--", "x"}, "-shutdown-delay -1s"},
-		{[]string{"-health", "nonsense", "--", "x"}, `-health "nonsense": want HOST:PORT`},
+		{[]string{"-health", "nonsense", "--", "x"}, `-health: listener: address "nonsense"`},
 		{[]string{"-user", "no-such-user", "--", "x"}, `-user "no-such-user": no such user`},
 		{[]string{"-group", "no-such-group", "--", "x"}, `-group "no-such-group": no such group`},
 		{[]string{"scale", "3"}, "-pidfile PATH or -control PATH"},

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -182,20 +181,32 @@ func parseServe(args []string) (*serveConfig, error) {
 	if cfg.notServed < 0 {
 		return nil, usagef("-not-served-after %v: want 0 (off) or a positive duration, e.g. 30s", cfg.notServed)
 	}
-	if _, err := listener.ParseAddr(cfg.metrics); cfg.metrics != "" && err != nil {
-		return nil, usagef("-metrics: %v", err)
+	// -health and -metrics take the addresses -listen takes.
+	for _, f := range []struct{ name, addr string }{{"health", cfg.health}, {"metrics", cfg.metrics}} {
+		if _, err := listener.ParseAddr(f.addr); f.addr != "" && err != nil {
+			return nil, usagef("-%s: %v", f.name, err)
+		}
 	}
 	var err error
 	if cfg.pidfile, err = absPath("-pidfile", cfg.pidfile); err != nil {
 		return nil, err
 	}
+	if cfg.pidfile != "" {
+		// Nothing is created for a pid file but the file itself and its
+		// control socket's directory beside it: a directory that is
+		// missing is a typo, or a /run/NAME that systemd's
+		// RuntimeDirectory= should make.
+		dir := filepath.Dir(cfg.pidfile)
+		if fi, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			return nil, usagef("-pidfile %s: the directory %s does not exist", cfg.pidfile, dir)
+		} else if err != nil {
+			return nil, usagef("-pidfile %s: %v", cfg.pidfile, err)
+		} else if !fi.IsDir() {
+			return nil, usagef("-pidfile %s: %s is not a directory", cfg.pidfile, dir)
+		}
+	}
 	if cfg.control, err = absPath("-control", cfg.control); err != nil {
 		return nil, err
-	}
-	if cfg.health != "" {
-		if _, _, err := net.SplitHostPort(cfg.health); err != nil {
-			return nil, usagef("-health %s: want HOST:PORT, e.g. 0.0.0.0:8081", quoteShort(cfg.health))
-		}
 	}
 	if cfg.cred, err = lookupCredential(cfg.user, cfg.group); err != nil {
 		return nil, err
@@ -720,7 +731,8 @@ Flags:
   -health ADDR
       Serve probes over HTTP on ADDR: /livez answers 200 while handoff runs;
       /readyz 200 while it serves, 503 once a stop (and its -shutdown-delay)
-      has begun.
+      has begun. ADDR as for -listen: HOST:PORT, tcp://HOST:PORT or
+      unix:///PATH.
       e.g. -health 0.0.0.0:8081
   -user USER
       Run the workers as USER, a name or a number, in its primary group;

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -42,6 +45,9 @@ func run(args []string, stdout io.Writer, stderr *os.File, start time.Time) int 
 			return runClient(cfg, stdout, stderr)
 		}
 	}
+	if err := checkTypo(args); err != nil {
+		return usageFailed(stderr, err)
+	}
 	cfg, err := parseServe(args)
 	if code, done := parseFailed(err, stdout, stderr); done {
 		return code
@@ -51,6 +57,22 @@ func run(args []string, stdout io.Writer, stderr *os.File, start time.Time) int 
 		return exitOK
 	}
 	return serve(cfg, stderr, start)
+}
+
+// checkTypo refuses a first word that is no flag, no program on PATH and no
+// file, but is close to a subcommand: "handoff relaod" is a typo, not a
+// program to supervise.
+func checkTypo(args []string) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return nil
+	}
+	if _, err := exec.LookPath(args[0]); err == nil {
+		return nil
+	}
+	if c := closestCommand(args[0]); c != "" {
+		return usagef("unknown command %s; did you mean %s?", strconv.Quote(args[0]), c)
+	}
+	return nil
 }
 
 // parseFailed reports a command line that did not parse: help on stdout

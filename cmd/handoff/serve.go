@@ -106,7 +106,7 @@ func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
 	}
 	opts = append(opts, supervisor.WithNotServedAfter(cfg.notServed))
 	if cfg.health != "" {
-		opts = append(opts, supervisor.WithHealth("tcp://"+cfg.health))
+		opts = append(opts, supervisor.WithHealth(cfg.health))
 	}
 	if cfg.metrics != "" {
 		opts = append(opts, supervisor.WithMetrics(cfg.metrics, metrics.Handler))

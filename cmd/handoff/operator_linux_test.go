@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSubcommandTypo: a word that is neither a subcommand nor a program is
+// answered with the subcommand it is close to, not taken as the program to
+// run ("no socket to pass on").
+func TestSubcommandTypo(t *testing.T) {
+	for _, c := range []struct{ word, want string }{
+		{"relaod", "did you mean reload?"},
+		{"stauts", "did you mean status?"},
+		{"upgarde", "did you mean upgrade?"},
+		{"scael", "did you mean scale?"},
+		{"reloa", "did you mean reload?"},
+	} {
+		_, errs, code := cli(t, c.word, "-pidfile", "/tmp/x.pid")
+		if code != exitUsage || !strings.Contains(errs, `unknown command "`+c.word+`"; `+c.want) {
+			t.Errorf("handoff %s: exit %d, %q; want %d and %q", c.word, code, errs, exitUsage, c.want)
+		}
+	}
+	// A program on PATH, or a path, is run as before, however close to a
+	// subcommand its name is: here it fails for want of a -listen.
+	dir := t.TempDir()
+	prog := filepath.Join(dir, "reloads")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{prog}, {"true"}} {
+		_, errs, code := cli(t, args...)
+		if code != exitUsage || strings.Contains(errs, "did you mean") || !strings.Contains(errs, "-listen ADDR") {
+			t.Errorf("handoff %s: exit %d, %q; want the missing -listen named, no suggestion", args[0], code, errs)
+		}
+	}
+	if got := closestCommand("deploy"); got != "" {
+		t.Errorf("closestCommand(deploy) = %q, want none", got)
+	}
+}
+
+// TestPidfileInMissingDirectory: -pidfile in a directory that does not exist
+// is a usage error naming it, and nothing is created.
+func TestPidfileInMissingDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "no", "such")
+	pidfile := filepath.Join(dir, "app.pid")
+	_, errs, code := cli(t, "-listen", "tcp://127.0.0.1:0", "-pidfile", pidfile, "--", "/bin/true")
+	if code != exitUsage || !strings.Contains(errs, "-pidfile "+pidfile+": the directory "+dir+" does not exist") {
+		t.Errorf("exit %d, %q; want %d naming the missing directory", code, errs, exitUsage)
+	}
+	if _, err := os.Stat(filepath.Dir(dir)); !os.IsNotExist(err) {
+		t.Errorf("%s: %v; want it never created", filepath.Dir(dir), err)
+	}
+}
+
+// TestHealthAddressForms: -health takes the address forms -metrics takes
+// (HOST:PORT, tcp://, unix://), and a bad one is refused with the reason.
+func TestHealthAddressForms(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "health.sock")
+	for _, c := range []struct{ addr, network string }{
+		{"127.0.0.1:0", "tcp"},
+		{"tcp://127.0.0.1:0", "tcp"},
+		{"unix://" + sock, "unix"},
+	} {
+		checkFds(t)
+		p := startProc(t, bins.handoff, []string{"-listen", "tcp://127.0.0.1:0", "-health", c.addr,
+			"-log-format", "json", "--", bins.example, "-worker"})
+		h, _ := p.waitMsg(0, "serving health")
+		addr := h.Addr
+		if c.network == "unix" {
+			addr = sock
+		}
+		client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, c.network, addr)
+		}}}
+		resp, err := client.Get("http://health/livez")
+		if err != nil {
+			t.Errorf("-health %s: GET /livez: %v", c.addr, err)
+		} else {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("-health %s: GET /livez: %s, want 200", c.addr, resp.Status)
+			}
+		}
+		client.CloseIdleConnections()
+		if code := p.stop(); code != 0 {
+			t.Errorf("-health %s: handoff exited with %d after SIGTERM, want 0", c.addr, code)
+		}
+	}
+	_, errs, code := cli(t, "-health", "udp://127.0.0.1:1", "--", "x")
+	if code != exitUsage || !strings.Contains(errs, `-health: `) || !strings.Contains(errs, "udp") {
+		t.Errorf("-health udp://…: exit %d, %q; want %d and the reason", code, errs, exitUsage)
+	}
+}
