@@ -52,8 +52,8 @@ func WithReusePort() Option { return reusePortOption{} }
 // For a unix socket with a filesystem path: if a socket file is already there, Listen connects
 // to it; if that is refused, the file is left over from a dead process and is replaced, and if a
 // process answers (it sees a connection open and close), Listen fails with [ErrInUse]. Any other
-// kind of file at the path is an error and is never removed. Listen creates the file; nothing in
-// this package removes it, so the next supervisor can take over the same socket.
+// kind of file at the path is an error and is never removed. Listen creates the file; Close
+// leaves it, so that an upgraded supervisor keeps serving on it: [Unlink] removes it at the end.
 //
 // A port or abstract name already bound gives an error wrapping [ErrInUse] and EADDRINUSE.
 func Listen(a Addr, opts ...Option) (*Socket, error) {
@@ -73,6 +73,18 @@ func Listen(a Addr, opts ...Option) (*Socket, error) {
 		return nil, fmt.Errorf("listener: listen %s: SO_REUSEPORT applies to TCP only", a)
 	}
 	return listen(a, o)
+}
+
+// Unlink removes the file of a unix socket bound at a's path once no process listens on it any
+// more: what a supervisor does with the sockets it bound, at its final stop, after every copy
+// it and its workers held is closed. A socket a process still listens on (a worker that
+// outlived the stop, a new owner), any other kind of file, and abstract or TCP addresses are
+// left alone, without an error.
+func Unlink(a Addr) error {
+	if a.Network != "unix" || a.Address == "" || a.Address[0] == '@' {
+		return nil
+	}
+	return unlink(a)
 }
 
 // Adopt returns the sockets this process inherited through systemd socket activation
@@ -149,8 +161,8 @@ func (s *Socket) release() {
 }
 
 // Close closes the supervisor's descriptor; workers keep theirs, and the socket stays open in
-// the kernel while any of them does. Close never removes a unix socket's file: the next owner
-// needs it. If Control calls are running, the descriptor is closed when the last one returns.
+// the kernel while any of them does. Close never removes a unix socket's file: an upgraded
+// supervisor, or the next owner, needs it ([Unlink] does, at the very end). If Control calls are running, the descriptor is closed when the last one returns.
 // Close is idempotent.
 func (s *Socket) Close() error {
 	s.mu.Lock()

@@ -112,6 +112,29 @@ func clearStale(a Addr) error {
 	return nil
 }
 
+// unlink removes the socket file at a's path if it is a socket nobody listens on.
+func unlink(a Addr) error {
+	fi, err := os.Lstat(a.Address)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("listener: unlink %s: %w", a, err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return nil
+	}
+	if live, err := probeUnix(a.Address); err != nil {
+		return fmt.Errorf("listener: unlink %s: %w", a, err)
+	} else if live {
+		return nil
+	}
+	if err := os.Remove(a.Address); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("listener: unlink %s: %w", a, err)
+	}
+	return nil
+}
+
 // probeUnix reports whether a process listens on the unix socket at path, by connecting to it.
 // A connection refused means the file outlived its socket.
 func probeUnix(path string) (live bool, err error) {

@@ -20,3 +20,5 @@ func adopt() ([]*Socket, error) { return nil, notSupported("Adopt") }
 func fromFd(int, string) (*Socket, error) { return nil, notSupported("AdoptFd") }
 
 func closeFd(int) error { return notSupported("Close") }
+
+func unlink(Addr) error { return notSupported("Unlink") }

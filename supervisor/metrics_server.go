@@ -131,8 +131,11 @@ func (t *table) stopEndpoints() {
 // closeEndpoints stops serving and closes the sockets.
 func (t *table) closeEndpoints() {
 	for _, e := range []*httpEndpoint{t.metrics, t.health} {
-		if e != nil {
-			e.srv.Close()
+		if e == nil {
+			continue
+		}
+		if err := e.srv.Close(); err != nil {
+			t.log.Warn("removing a socket file at the stop", zap.Error(err))
 		}
 	}
 }

@@ -275,6 +275,13 @@ func (t *table) close() {
 	for _, sock := range t.owned {
 		sock.Close()
 	}
+	// The socket files of the addresses this supervisor was told to bind
+	// (never those it was given) go with it: every worker is gone.
+	for _, a := range t.s.addrs {
+		if err := listener.Unlink(a); err != nil {
+			t.log.Warn("removing a socket file at the stop", zap.Error(err))
+		}
+	}
 	t.closeEndpoints()
 }
 

@@ -91,9 +91,40 @@ func TestHealthAddressForms(t *testing.T) {
 		if code := p.stop(); code != 0 {
 			t.Errorf("-health %s: handoff exited with %d after SIGTERM, want 0", c.addr, code)
 		}
+		if c.network == "unix" {
+			if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+				t.Errorf("-health %s: the socket file handoff made is still there after its stop (%v)", c.addr, err)
+			}
+		}
 	}
 	_, errs, code := cli(t, "-health", "udp://127.0.0.1:1", "--", "x")
 	if code != exitUsage || !strings.Contains(errs, `-health: `) || !strings.Contains(errs, "udp") {
 		t.Errorf("-health udp://…: exit %d, %q; want %d and the reason", code, errs, exitUsage)
+	}
+}
+
+// TestUnixSocketRemovedAtStop: a unix socket file handoff created for
+// -listen is removed when it stops, not when it upgrades in place; one it
+// was given (systemd's) is never its to remove.
+func TestUnixSocketRemovedAtStop(t *testing.T) {
+	checkFds(t)
+	dir := t.TempDir()
+	sock, pidfile := filepath.Join(dir, "app.sock"), filepath.Join(dir, "app.pid")
+	p := startProc(t, bins.handoff, []string{"-listen", "unix://" + sock, "-pidfile", pidfile,
+		"-log-format", "json", "--", bins.example, "-worker"})
+	_, from := p.waitMsg(0, "listening")
+	p.waitReady(from, 1, 1)
+	mustCLI(t, "upgrade", "-pidfile", pidfile)
+	if fi, err := os.Lstat(sock); err != nil || fi.Mode().Type() != os.ModeSocket {
+		t.Fatalf("%s after an upgrade in place: %v, %v; want the socket kept", sock, fi, err)
+	}
+	if resp := get(t, "unix", sock); resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET over %s after the upgrade: %s", sock, resp.Status)
+	}
+	if code := p.stop(); code != 0 {
+		t.Errorf("handoff exited with %d after SIGTERM, want 0", code)
+	}
+	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+		t.Errorf("%s after the stop: %v; want it removed", sock, err)
 	}
 }

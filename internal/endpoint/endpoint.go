@@ -20,6 +20,7 @@ import (
 // exec. A nil *Server serves nothing; its methods do nothing.
 type Server struct {
 	name  string
+	addr  listener.Addr // configured; its unix socket file is removed at Close
 	sock  *listener.Socket
 	srv   *http.Server   // while serving
 	ln    net.Listener   // srv's, a duplicate of sock
@@ -50,7 +51,7 @@ func Open(name string, addr listener.Addr, fd int) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return &Server{name: name, sock: sock}, nil
+	return &Server{name: name, addr: addr, sock: sock}, nil
 }
 
 // Serve starts serving h on the socket, unless it is served already; log gets the server's
@@ -123,16 +124,19 @@ func (e *Server) Stop() {
 // stopWait bounds how long a stopping endpoint answers the requests it has accepted.
 const stopWait = 3 * time.Second
 
-// Close stops serving and closes the socket.
-func (e *Server) Close() {
+// Close stops serving and closes the socket. A unix socket file of the configured address
+// goes with it, its socket being the only copy; the error says why it could not.
+func (e *Server) Close() error {
 	if e == nil {
-		return
+		return nil
 	}
 	e.Stop()
-	if e.sock != nil {
-		e.sock.Close()
-		e.sock = nil
+	if e.sock == nil {
+		return nil
 	}
+	e.sock.Close()
+	e.sock = nil
+	return listener.Unlink(e.addr)
 }
 
 // Fd is the socket's descriptor, to hand across an upgrade's exec; 0 without a socket.
