@@ -78,6 +78,7 @@ type h2Conn struct {
 	closeOnce sync.Once
 	closeErr  error
 	done      chan struct{} // closed when the server is done with the connection
+	doneOnce  sync.Once
 }
 
 // newH2Conn returns an h2Conn over c, reading from r (c if nil), whose

@@ -182,7 +182,7 @@ func (d *drainer) h2State(hc *h2Conn) func(net.Conn, http.ConnState) {
 			if !hc.tls && d.hook != nil {
 				d.hook(hc.Conn, st)
 			}
-			close(hc.done)
+			hc.doneOnce.Do(func() { close(hc.done) }) // net/http reports it once; its HTTP/2 server does not
 			return
 		}
 		hc.report.Do(func() { close(hc.reported) })
