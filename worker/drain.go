@@ -208,7 +208,7 @@ func ServeAndDrain(ctx context.Context, srv *http.Server, ls []net.Listener, opt
 // on their own. mu guards everything below it.
 type drainer struct {
 	opts drainOptions
-	srv  *http.Server                   // the caller's server, never served
+	srv  *http.Server                   // the caller's server, serving no client
 	next http.Handler                   // the caller's handler
 	hook func(net.Conn, http.ConnState) // the caller's ConnState hook, or nil
 

@@ -20,7 +20,7 @@ import (
 // through which the caller would see it (handler, hooks, error log) and
 // those that could fail it (timeouts, header limit) are set aside, and
 // TLSNextProto is an empty map, so that net/http sets no HTTP/2 up on srv;
-// all are put back before it returns. srv is never served otherwise (see
+// all are put back before it returns. srv serves no client otherwise (see
 // servercopy.go). If srv cannot serve (it was shut down), it reports false,
 // keep-alives on, the default.
 //

@@ -8,9 +8,10 @@ import (
 )
 
 // The servers ServeAndDrain serves with, built from the caller's. srv
-// itself is never served: it is shut down at the drain start, to start its
-// RegisterOnShutdown functions, and a server shut down stops reading
-// requests from its idle connections, which the drain keeps open. So each
+// itself serves no client (only keepAlivesOff's question): it is shut down
+// at the drain start, to start its RegisterOnShutdown functions, and a
+// server shut down drops the requests it then reads on its idle
+// connections, which the drain keeps open. So each
 // server here copies srv's exported fields one by one; a field a later Go
 // adds to http.Server is missed until it is copied here, and
 // TestServerCopies fails until it is (or is listed there as left out on
