@@ -2,7 +2,6 @@ package worker
 
 import (
 	"crypto/rand"
-	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -33,7 +32,8 @@ import (
 // held back for one round trip, once, at most noticeWait.
 //
 // Go's server has no hook for any of this, so h2Conn, the connection the
-// server is given, writes these frames between the server's own.
+// server is given, writes these frames between the server's own (see
+// h2drain.go for how a connection comes to be served through one).
 
 // noticeWait bounds the round trips before the final GOAWAY.
 const noticeWait = time.Second
@@ -41,15 +41,19 @@ const noticeWait = time.Second
 // clientPreface is what an HTTP/2 client sends first (RFC 9113 §3.4).
 const clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-// prefaceTimeout bounds the wait for the client preface on a TLS
-// connection, as Go's HTTP/2 server does.
+// prefaceTimeout bounds the wait for the client preface, as Go's HTTP/2
+// server does, when the server has no read timeout of its own.
 const prefaceTimeout = 10 * time.Second
 
 // h2Conn is an HTTP/2 server connection (TLS, or TCP for h2c) that can write
 // frames of its own between the server's, hold the server's frames back,
-// and sees the ACKs of its PINGs.
+// and sees the ACKs of its PINGs. The server reads from it the client
+// preface first, then the frames.
 type h2Conn struct {
-	net.Conn // the TLS connection, or the TCP connection for h2c
+	net.Conn              // the TLS connection, or the TCP connection for h2c: what is written to and closed
+	r        io.Reader    // what the client sent, the preface first
+	tls      bool         // Conn is a TLS connection
+	srv      *http.Server // serves it, and only it: its shutdown is the final GOAWAY
 
 	wmu sync.Mutex // held across every write to Conn
 
@@ -65,23 +69,52 @@ type h2Conn struct {
 	acks  [2]chan struct{} // closed when the ACK of each is read
 	once  [2]sync.Once
 	rmu   sync.Mutex
-	in    frameScanner  // what the client sent, after the preface; under rmu
-	done  chan struct{} // closed when the server is done with the connection
+	skip  int          // preface bytes still to be read; under rmu
+	in    frameScanner // what the client sent, after the preface; under rmu
+
+	reported  chan struct{} // closed when the HTTP/2 server first reports the connection's state
+	report    sync.Once
+	closing   chan struct{} // closed by Close
+	closeOnce sync.Once
+	closeErr  error
+	done      chan struct{} // closed when the server is done with the connection
+	doneOnce  sync.Once
 }
 
-func newH2Conn(c net.Conn) *h2Conn {
-	h := &h2Conn{Conn: c, acks: [2]chan struct{}{make(chan struct{}), make(chan struct{})}, done: make(chan struct{})}
+// newH2Conn returns an h2Conn over c, reading from r (c if nil), whose
+// first bytes are the client preface.
+func newH2Conn(c net.Conn, r io.Reader) *h2Conn {
+	if r == nil {
+		r = c
+	}
+	h := &h2Conn{
+		Conn: c, r: r, skip: len(clientPreface),
+		acks:     [2]chan struct{}{make(chan struct{}), make(chan struct{})},
+		reported: make(chan struct{}), closing: make(chan struct{}), done: make(chan struct{}),
+	}
 	rand.Read(h.pings[0][:]) // never fails (crypto/rand)
 	rand.Read(h.pings[1][:])
 	return h
 }
 
+// Close closes the connection; the server closes it more than once.
+func (h *h2Conn) Close() error {
+	h.closeOnce.Do(func() {
+		close(h.closing)
+		h.closeErr = h.Conn.Close()
+	})
+	return h.closeErr
+}
+
 // Read reads what the client sent and looks in it for the ACKs of our
 // PINGs. Go's server ignores a PING ACK for a PING it did not send.
 func (h *h2Conn) Read(p []byte) (int, error) {
-	n, err := h.Conn.Read(p)
+	n, err := h.r.Read(p)
 	h.rmu.Lock()
-	h.in.feed(p[:n], func(f frame) {
+	q := p[:n]
+	skip := min(h.skip, len(q))
+	h.skip -= skip
+	h.in.feed(q[skip:], func(f frame) {
 		if f.typ != framePing || f.flags&flagAck == 0 || f.length != 8 {
 			return
 		}
@@ -215,53 +248,11 @@ func (h *h2Conn) finish() {
 	h.mu.Unlock()
 }
 
-// h2TLSConn is an h2Conn over TLS. Go's server reads the TLS state from a
-// connection with a ConnectionState method: it checks the TLS version and
-// cipher suite, as it does for a *tls.Conn.
-type h2TLSConn struct {
-	*h2Conn
-	tc *tls.Conn
-}
-
-func (c h2TLSConn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
-
-// unencryptedConn passes a connection to the "unencrypted_http2"
-// TLSNextProto function, which takes a *tls.Conn, as net/http does for h2c:
-// the function serves the connection its UnencryptedNetConn returns.
-type unencryptedConn struct {
-	net.Conn // nil: never used
-	c        net.Conn
-}
-
-func (u unencryptedConn) UnencryptedNetConn() net.Conn { return u.c }
-
 // underlying returns the connection under an h2Conn given to Go's HTTP/2
 // server, or c itself.
 func underlying(c net.Conn) net.Conn {
-	switch h := c.(type) {
-	case *h2Conn:
-		return h.Conn
-	case h2TLSConn:
+	if h, ok := c.(*h2Conn); ok {
 		return h.Conn
 	}
 	return c
-}
-
-// serveH2 serves an HTTP/2 connection through an h2Conn with serve, the
-// server's "unencrypted_http2" TLSNextProto function: that function serves
-// any connection after the client preface. A TLS connection's preface is
-// read here; net/http has read an h2c connection's.
-func serveH2(hs *http.Server, h *h2Conn, tc *tls.Conn, handler http.Handler, serve func(*http.Server, *tls.Conn, http.Handler)) {
-	var c net.Conn = h
-	if tc != nil {
-		tc.SetReadDeadline(time.Now().Add(prefaceTimeout))
-		var b [len(clientPreface)]byte
-		if _, err := io.ReadFull(tc, b[:]); err != nil || string(b[:]) != clientPreface {
-			tc.Close()
-			return
-		}
-		tc.SetReadDeadline(time.Time{})
-		c = h2TLSConn{h2Conn: h, tc: tc}
-	}
-	serve(hs, tls.Client(unencryptedConn{c: c}, nil), handler)
 }

@@ -41,7 +41,7 @@ func BenchmarkFrameScanner(b *testing.B) {
 // with BenchmarkBareConnWrite.
 func BenchmarkH2ConnWrite(b *testing.B) {
 	data := h2Stream()
-	h := newH2Conn(discardConn{})
+	h := newH2Conn(discardConn{}, nil)
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
 		for p := data; len(p) > 0; {

@@ -363,3 +363,134 @@ func TestDrainHTTP2NoPingAck(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDrainHTTP2ConnState: the caller's ConnState hook sees an HTTP/2
+// connection as net/http would show it: StateNew first, StateClosed once
+// and last, never StateHijacked (h2c connections are hijacked only to be
+// served as HTTP/2), and always the connection accepted, never a wrapper.
+func TestDrainHTTP2ConnState(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tls  bool
+	}{{"h2c", false}, {"tls", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testContext(t)
+			var mu sync.Mutex
+			states := make(map[net.Conn][]http.ConnState)
+			srv := &http.Server{
+				Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}),
+				ConnState: func(c net.Conn, st http.ConnState) {
+					mu.Lock()
+					defer mu.Unlock()
+					states[c] = append(states[c], st)
+				},
+			}
+			var clientConf *tls.Config
+			if tc.tls {
+				srv.TLSConfig, clientConf = selfSignedConfig(t)
+			} else {
+				srv.Protocols = new(http.Protocols)
+				srv.Protocols.SetUnencryptedHTTP2(true)
+			}
+			ds := startDrainServer(ctx, t, srv, worker.WithDrainLogger(nil))
+			h := dialH2(ctx, t, ds.addr, clientConf)
+			h.get(1, "/")
+			if f := h.read(); f.typ != h2Headers || f.stream != 1 || f.payload[0] != h2Status200 {
+				t.Fatalf("stream 1: got %v, want a 200", f)
+			}
+			h.c.Close()
+			ds.drain(ctx, t)
+			if err := ds.wait(ctx, t); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(states) != 1 {
+				t.Fatalf("the hook saw %d connections, want 1: %v", len(states), states)
+			}
+			for c, sts := range states {
+				_, isTLS := c.(*tls.Conn)
+				_, isTCP := c.(*net.TCPConn)
+				if tc.tls && !isTLS || !tc.tls && !isTCP {
+					t.Errorf("the hook saw a %T", c)
+				}
+				closed := 0
+				for _, st := range sts {
+					switch st {
+					case http.StateHijacked:
+						t.Errorf("the hook saw StateHijacked: %v", sts)
+					case http.StateClosed:
+						closed++
+					}
+				}
+				if sts[0] != http.StateNew || sts[len(sts)-1] != http.StateClosed || closed != 1 {
+					t.Errorf("states %v, want StateNew first and StateClosed once, last", sts)
+				}
+			}
+		})
+	}
+}
+
+// TestDrainHTTP2Late: an h2c connection accepted before the drain start
+// but whose client preface comes after it still gets the drain's steps
+// (PING, then the notice and a PING, then the final GOAWAY), and its
+// stream sent before the notice is served.
+func TestDrainHTTP2Late(t *testing.T) {
+	ctx := testContext(t)
+	accepted := make(chan struct{}, 1)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				accepted <- struct{}{}
+			}
+		},
+	}
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	ds := startDrainServer(ctx, t, srv, worker.WithDrainLogger(nil))
+	raw := dialRaw(ctx, t, ds.addr)
+	select {
+	case <-accepted:
+	case <-ctx.Done():
+		t.Fatal("the connection was not accepted")
+	}
+	ds.drain(ctx, t)
+	h := &h2Client{t: t, c: raw.Conn, br: raw.br}
+	h.write([]byte(h2ClientPrefix))
+	h.writeFrame(h2Settings, 0, 0, nil)
+	if f := h.read(); f.typ != h2Settings {
+		t.Fatalf("first frame from the server: %v, want SETTINGS", f)
+	}
+	h.writeFrame(h2Settings, h2FlagAck, 0, nil)
+	h.get(1, "/")
+	var final h2Frame
+	var got1, noticed bool
+	for final.typ != h2GoAway || !got1 {
+		switch f := h.read(); {
+		case f.typ == h2Ping && f.flags&h2FlagAck == 0:
+			h.writeFrame(h2Ping, h2FlagAck, 0, f.payload)
+		case f.typ == h2GoAway:
+			if last, _ := f.goAway(); last == h2MaxStreamID {
+				noticed = true
+			} else if !noticed {
+				t.Fatalf("%v before the notice", f)
+			} else {
+				final = f
+			}
+		case f.typ == h2Headers && f.stream == 1:
+			if got1 = f.payload[0] == h2Status200; !got1 {
+				t.Fatalf("stream 1: %v, want a 200", f)
+			}
+		case f.typ == h2Data:
+		default:
+			t.Fatalf("unexpected %v", f)
+		}
+	}
+	if last, code := final.goAway(); last != 1 || code != 0 {
+		t.Fatalf("final %v, want GOAWAY(last 1, code 0)", final)
+	}
+	if err := ds.wait(ctx, t); err != nil {
+		t.Fatal(err)
+	}
+}
