@@ -25,7 +25,14 @@ func TestMain(m *testing.M) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		panic(err)
 	}
-	goleak.VerifyTestMain(m)
+	// goleak ends the process with os.Exit, which runs no deferred call:
+	// the binaries' directory goes in its Cleanup.
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		if built.dir != "" {
+			os.RemoveAll(built.dir)
+		}
+		os.Exit(code)
+	}))
 }
 
 var built struct {

@@ -65,12 +65,12 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(2)
 	}
-	code := 0
-	defer func() {
+	// goleak ends the process with os.Exit, which runs no deferred call:
+	// the directory goes in its Cleanup.
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
 		os.RemoveAll(dir)
 		os.Exit(code)
-	}()
-	goleak.VerifyTestMain(exitCapture{m, &code})
+	}))
 }
 
 // buildAll builds the binaries, in parallel.
@@ -95,14 +95,6 @@ func buildAll() error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
-
-// exitCapture lets TestMain clean up after goleak has run the tests.
-type exitCapture struct {
-	m    *testing.M
-	code *int
-}
-
-func (e exitCapture) Run() int { *e.code = e.m.Run(); return *e.code }
 
 // deadline is when a wait in t gives up: a minute from now, or sooner if
 // the test's own deadline is closer.

@@ -1,4 +1,6 @@
-package handoff_test
+//go:build linux
+
+package e2e
 
 import (
 	"fmt"

@@ -1,6 +1,6 @@
 //go:build linux
 
-package handoff_test
+package e2e
 
 import (
 	"context"
@@ -170,27 +170,6 @@ func startH2Load(t *testing.T, url string, tr *http.Transport, clients int) *h2L
 func (l *h2Load) stop() {
 	l.cancel()
 	l.clients.Wait()
-}
-
-// record is do's bookkeeping, for a response already read.
-func (tr *traffic) record(err error, resp *http.Response, ctx context.Context, what string) {
-	if err == nil && resp.StatusCode != http.StatusOK {
-		err = fmt.Errorf("status %d", resp.StatusCode)
-	}
-	if err != nil && ctx.Err() != nil {
-		return
-	}
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	if err != nil {
-		tr.failed++
-		if len(tr.errs) < 10 {
-			tr.errs = append(tr.errs, what+": "+err.Error())
-		}
-		return
-	}
-	tr.ok++
-	tr.cond.Broadcast()
 }
 
 // rollH2 rolls sup n times under load and returns the pids it retired and

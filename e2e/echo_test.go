@@ -1,4 +1,6 @@
-package main
+//go:build linux
+
+package e2e
 
 import (
 	"bufio"
@@ -6,12 +8,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
@@ -20,45 +19,9 @@ import (
 	"github.com/handoff-dev/handoff/listener"
 	"github.com/handoff-dev/handoff/reap"
 	"github.com/handoff-dev/handoff/supervisor"
-	"github.com/handoff-dev/handoff/worker"
 )
 
-// TestMain runs the program itself when a supervisor started the test
-// binary as its worker.
-func TestMain(m *testing.M) {
-	if worker.IsWorker() {
-		main()
-		os.Exit(0)
-	}
-	goleak.VerifyTestMain(m)
-}
-
-// TestWorkerOnlyDeps: the program links neither the supervisor, nor its
-// reaper, nor the spawning plumbing (and so runs none of their init).
-func TestWorkerOnlyDeps(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").Output()
-	if err != nil {
-		t.Fatalf("go list -deps: %v", err)
-	}
-	deps := strings.Fields(string(out))
-	has := map[string]bool{}
-	for _, d := range deps {
-		has[d] = true
-	}
-	const mod = "github.com/handoff-dev/handoff/"
-	if !has[mod+"worker"] || !has[mod+"listener"] {
-		t.Fatalf("go list -deps does not list worker and listener: %q", deps)
-	}
-	for _, p := range []string{"supervisor", "reap", "internal/launch", "internal/logging",
-		"internal/notify", "internal/proctree", "internal/cgroup", "internal/acceptq",
-		"internal/probe", "internal/janitor", "internal/endpoint"} {
-		if has[mod+p] {
-			t.Errorf("a worker-only program depends on %s%s", mod, p)
-		}
-	}
-}
-
-// TestNeverKilledForReadiness: this program, which never calls anything
+// TestNeverKilledForReadiness: example/echo, which never calls anything
 // named Ready, serves under a supervisor that waits for READY=1 with a ready
 // timeout (10 s, where the default is 60 s), and is not killed for it:
 // worker.Run says ready when the handler accepts. A worker that did not
@@ -67,22 +30,19 @@ func TestNeverKilledForReadiness(t *testing.T) {
 	// The timeout is a bound on start-up, not a figure the test measures:
 	// on a loaded machine a race-built worker has taken over 2 s to start.
 	const workers, readyTimeout = 2, 10 * time.Second
-	ctx := deadline(t)
-	fds := fdCount(t)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline(t))
+	defer cancel()
+	fds := fdCount(t, os.Getpid())
 	sock, err := listener.Listen(listener.Addr{Network: "tcp", Address: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sock.Close()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	core, logs := observer.New(zap.InfoLevel)
 	log := zap.New(zapcore.NewTee(zaptest.NewLogger(t).Core(), core))
 	ready := make(chan supervisor.WorkerInfo, 16)
 	exited := make(chan string, 16)
-	s, err := supervisor.New(supervisor.Command{Path: exe, Env: append(os.Environ(), "GORACE=atexit_sleep_ms=0")},
+	s, err := supervisor.New(supervisor.Command{Path: echoBin, Env: os.Environ()},
 		supervisor.WithSockets(sock),
 		supervisor.WithWorkers(workers),
 		supervisor.WithReadiness(supervisor.ReadyOnNotify()),
@@ -148,7 +108,7 @@ func TestNeverKilledForReadiness(t *testing.T) {
 		}
 	}
 	sock.Close()
-	if n := fdCount(t); n != fds {
+	if n := fdCount(t, os.Getpid()); n != fds {
 		t.Errorf("%d descriptors open after the test, %d before", n, fds)
 	}
 }
@@ -171,48 +131,5 @@ func echoOnce(t *testing.T, addr, msg string) {
 	}
 	if got != msg+"\n" {
 		t.Fatalf("echo %q, want %q", got, msg+"\n")
-	}
-}
-
-func deadline(t *testing.T) context.Context {
-	d, ok := t.Deadline()
-	if !ok {
-		d = time.Now().Add(2 * time.Minute)
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), d.Add(-5*time.Second))
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func fdCount(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
-// TestLowerPackagesNeverImportSupervisor: data flows one way; listener,
-// reap, worker and the supervisor's internal mechanisms know nothing of the
-// supervisor, directly or not.
-func TestLowerPackagesNeverImportSupervisor(t *testing.T) {
-	const mod = "github.com/handoff-dev/handoff/"
-	for _, p := range []string{"listener", "reap", "worker",
-		"internal/notify", "internal/proctree", "internal/cgroup", "internal/acceptq",
-		"internal/probe", "internal/janitor", "internal/endpoint", "internal/launch"} {
-		out, err := exec.Command("go", "list", "-deps", mod+p).Output()
-		if err != nil {
-			t.Fatalf("go list -deps %s: %v", p, err)
-		}
-		deps := strings.Fields(string(out))
-		if len(deps) == 0 || deps[len(deps)-1] != mod+p {
-			t.Fatalf("go list -deps %s printed %q", p, deps)
-		}
-		for _, d := range deps {
-			if d == mod+"supervisor" {
-				t.Errorf("%s depends on %s", p, d)
-			}
-		}
 	}
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package handoff_test
+package e2e
 
 import (
 	"context"
@@ -38,12 +38,17 @@ func (tr *traffic) do(c *http.Client, req *http.Request, what string) {
 	if err == nil {
 		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
 	}
-	if err != nil && req.Context().Err() != nil {
-		return // the test is over: not a failure of the server
+	tr.record(err, resp, req.Context(), what)
+}
+
+// record is do's bookkeeping, for a response already read.
+func (tr *traffic) record(err error, resp *http.Response, ctx context.Context, what string) {
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("status %d", resp.StatusCode)
+	}
+	if err != nil && ctx.Err() != nil {
+		return
 	}
 	tr.mu.Lock()
 	defer tr.mu.Unlock()

@@ -1,6 +1,6 @@
 //go:build linux
 
-package handoff_test
+package e2e
 
 import (
 	"errors"
@@ -235,7 +235,7 @@ func buildVariants(t *testing.T, ldflags map[string]string) map[string]string {
 		bin := filepath.Join(dir, name)
 		bins[name] = bin
 		wg.Go(func() {
-			out, err := exec.Command("go", "build", "-ldflags", flags, "-o", bin, "./example").CombinedOutput()
+			out, err := exec.Command("go", "build", "-ldflags", flags, "-o", bin, module+"example").CombinedOutput()
 			if err != nil {
 				mu.Lock()
 				errs[name] = fmt.Errorf("%w: %s", err, out)
