@@ -1,25 +1,27 @@
 package supervisor
 
 import (
-	"bytes"
 	"os"
-	"runtime"
-	"strconv"
 	"time"
 
 	"github.com/handoff-dev/handoff/reap"
 )
 
-// Hooks let a program take part in the worker life cycle. Every hook is
-// called on the supervisor's run goroutine (the one that owns the worker
-// table), without any lock held; while a hook runs the supervisor does
-// nothing else, so a hook must return promptly. A nil hook is skipped.
+// Hooks let a program take part in the worker life cycle. A nil hook is
+// skipped. Hooks are called one at a time, in the order of the events, and
+// without any lock held; while a hook runs the supervisor's run goroutine
+// waits for it and changes nothing, so a hook sees the table as it is and
+// must return promptly.
 //
-// A hook may call Stats, which answers from the table as it is. Roll,
-// Upgrade and Scale, which wait for the run goroutine, return ErrInHook
-// when called from a hook (call them from a goroutine of their own);
-// Shutdown and Close begin the stop and return ErrInHook instead of
-// waiting for it.
+// A hook may call back into the supervisor, with one rule: a call that
+// needs the run goroutine to act (Roll, Upgrade, Scale, ScaleBy) and comes
+// while a hook runs, from the hook or from any other goroutine, is refused
+// with ErrInHook and changes nothing, since the run goroutine cannot act
+// until the hook has returned. Shutdown and Close begin the stop, which
+// goes on once the hook has returned, and return ErrInHook instead of
+// waiting for Run to end (it cannot end before the hook does). Stats never
+// waits for the run goroutine and answers everywhere. From a hook, start a
+// roll or a scale on a goroutine of its own: go s.Roll(ctx).
 type Hooks struct {
 	// BeforeSpawn is called before each worker starts, with the spawn it is
 	// about to make. It may change the path, arguments, environment,
@@ -110,12 +112,27 @@ type Spawn struct {
 	Generation uint64
 }
 
-// runHook calls a hook on the run goroutine, marked so that a call back
-// into the supervisor is recognised (see onRunGoroutine).
+// runHook calls a hook, f, on a goroutine of its own and waits for it,
+// answering meanwhile every request with a nil table, which the requests
+// take for a refusal (ErrInHook; see Hooks). The loop thus tells that it is
+// inside a hook without knowing who calls: a hook that calls back is
+// answered, never deadlocked. It publishes first, so that Stats from the
+// hook shows the table as it is.
 func (t *table) runHook(f func()) {
-	t.s.inHook.Add(1)
-	defer t.s.inHook.Add(-1)
-	f()
+	t.publish()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	for {
+		select {
+		case <-done:
+			return
+		case req := <-t.s.reqs:
+			req(nil)
+		}
+	}
 }
 
 func (t *table) hookRoll(e RollEvent) {
@@ -128,22 +145,4 @@ func (t *table) hookRollEnd(e RollEvent) {
 	if h := t.o.hooks.OnRollEnd; h != nil {
 		t.runHook(func() { h(e) })
 	}
-}
-
-// onRunGoroutine reports whether the caller is a hook running on the run
-// goroutine, which must not wait for that goroutine.
-func (s *Supervisor) onRunGoroutine() bool {
-	return s.inHook.Load() > 0 && goid() == s.runGoid.Load()
-}
-
-// goid is the calling goroutine's id, read from its stack header
-// ("goroutine 7 [running]:"). It is only compared, never kept.
-func goid() uint64 {
-	var buf [64]byte
-	b := bytes.TrimPrefix(buf[:runtime.Stack(buf[:], false)], []byte("goroutine "))
-	if i := bytes.IndexByte(b, ' '); i > 0 {
-		b = b[:i]
-	}
-	id, _ := strconv.ParseUint(string(b), 10, 64)
-	return id
 }

@@ -52,16 +52,10 @@ type Supervisor struct {
 
 	stopOnce, killOnce sync.Once
 
-	// A hook calling back: inHook counts hooks running, on the goroutine
-	// runGoid; cur is the table, which that goroutine may read directly.
-	inHook  atomic.Int32
-	runGoid atomic.Uint64
-	cur     *table
-
 	mu    sync.Mutex
 	phase phase
 
-	pub      atomic.Pointer[published] // the run goroutine's last metrics
+	pub      atomic.Pointer[published] // the run goroutine's last snapshot, for Stats
 	draining atomic.Bool               // a stop (or its shutdown delay) has begun
 }
 
@@ -212,10 +206,8 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer t.close()
-	s.cur = t
-	s.runGoid.Store(goid())
-	close(s.running)
-	return t.loop(ctx)
+	return t.loop(ctx) // closes s.running once it serves
+
 }
 
 // Running returns a channel that is closed once Run has bound its sockets
@@ -234,7 +226,7 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 	if !s.beginStop() {
 		return nil
 	}
-	if s.onRunGoroutine() {
+	if s.hookRunning() {
 		return ErrInHook // the stop goes on once the hook returns
 	}
 	select {
@@ -254,7 +246,7 @@ func (s *Supervisor) Close() error {
 		return nil
 	}
 	s.kill()
-	if s.onRunGoroutine() {
+	if s.hookRunning() {
 		return ErrInHook
 	}
 	<-s.done
@@ -277,12 +269,12 @@ func (s *Supervisor) beginStop() bool {
 
 func (s *Supervisor) kill() { s.killOnce.Do(func() { close(s.killC) }) }
 
-// Stats returns a snapshot of the worker table; the zero Stats before Run
-// starts or after it returns.
-func (s *Supervisor) Stats() Stats {
-	var st Stats
-	s.call(func(t *table) { st = t.stats() })
-	return st
+// hookRunning asks the run goroutine whether a hook is running: then it
+// waits for the hook and answers with a nil table (see runHook).
+func (s *Supervisor) hookRunning() bool {
+	inHook := false
+	s.call(func(t *table) { inHook = t == nil })
+	return inHook
 }
 
 // Roll replaces every worker with a new one of the next generation, a
@@ -341,16 +333,25 @@ func (s *Supervisor) ScaleBy(ctx context.Context, delta int) (int, error) {
 }
 
 // await sends a request that answers on done and waits for the answer.
+//
+// Once answered, it waits for the run goroutine to take another request:
+// it publishes before it does, so Stats then shows the request's outcome.
 func (s *Supervisor) await(ctx context.Context, req func(*table, chan<- error)) error {
-	if s.onRunGoroutine() {
-		return ErrInHook
-	}
 	done := make(chan error, 1)
-	if !s.call(func(t *table) { req(t, done) }) {
+	if !s.call(func(t *table) {
+		if t == nil {
+			done <- ErrInHook
+			return
+		}
+		req(t, done)
+	}) {
 		return ErrClosed
 	}
 	select {
 	case err := <-done:
+		if !errors.Is(err, ErrInHook) {
+			s.call(func(*table) {})
+		}
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
@@ -365,17 +366,14 @@ func (s *Supervisor) await(ctx context.Context, req func(*table, chan<- error)) 
 }
 
 // call runs f on the run goroutine and waits for it, or does nothing when
-// the supervisor is not running.
+// the supervisor is not running. While a hook runs, f gets a nil table: it
+// must change nothing and wait for nothing (see Hooks).
 func (s *Supervisor) call(f func(*table)) bool {
 	s.mu.Lock()
 	p := s.phase
 	s.mu.Unlock()
 	if p != running {
 		return false
-	}
-	if s.onRunGoroutine() {
-		f(s.cur) // a hook: the table is this goroutine's already
-		return true
 	}
 	ran := make(chan struct{})
 	select {

@@ -149,7 +149,7 @@ type fixture struct {
 	exited  chan reap.Status
 	runErr  chan error
 	// before, if set before run, is called from the BeforeSpawn hook;
-	// extra's OnRollEnd and OnCanary are installed too.
+	// extra's OnRollEnd, OnCanary and AfterExit are installed too.
 	before func(*supervisor.Spawn) error
 	extra  supervisor.Hooks
 }
@@ -194,6 +194,11 @@ func newFixture(t *testing.T, helper string, env []string, opts ...supervisor.Op
 		},
 		OnReady: func(w supervisor.WorkerInfo) { f.ready <- w },
 		OnExit:  func(w supervisor.WorkerInfo, st reap.Status) bool { f.exited <- st; return true },
+		AfterExit: func(e supervisor.ExitEvent) {
+			if f.extra.AfterExit != nil {
+				f.extra.AfterExit(e)
+			}
+		},
 	}
 	opts = append([]supervisor.Option{
 		supervisor.WithSockets(sock),
@@ -348,7 +353,7 @@ func TestRestartsKilledWorker(t *testing.T) {
 		w = nw
 	}
 	st := f.s.Stats()
-	if st.Restarts != 20 || st.Exits.Signaled != 20 || st.Exits.StartFailures != 0 {
+	if st.Restarts != 20 || st.Exits.Signal != 20 || st.StartFailures != 0 {
 		t.Errorf("stats %+v: want 20 restarts after 20 kills, no start failure", st)
 	}
 	if got := fdCount(t); got > fds {
@@ -382,7 +387,7 @@ func TestCrashLoopBacksOff(t *testing.T) {
 		}
 		last = st.Time
 	}
-	if st := f.s.Stats(); st.Exits.StartFailures < 8 || st.Exits.Failed < 8 {
+	if st := f.s.Stats(); st.StartFailures < 8 || st.Exits.Failed < 8 {
 		t.Errorf("stats %+v: want at least 8 start failures", st)
 	}
 }
@@ -463,7 +468,7 @@ func TestBeforeSpawnErrorIsStartFailure(t *testing.T) {
 	for range 3 {
 		recv(ctx, t, calls, "a BeforeSpawn call")
 	}
-	if st := s.Stats(); st.Exits.StartFailures < 3 || len(st.Workers) != 0 {
+	if st := s.Stats(); st.StartFailures < 3 || len(st.Workers) != 0 {
 		t.Errorf("stats %+v: want 3 start failures and no worker", st)
 	}
 	s.Close()

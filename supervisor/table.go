@@ -76,10 +76,8 @@ type table struct {
 	fatal       error // Run gives up with this (WithMaxStartFailures)
 	lastRollErr error
 	restarts    int
-	exitsBy     ExitCounts
+	exitsBy     exitCounts
 	foreign     int // notify messages from processes that are not workers
-	hung        int // workers the watchdog signalled
-	recycled    int // workers replaced at their maximum lifetime
 
 	count           counters   // metrics.go
 	queues          queueWatch // queue.go
@@ -293,6 +291,8 @@ func (t *table) loop(ctx context.Context) error {
 	t.serveEndpoints() // health: once the workers are started or resumed
 	t.schedule()
 	t.afterOperation() // a roll requested before an upgrade
+	t.publish()
+	close(s.running) // Stats shows the workers just started
 	for !t.stopping || len(t.live) > 0 || len(t.strays) > 0 {
 		for t.sigs != nil && len(t.carried) > 0 { // from before an exec, or kept by a failed one
 			sig := t.carried[0]
@@ -431,39 +431,6 @@ func (t *table) onTimer() {
 	t.treeDeadline(now)
 	t.delayOver(now)
 	t.schedule()
-}
-
-func (t *table) stats() Stats {
-	st := Stats{
-		Generation:    t.gen,
-		Rolling:       t.roll != nil,
-		LastRoll:      t.lastRoll,
-		Restarts:      t.restarts,
-		Exits:         t.exitsBy,
-		NotifySocket:  t.notify.Name(),
-		ForeignNotify: t.foreign,
-		NotifyDropped: t.notify.dropped(),
-		WatchdogKills: t.hung,
-		Recycled:      t.recycled,
-	}
-	if t.lastRollErr != nil {
-		st.LastRollError = t.lastRollErr.Error()
-	}
-	for _, sl := range t.slots {
-		for _, w := range []*child{sl.w, sl.next} {
-			if w != nil {
-				st.Workers = append(st.Workers, w.infoNow())
-			}
-		}
-	}
-	for w := range t.live {
-		if t.slotOf(w) == nil {
-			st.Retiring++
-			st.RetiringWorkers = append(st.RetiringWorkers, w.infoNow())
-		}
-	}
-	t.moreStats(&st)
-	return st
 }
 
 func reply(done chan<- error, err error) {
