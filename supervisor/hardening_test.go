@@ -145,8 +145,12 @@ func TestMaxLifetimeRecycles(t *testing.T) {
 			t.Fatalf("recycled worker %+v: want a new pid in generation 1", w)
 		}
 	}
-	// Each recycled worker has exited or is draining.
-	if st := f.s.Stats(); st.Exits.Recycled+uint64(len(st.Retiring)) < 4 || st.Generation != 1 {
+	// The 4 it replaced are retired once their replacements are ready (after
+	// OnReady): each then has exited or is draining.
+	st := waitStats(ctx, t, f.s, "4 recycled workers retired", func(st supervisor.Stats) bool {
+		return st.Exits.Recycled+uint64(len(st.Retiring)) >= 4
+	})
+	if st.Generation != 1 {
 		t.Fatalf("stats %+v: want at least 4 recycled in generation 1", st)
 	}
 	// Once both slots have served (under load, a first worker may be
