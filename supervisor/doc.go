@@ -88,12 +88,13 @@
 // of [Supervisor] send it requests and are safe from any goroutine.
 // [Hooks] are called one at a time, in the order of the events, without a
 // lock held; the run goroutine waits for each and changes nothing
-// meanwhile, so a hook must return promptly. The rule for a hook that calls
-// back: Roll, Upgrade, Scale and ScaleBy called while a hook runs (from it
-// or from elsewhere) return [ErrInHook] and change nothing, and Shutdown
-// and Close begin the stop and return ErrInHook instead of waiting for it;
-// start them on a goroutine of their own. The run goroutine tells that it
-// is inside a hook, not who calls.
+// meanwhile, so a hook must return promptly. Stats answers from anywhere.
+// The other methods, called while a hook runs (from it or from elsewhere:
+// the run goroutine tells that it is inside a hook, not who calls), wait
+// for the hook; if it is still running a second later (a hook that called
+// back waits for its own answer), they return [ErrInHook] and change
+// nothing, and Shutdown and Close have begun the stop. So from a hook,
+// start a roll or a scale on a goroutine of its own.
 //
 // # Observing
 //

@@ -13,15 +13,18 @@ import (
 // waits for it and changes nothing, so a hook sees the table as it is and
 // must return promptly.
 //
-// A hook may call back into the supervisor, with one rule: a call that
-// needs the run goroutine to act (Roll, Upgrade, Scale, ScaleBy) and comes
-// while a hook runs, from the hook or from any other goroutine, is refused
-// with ErrInHook and changes nothing, since the run goroutine cannot act
-// until the hook has returned. Shutdown and Close begin the stop, which
-// goes on once the hook has returned, and return ErrInHook instead of
-// waiting for Run to end (it cannot end before the hook does). Stats never
-// waits for the run goroutine and answers everywhere. From a hook, start a
-// roll or a scale on a goroutine of its own: go s.Roll(ctx).
+// A hook may call back into the supervisor, with one rule, which the
+// supervisor applies without knowing who calls. Stats never waits for the
+// run goroutine and answers everywhere. A call that needs the run goroutine
+// (Roll, Upgrade, Scale, ScaleBy; Shutdown and Close, to wait for the stop)
+// and comes while a hook runs, from the hook or from another goroutine,
+// waits for the hook, and is served once it has returned; if the hook has
+// not returned a second after the first such call (a hook that called back
+// never does: it waits for its answer), the calls made meanwhile are
+// refused with ErrInHook and change nothing (Shutdown and Close have begun
+// the stop, which goes on once the hook returns), and so is any call until
+// it returns. From a hook, start a roll or a scale on a goroutine of its
+// own: go s.Roll(ctx).
 type Hooks struct {
 	// BeforeSpawn is called before each worker starts, with the spawn it is
 	// about to make. It may change the path, arguments, environment,
@@ -112,12 +115,19 @@ type Spawn struct {
 	Generation uint64
 }
 
-// runHook calls a hook, f, on a goroutine of its own and waits for it,
-// answering meanwhile every request with a nil table, which the requests
-// take for a refusal (ErrInHook; see Hooks). The loop thus tells that it is
-// inside a hook without knowing who calls: a hook that calls back is
-// answered, never deadlocked. It publishes first, so that Stats from the
-// hook shows the table as it is.
+// hookGrace is how long a call made while a hook runs waits for the hook
+// before it is refused (see Hooks).
+const hookGrace = time.Second
+
+// runHook calls a hook, f, on a goroutine of its own and waits for it. The
+// loop thus tells that it is inside a hook without knowing who calls:
+// requests that come meanwhile are kept, to be served once the hook and
+// the event that called it are done (see serveKept), unless the hook is
+// still running hookGrace after the first of them: then they are refused
+// (a nil table, which the requests take for ErrInHook), and so are the
+// later ones while it runs. A hook that calls back is thus answered, never
+// deadlocked, and another goroutine's call waits for a prompt hook. It
+// publishes first, so that Stats from the hook shows the table as it is.
 func (t *table) runHook(f func()) {
 	t.publish()
 	done := make(chan struct{})
@@ -125,13 +135,38 @@ func (t *table) runHook(f func()) {
 		defer close(done)
 		f()
 	}()
+	var grace <-chan time.Time
+	refusing := false
 	for {
 		select {
 		case <-done:
 			return
 		case req := <-t.s.reqs:
-			req(nil)
+			switch {
+			case refusing:
+				req(nil)
+			case grace == nil:
+				grace = time.After(hookGrace)
+				fallthrough
+			default:
+				t.kept = append(t.kept, req)
+			}
+		case <-grace:
+			grace, refusing = nil, true
+			for _, req := range t.kept {
+				req(nil)
+			}
+			t.kept = nil
 		}
+	}
+}
+
+// serveKept serves the requests that came while a hook ran.
+func (t *table) serveKept() {
+	for len(t.kept) > 0 {
+		req := t.kept[0]
+		t.kept = t.kept[1:]
+		req(t)
 	}
 }
 

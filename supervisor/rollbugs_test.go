@@ -257,9 +257,11 @@ func TestHookCallsBack(t *testing.T) {
 
 // TestCallsWhileAHookRuns is the rule for calls made while a hook runs,
 // which the supervisor applies without knowing who calls: Stats answers
-// from anywhere; Roll and Scale are refused with ErrInHook, from the hook
-// and from any other goroutine, and change nothing; once the hook has
-// returned they work again, and their outcome is in Stats as they return.
+// from anywhere; Roll and Scale wait for the hook, and are refused with
+// ErrInHook, changing nothing, when it holds on (from another goroutine
+// while the hook waits; from the hook itself, which waits for its answer);
+// once the hook has returned they work again, and their outcome is in
+// Stats as they return; a call made as a prompt hook ends is served.
 // Shutdown from a hook begins the stop and returns ErrInHook.
 func TestCallsWhileAHookRuns(t *testing.T) {
 	ctx := deadline(t)
@@ -315,7 +317,9 @@ func TestCallsWhileAHookRuns(t *testing.T) {
 	f.waitReady(ctx)
 	f.waitReady(ctx)
 
-	// Shutdown from a hook: refused to wait, the stop goes on.
+	// Shutdown from a hook: refused to wait, the stop goes on. The Roll
+	// comes as the prompt OnReady hook of the last worker may still run: it
+	// waits for it, and is served.
 	go s.Roll(ctx)
 	if err := recv(ctx, t, fromHook, "the hook's Shutdown"); !errors.Is(err, supervisor.ErrInHook) {
 		t.Errorf("Shutdown from the hook: %v, want ErrInHook", err)

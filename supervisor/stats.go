@@ -208,9 +208,10 @@ type published struct {
 }
 
 // publish stores the table's snapshot for Supervisor.Stats. The run loop
-// calls it after every event and before every hook, and answers the
-// requests it served only after it (see answer), so that a caller whose
-// Roll or Scale has returned sees its outcome in Stats.
+// calls it after every event that may have changed it (all but a worker's
+// watchdog ping) and before every hook; a caller whose Roll or Scale has
+// returned waits for the loop's next select, which comes after it (see
+// await), so that it sees its outcome in Stats.
 func (t *table) publish() {
 	now := time.Now()
 	st := Stats{
@@ -231,6 +232,7 @@ func (t *table) publish() {
 		SpawnToReady:  t.count.SpawnToReady.clone(),
 	}
 	st.NotifyDropped = t.totals().Notify
+	st.Workers, st.Slots = make([]WorkerInfo, 0, len(t.slots)), make([]SlotInfo, 0, len(t.slots))
 	if t.lastRoll != nil {
 		lr := *t.lastRoll
 		st.LastRoll = &lr

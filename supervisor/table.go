@@ -77,7 +77,8 @@ type table struct {
 	lastRollErr error
 	restarts    int
 	exitsBy     exitCounts
-	foreign     int // notify messages from processes that are not workers
+	foreign     int            // notify messages from processes that are not workers
+	kept        []func(*table) // requests that came while a hook ran (hooks.go)
 
 	count           counters   // metrics.go
 	queues          queueWatch // queue.go
@@ -293,14 +294,23 @@ func (t *table) loop(ctx context.Context) error {
 	t.afterOperation() // a roll requested before an upgrade
 	t.publish()
 	close(s.running) // Stats shows the workers just started
+	ping := false    // the last event was a watchdog ping: Stats is as it was
 	for !t.stopping || len(t.live) > 0 || len(t.strays) > 0 {
 		for t.sigs != nil && len(t.carried) > 0 { // from before an exec, or kept by a failed one
 			sig := t.carried[0]
 			t.carried = t.carried[1:]
 			t.onSignal(sig)
+			ping = false
 		}
-		t.publish()
+		if len(t.kept) > 0 {
+			t.serveKept()
+			ping = false
+		}
+		if !ping {
+			t.publish()
+		}
 		t.rearm()
+		ping = false
 		select {
 		case e := <-t.exits:
 			t.onExit(e)
@@ -309,6 +319,7 @@ func (t *table) loop(ctx context.Context) error {
 		case p := <-t.janitorExits:
 			t.onJanitorExit(p)
 		case m := <-t.notes:
+			ping = t.byPid[m.Pid] != nil && m == notifyMsg{Pid: m.Pid, Watchdog: true}
 			t.onNotify(m)
 		case r := <-t.preflights:
 			t.onPreflight(r)
@@ -333,6 +344,7 @@ func (t *table) loop(ctx context.Context) error {
 			t.killAll()
 		}
 	}
+	t.serveKept()
 	t.publish()
 	t.log.Info("stopped", zap.Int("restarts", t.restarts))
 	return t.fatal
