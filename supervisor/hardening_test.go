@@ -156,13 +156,15 @@ func TestMaxLifetimeRecycles(t *testing.T) {
 	// Once both slots have served (under load, a first worker may be
 	// recycled before the other one is up), a worker retires only while
 	// two others are ready.
-	ready, full := map[int64]bool{}, false
+	ready, served := map[int64]bool{}, map[int64]bool{}
 	for _, e := range f.logs.All() {
 		pid, _ := e.ContextMap()["pid"].(int64)
+		full := len(served) >= 2
 		switch e.Message {
 		case "worker ready":
 			ready[pid] = true
-			full = full || len(ready) >= 2
+			slot, _ := e.ContextMap()["worker"].(int64)
+			served[slot] = true
 		case "retiring worker":
 			delete(ready, pid)
 			if full && len(ready) < 2 {

@@ -9,9 +9,10 @@ import (
 
 // Hooks let a program take part in the worker life cycle. A nil hook is
 // skipped. Hooks are called one at a time, in the order of the events, and
-// without any lock held; while a hook runs the supervisor's run goroutine
-// waits for it and changes nothing, so a hook sees the table as it is and
-// must return promptly.
+// without any lock held, each on a goroutine that the supervisor's run
+// goroutine starts for it and waits for: while a hook runs the run
+// goroutine changes nothing, so a hook sees the table as it is and must
+// return promptly.
 //
 // A hook may call back into the supervisor, with one rule, which the
 // supervisor applies without knowing who calls. Stats never waits for the
