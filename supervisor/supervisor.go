@@ -207,7 +207,6 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	}
 	defer t.close()
 	return t.loop(ctx) // closes s.running once it serves
-
 }
 
 // Running returns a channel that is closed once Run has bound its sockets
@@ -269,8 +268,9 @@ func (s *Supervisor) beginStop() bool {
 
 func (s *Supervisor) kill() { s.killOnce.Do(func() { close(s.killC) }) }
 
-// hookRunning asks the run goroutine whether a hook is running: then it
-// waits for the hook and answers with a nil table (see runHook).
+// hookRunning asks the run goroutine whether it may be waited for: it
+// answers with the table once no hook runs, or with nil if a hook holds on
+// past the grace (see runHook), as one that called Shutdown or Close does.
 func (s *Supervisor) hookRunning() bool {
 	inHook := false
 	s.call(func(t *table) { inHook = t == nil })
@@ -366,8 +366,9 @@ func (s *Supervisor) await(ctx context.Context, req func(*table, chan<- error)) 
 }
 
 // call runs f on the run goroutine and waits for it, or does nothing when
-// the supervisor is not running. While a hook runs, f gets a nil table: it
-// must change nothing and wait for nothing (see Hooks).
+// the supervisor is not running. If it comes while a hook runs that holds
+// on past the grace, f gets a nil table, a refusal: it must change nothing
+// and wait for nothing (see runHook).
 func (s *Supervisor) call(f func(*table)) bool {
 	s.mu.Lock()
 	p := s.phase
