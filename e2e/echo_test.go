@@ -83,7 +83,7 @@ func TestNeverKilledForReadiness(t *testing.T) {
 	default:
 	}
 	st := s.Stats()
-	if st.Exits != (supervisor.ExitCounts{}) || len(st.Workers) != workers {
+	if st.Exits != (supervisor.Stats{}).Exits || len(st.Workers) != workers {
 		t.Fatalf("stats %+v: want %d workers and no exits", st, workers)
 	}
 	for _, w := range st.Workers {

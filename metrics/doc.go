@@ -6,7 +6,9 @@
 //		supervisor.WithListen("tcp://:8080"),
 //		supervisor.WithMetrics("tcp://127.0.0.1:9100", metrics.Handler))
 //
-// The metrics, all prefixed handoff_:
+// Every scrape reads one supervisor.Stats, the snapshot the handoff
+// command's status shows too, so the two agree. The metrics, all prefixed
+// handoff_:
 //
 //	workers{state}                      gauge: starting, ready, retiring, backoff
 //	generation, generations_alive       gauges: the generation serving; distinct generations of live workers

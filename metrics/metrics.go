@@ -13,7 +13,7 @@ import (
 )
 
 // Collector is a prometheus.Collector for one supervisor. Collect reads
-// Supervisor.Metrics, which never waits for the supervisor's run loop.
+// Supervisor.Stats, which never waits for the supervisor's run loop.
 type Collector struct {
 	s         *supervisor.Supervisor
 	overflows func() (uint64, bool)
@@ -70,40 +70,42 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect sends the supervisor's metrics as they are now.
+// Collect sends the supervisor's metrics as they are now, all from one
+// Supervisor.Stats.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	m := c.s.Metrics()
+	st := c.s.Stats()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	gauge(c.workers, float64(m.Workers.Starting), "starting")
-	gauge(c.workers, float64(m.Workers.Ready), "ready")
-	gauge(c.workers, float64(m.Workers.Retiring), "retiring")
-	gauge(c.workers, float64(m.Workers.Backoff), "backoff")
-	gauge(c.generation, float64(m.Generation))
-	gauge(c.generationsAlive, float64(m.GenerationsAlive))
-	counter(c.starts, m.Starts)
+	w := countWorkers(st)
+	gauge(c.workers, float64(w.starting), "starting")
+	gauge(c.workers, float64(w.ready), "ready")
+	gauge(c.workers, float64(w.retiring), "retiring")
+	gauge(c.workers, float64(w.backoff), "backoff")
+	gauge(c.generation, float64(st.Generation))
+	gauge(c.generationsAlive, float64(st.GenerationsAlive()))
+	counter(c.starts, st.Starts)
 	for _, e := range []struct {
 		reason string
 		n      uint64
 	}{
-		{"clean", m.Exits.Clean}, {"failed", m.Exits.Failed}, {"signal", m.Exits.Signal},
-		{"watchdog", m.Exits.Watchdog}, {"recycled", m.Exits.Recycled}, {"retired", m.Exits.Retired},
+		{"clean", st.Exits.Clean}, {"failed", st.Exits.Failed}, {"signal", st.Exits.Signal},
+		{"watchdog", st.Exits.Watchdog}, {"recycled", st.Exits.Recycled}, {"retired", st.Exits.Retired},
 	} {
 		counter(c.exits, e.n, e.reason)
 	}
-	counter(c.rolls, m.Rolls.Completed, "completed")
-	counter(c.rolls, m.Rolls.Failed, "failed")
-	counter(c.rolls, m.Rolls.RolledBack, "rolled_back")
-	counter(c.upgrades, m.Upgrades.Completed, "completed")
-	counter(c.upgrades, m.Upgrades.Failed, "failed")
-	histogram(ch, c.rollDuration, m.RollDuration)
-	histogram(ch, c.drainDuration, m.DrainDuration)
-	histogram(ch, c.spawnToReady, m.SpawnToReady)
-	for _, q := range m.Sockets {
+	counter(c.rolls, st.Rolls.Completed, "completed")
+	counter(c.rolls, st.Rolls.Failed, "failed")
+	counter(c.rolls, st.Rolls.RolledBack, "rolled_back")
+	counter(c.upgrades, st.Upgrades.Completed, "completed")
+	counter(c.upgrades, st.Upgrades.Failed, "failed")
+	histogram(ch, c.rollDuration, st.RollDuration)
+	histogram(ch, c.drainDuration, st.DrainDuration)
+	histogram(ch, c.spawnToReady, st.SpawnToReady)
+	for _, q := range st.Sockets {
 		if q.Known {
 			gauge(c.queueLength, float64(q.Len), q.Name, q.Addr)
 			gauge(c.queueMax, float64(q.Max), q.Name, q.Addr)
@@ -117,11 +119,38 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if n, ok := c.overflows(); ok {
 		counter(c.overflowsDsc, n)
 	}
-	counter(c.notifyDropped, m.NotifyDropped.Foreign, "foreign")
-	counter(c.notifyDropped, m.NotifyDropped.NoCredentials, "no_credentials")
-	counter(c.notifyDropped, m.NotifyDropped.Oversized, "oversized")
-	counter(c.notifyDropped, m.NotifyDropped.Malformed, "malformed")
+	counter(c.notifyDropped, st.NotifyDropped.Foreign, "foreign")
+	counter(c.notifyDropped, st.NotifyDropped.NoCredentials, "no_credentials")
+	counter(c.notifyDropped, st.NotifyDropped.Oversized, "oversized")
+	counter(c.notifyDropped, st.NotifyDropped.Malformed, "malformed")
 	gauge(c.buildInfo, 1, c.version, c.goVersion)
+}
+
+// workerCounts are the workers gauge's values.
+type workerCounts struct{ starting, ready, retiring, backoff int }
+
+// countWorkers counts the workers of st by state: starting and ready, the
+// workers in slots; retiring, the ones asked to exit (in a slot or not);
+// backoff, the empty slots waiting to restart.
+func countWorkers(st supervisor.Stats) workerCounts {
+	var c workerCounts
+	for _, w := range st.Workers {
+		switch w.State {
+		case supervisor.Starting:
+			c.starting++
+		case supervisor.Ready:
+			c.ready++
+		case supervisor.Stopping:
+			c.retiring++
+		}
+	}
+	c.retiring += len(st.Retiring)
+	for _, sl := range st.Slots {
+		if !sl.NextRetry.IsZero() {
+			c.backoff++
+		}
+	}
+	return c
 }
 
 // histogram sends h, whose counts are per bucket, with cumulative buckets.

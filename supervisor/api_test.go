@@ -34,7 +34,7 @@ func TestExportedFieldsHaveExportedTypes(t *testing.T) {
 			}
 		}
 	}
-	for _, v := range []any{supervisor.Stats{}, supervisor.WorkerInfo{}, supervisor.ExitCounts{}, supervisor.Hooks{},
+	for _, v := range []any{supervisor.Stats{}, supervisor.WorkerInfo{}, supervisor.Hooks{},
 		supervisor.Spawn{}, supervisor.Command{}, supervisor.NotifyDrops{}} {
 		typ := reflect.TypeOf(v)
 		check(typ.Name(), typ)

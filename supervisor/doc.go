@@ -85,13 +85,26 @@
 // # Hooks and goroutines
 //
 // One goroutine, the one running Run, owns the worker table; the methods
-// of [Supervisor] send it requests and are safe from any goroutine. [Hooks]
-// are called on that goroutine, one at a time and without a lock held: a
-// hook needs no lock of its own and must return promptly. A hook may call
-// Stats, which the table answers at once; Roll, Upgrade and Scale called
-// from a hook return [ErrInHook] (they would wait for the goroutine the
-// hook holds: start them from another goroutine), and Shutdown and Close
-// begin the stop and return ErrInHook.
+// of [Supervisor] send it requests and are safe from any goroutine.
+// [Hooks] are called one at a time, in the order of the events, without a
+// lock held; the run goroutine waits for each and changes nothing
+// meanwhile, so a hook must return promptly. Stats answers from anywhere.
+// The other methods, called while a hook runs (from it or from elsewhere:
+// the run goroutine tells that it is inside a hook, not who calls), wait
+// for the hook; if it is still running a second later (a hook that called
+// back waits for its own answer), they return [ErrInHook] and change
+// nothing, and Shutdown and Close have begun the stop. So from a hook,
+// start a roll or a scale on a goroutine of its own.
+//
+// # Observing
+//
+// [Supervisor.Stats] returns one snapshot of the supervisor: the workers,
+// slots and sockets, the last roll, and the counters (starts, restarts,
+// exits by reason, rolls, upgrades, dropped notify messages, durations)
+// that an in-place upgrade hands on. The run goroutine publishes it after
+// every event, so Stats never waits for it: it answers from a hook and
+// during an upgrade. The handoff command's status and package metrics are
+// both built from it.
 //
 // # Logs
 //
@@ -110,8 +123,8 @@
 //   - Stopping: [WithStopSignal], [WithStopTimeout].
 //   - Health: [WithWatchdog], [WithWatchdogSignal], [WithMaxLifetime].
 //   - The process: [WithSignals], [WithUpgradePath], [WithSubreaper].
-//   - Observing: [WithLogger], [WithSlogHandler], [WithHooks];
-//     [Supervisor.Stats] for a snapshot.
+//   - Observing: [WithLogger], [WithSlogHandler], [WithHooks], [WithMetrics],
+//     [WithHealth]; [Supervisor.Stats] for a snapshot.
 //
 // Elsewhere than on Linux, Run returns an error wrapping
 // handoff.ErrNotSupported.

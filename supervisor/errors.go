@@ -9,8 +9,11 @@ var (
 	ErrClosed = errors.New("supervisor: closed")
 	// ErrRunning is returned by a second call of Run.
 	ErrRunning = errors.New("supervisor: already running")
-	// ErrInHook is returned by Roll, Upgrade, Scale, Shutdown and Close
-	// called from a hook, on the run goroutine that would have to serve
-	// them.
-	ErrInHook = errors.New("supervisor: called from a hook; call it from another goroutine")
+	// ErrInHook is returned by Roll, Upgrade, Scale and ScaleBy called
+	// while a hook runs that did not return within a second (as a hook that
+	// calls them does not: it waits for its own answer), which then change
+	// nothing, and by Shutdown and Close, which have begun the stop but
+	// cannot wait for it (see Hooks). From a hook, call them on a goroutine
+	// of their own.
+	ErrInHook = errors.New("supervisor: called while a hook runs; call it from another goroutine")
 )

@@ -65,14 +65,6 @@ func (t *table) onExit(e exit) {
 	}
 	t.tellJanitor('-', w.info.Pid)
 	t.cgroupExited(w)
-	switch {
-	case st.Signal != 0:
-		t.exitsBy.Signaled++
-	case st.Code == 0:
-		t.exitsBy.Clean++
-	default:
-		t.exitsBy.Failed++
-	}
 	fields := append(workerFields(w.info), zap.Stringer("status", st))
 	if t.stopping {
 		t.groups[w.info.Pid] = true

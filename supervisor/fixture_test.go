@@ -148,7 +148,7 @@ type fixture struct {
 	exited  chan reap.Status
 	runErr  chan error
 	// before, if set before run, is called from the BeforeSpawn hook;
-	// extra's OnRollEnd and OnCanary are installed too.
+	// extra's OnRollEnd, OnCanary and AfterExit are installed too.
 	before func(*supervisor.Spawn) error
 	extra  supervisor.Hooks
 }
@@ -193,6 +193,11 @@ func newFixture(t *testing.T, helper string, env []string, opts ...supervisor.Op
 		},
 		OnReady: func(w supervisor.WorkerInfo) { f.ready <- w },
 		OnExit:  func(w supervisor.WorkerInfo, st reap.Status) bool { f.exited <- st; return true },
+		AfterExit: func(e supervisor.ExitEvent) {
+			if f.extra.AfterExit != nil {
+				f.extra.AfterExit(e)
+			}
+		},
 	}
 	opts = append([]supervisor.Option{
 		supervisor.WithSockets(sock),

@@ -124,8 +124,8 @@ func TestWatchdogReplacesHungWorker(t *testing.T) {
 			if nw.Slot != w.Slot || nw.Pid == w.Pid {
 				t.Fatalf("replacement %+v for %+v", nw, w)
 			}
-			if s := f.s.Stats(); s.WatchdogKills != 1 {
-				t.Fatalf("watchdog kills %d, want 1", s.WatchdogKills)
+			if s := f.s.Stats(); s.Exits.Watchdog != 1 {
+				t.Fatalf("watchdog exits %d, want 1", s.Exits.Watchdog)
 			}
 		})
 	}
@@ -145,19 +145,26 @@ func TestMaxLifetimeRecycles(t *testing.T) {
 			t.Fatalf("recycled worker %+v: want a new pid in generation 1", w)
 		}
 	}
-	if st := f.s.Stats(); st.Recycled < 4 || st.Generation != 1 {
+	// The 4 it replaced are retired once their replacements are ready (after
+	// OnReady): each then has exited or is draining.
+	st := waitStats(ctx, t, f.s, "4 recycled workers retired", func(st supervisor.Stats) bool {
+		return st.Exits.Recycled+uint64(len(st.Retiring)) >= 4
+	})
+	if st.Generation != 1 {
 		t.Fatalf("stats %+v: want at least 4 recycled in generation 1", st)
 	}
 	// Once both slots have served (under load, a first worker may be
 	// recycled before the other one is up), a worker retires only while
 	// two others are ready.
-	ready, full := map[int64]bool{}, false
+	ready, served := map[int64]bool{}, map[int64]bool{}
 	for _, e := range f.logs.All() {
 		pid, _ := e.ContextMap()["pid"].(int64)
+		full := len(served) >= 2
 		switch e.Message {
 		case "worker ready":
 			ready[pid] = true
-			full = full || len(ready) >= 2
+			slot, _ := e.ContextMap()["worker"].(int64)
+			served[slot] = true
 		case "retiring worker":
 			delete(ready, pid)
 			if full && len(ready) < 2 {
@@ -205,7 +212,7 @@ func TestCrashLoop(t *testing.T) {
 		}
 		last = w.Started
 		if i%100 == 0 {
-			if st := s.Stats(); st.Exits.StartFailures < i {
+			if st := s.Stats(); st.StartFailures < uint64(i) {
 				t.Fatalf("stats at start %d: %+v", i, st)
 			}
 		}

@@ -69,7 +69,6 @@ func (t *table) watchdogFire(w *child, why string) {
 	}
 	w.hung = true
 	w.deadline = time.Now().Add(t.o.watchdogGrace)
-	t.hung++
 	t.log.Error("watchdog: worker "+why, append(workerFields(w.info),
 		zap.Stringer("signal", t.o.watchdogSignal), zap.Duration("kill_after", t.o.watchdogGrace))...)
 	t.signal(w, t.o.watchdogSignal)
@@ -95,7 +94,6 @@ func (t *table) recycle(w *child) {
 		return
 	}
 	sl.next = nw
-	t.recycled++
 	w.recycled = true
 }
 

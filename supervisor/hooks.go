@@ -1,25 +1,31 @@
 package supervisor
 
 import (
-	"bytes"
 	"os"
-	"runtime"
-	"strconv"
 	"time"
 
 	"github.com/handoff-dev/handoff/reap"
 )
 
-// Hooks let a program take part in the worker life cycle. Every hook is
-// called on the supervisor's run goroutine (the one that owns the worker
-// table), without any lock held; while a hook runs the supervisor does
-// nothing else, so a hook must return promptly. A nil hook is skipped.
+// Hooks let a program take part in the worker life cycle. A nil hook is
+// skipped. Hooks are called one at a time, in the order of the events, and
+// without any lock held, each on a goroutine that the supervisor's run
+// goroutine starts for it and waits for: while a hook runs the run
+// goroutine changes nothing, so a hook sees the table as it is and must
+// return promptly.
 //
-// A hook may call Stats, which answers from the table as it is. Roll,
-// Upgrade and Scale, which wait for the run goroutine, return ErrInHook
-// when called from a hook (call them from a goroutine of their own);
-// Shutdown and Close begin the stop and return ErrInHook instead of
-// waiting for it.
+// A hook may call back into the supervisor, with one rule, which the
+// supervisor applies without knowing who calls. Stats never waits for the
+// run goroutine and answers everywhere. A call that needs the run goroutine
+// (Roll, Upgrade, Scale, ScaleBy; Shutdown and Close, to wait for the stop)
+// and comes while a hook runs, from the hook or from another goroutine,
+// waits for the hook, and is served once it has returned; if the hook has
+// not returned a second after the first such call (a hook that called back
+// never does: it waits for its answer), the calls made meanwhile are
+// refused with ErrInHook and change nothing (Shutdown and Close have begun
+// the stop, which goes on once the hook returns), and so is any call until
+// it returns. From a hook, start a roll or a scale on a goroutine of its
+// own: go s.Roll(ctx).
 type Hooks struct {
 	// BeforeSpawn is called before each worker starts, with the spawn it is
 	// about to make. It may change the path, arguments, environment,
@@ -110,12 +116,59 @@ type Spawn struct {
 	Generation uint64
 }
 
-// runHook calls a hook on the run goroutine, marked so that a call back
-// into the supervisor is recognised (see onRunGoroutine).
+// hookGrace is how long a call made while a hook runs waits for the hook
+// before it is refused (see Hooks).
+const hookGrace = time.Second
+
+// runHook calls a hook, f, on a goroutine of its own and waits for it. The
+// loop thus tells that it is inside a hook without knowing who calls:
+// requests that come meanwhile are kept, to be served once the hook and
+// the event that called it are done (see serveKept), unless the hook is
+// still running hookGrace after the first of them: then they are refused
+// (a nil table, which the requests take for ErrInHook), and so are the
+// later ones while it runs. A hook that calls back is thus answered, never
+// deadlocked, and another goroutine's call waits for a prompt hook. It
+// publishes first, so that Stats from the hook shows the table as it is.
 func (t *table) runHook(f func()) {
-	t.s.inHook.Add(1)
-	defer t.s.inHook.Add(-1)
-	f()
+	t.publish()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	var grace <-chan time.Time
+	refusing := false
+	for {
+		select {
+		case <-done:
+			return
+		case req := <-t.s.reqs:
+			switch {
+			case refusing:
+				req(nil)
+			case grace == nil:
+				grace = time.After(hookGrace)
+				fallthrough
+			default:
+				t.kept = append(t.kept, req)
+			}
+		case <-grace:
+			grace, refusing = nil, true
+			for _, req := range t.kept {
+				req(nil)
+			}
+			t.kept = nil
+		}
+	}
+}
+
+// serveKept serves the requests that came while a hook ran.
+func (t *table) serveKept() {
+	for len(t.kept) > 0 {
+		req := t.kept[0]
+		t.kept = t.kept[1:]
+		req(t)
+	}
 }
 
 func (t *table) hookRoll(e RollEvent) {
@@ -128,22 +181,4 @@ func (t *table) hookRollEnd(e RollEvent) {
 	if h := t.o.hooks.OnRollEnd; h != nil {
 		t.runHook(func() { h(e) })
 	}
-}
-
-// onRunGoroutine reports whether the caller is a hook running on the run
-// goroutine, which must not wait for that goroutine.
-func (s *Supervisor) onRunGoroutine() bool {
-	return s.inHook.Load() > 0 && goid() == s.runGoid.Load()
-}
-
-// goid is the calling goroutine's id, read from its stack header
-// ("goroutine 7 [running]:"). It is only compared, never kept.
-func goid() uint64 {
-	var buf [64]byte
-	b := bytes.TrimPrefix(buf[:runtime.Stack(buf[:], false)], []byte("goroutine "))
-	if i := bytes.IndexByte(b, ' '); i > 0 {
-		b = b[:i]
-	}
-	id, _ := strconv.ParseUint(string(b), 10, 64)
-	return id
 }

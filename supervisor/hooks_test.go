@@ -93,7 +93,7 @@ func TestBeforeSpawnErrorIsStartFailure(t *testing.T) {
 	for range 3 {
 		recv(ctx, t, calls, "a BeforeSpawn call")
 	}
-	if st := s.Stats(); st.Exits.StartFailures < 3 || len(st.Workers) != 0 {
+	if st := s.Stats(); st.StartFailures < 3 || len(st.Workers) != 0 {
 		t.Errorf("stats %+v: want 3 start failures and no worker", st)
 	}
 	s.Close()

@@ -10,65 +10,6 @@ import (
 	"github.com/handoff-dev/handoff/reap"
 )
 
-// Metrics is a snapshot of the supervisor's counters, gauges and
-// histograms, for a monitoring system (package metrics turns it into
-// Prometheus metrics). The counters count since the first program of this
-// process started: an in-place upgrade hands them on, so they never go
-// backwards while the pid lives.
-type Metrics struct {
-	// Generation is the generation serving; GenerationsAlive counts the
-	// distinct generations of the worker processes alive.
-	Generation       uint64
-	GenerationsAlive int
-	// Workers counts the workers by state.
-	Workers WorkerCounts
-
-	// Starts counts worker processes started.
-	Starts   uint64
-	Exits    ExitReasons
-	Rolls    RollResults
-	Upgrades UpgradeResults
-	// NotifyDropped counts the notify datagrams dropped, by reason.
-	NotifyDropped NotifyDrops
-
-	// RollDuration: from the start of a roll to its end, completed or not.
-	// DrainDuration: from a worker being asked to exit to its exit.
-	// SpawnToReady: from a worker's start to its being ready.
-	RollDuration, DrainDuration, SpawnToReady Histogram
-
-	// Sockets are the listening sockets passed to the workers, with their
-	// accept queues as the kernel reports them now.
-	Sockets []SocketQueue
-}
-
-// WorkerCounts counts workers by state. Starting and Ready count the
-// workers in slots; Retiring, the ones asked to exit that have not yet;
-// Backoff, the slots left empty until their backoff has passed.
-type WorkerCounts struct {
-	Starting, Ready, Retiring, Backoff int
-}
-
-// ExitReasons counts worker exits by why they happened. Retired: the
-// supervisor asked (a roll, a scale down, a stop). Watchdog: the watchdog
-// signalled it. Recycled: it reached its maximum lifetime. The others are
-// exits nobody asked for: Clean with status 0, Failed with another status,
-// Signal killed by a signal.
-type ExitReasons struct {
-	Clean, Failed, Signal, Watchdog, Recycled, Retired uint64
-}
-
-// RollResults counts rolls by how they ended. RolledBack counts rolls
-// whose new generation was replaced by the previous one again.
-type RollResults struct {
-	Completed, Failed, RolledBack uint64
-}
-
-// UpgradeResults counts in-place upgrades: Completed ones are counted by
-// the new program once it has taken over.
-type UpgradeResults struct {
-	Completed, Failed uint64
-}
-
 // Histogram is a distribution of durations in seconds. Counts has one
 // entry per bucket, not cumulative: Counts[i] counts the observations v
 // with Bounds[i-1] < v <= Bounds[i], and the last entry, one more than
@@ -125,17 +66,32 @@ func (h Histogram) clone() Histogram {
 }
 
 // counters are the table's counts that outlive a program: they travel in
-// the upgrade state. Only the run goroutine touches them.
+// the upgrade state, as JSON (so the field names are the format). Only the
+// run goroutine touches them. Stats shows them (exitCounts and restarts
+// are in the state beside them).
 type counters struct {
 	Starts   uint64
-	Exits    ExitReasons
-	Rolls    RollResults
-	Upgrades UpgradeResults
+	Exits    exitReasons
+	Rolls    rollResults
+	Upgrades upgradeResults
 	// Notify holds the drops counted by earlier programs; this program's
 	// notify socket counts its own.
 	Notify NotifyDrops
 
 	RollDuration, DrainDuration, SpawnToReady Histogram
+}
+
+// The types of Stats' fields of the same names.
+type (
+	exitReasons    = struct{ Clean, Failed, Signal, Watchdog, Recycled, Retired uint64 }
+	rollResults    = struct{ Completed, Failed, RolledBack uint64 }
+	upgradeResults = struct{ Completed, Failed uint64 }
+)
+
+// exitCounts is the count of the upgrade state's Exits: it once counted
+// the exits by status too, now in counters.Exits only.
+type exitCounts struct {
+	StartFailures int
 }
 
 func newCounters() counters {
@@ -164,6 +120,7 @@ func (c *counters) inherit(o *counters) {
 	c.Notify.Oversized += o.Notify.Oversized
 	c.Notify.Malformed += o.Notify.Malformed
 	c.Notify.FdsClosed += o.Notify.FdsClosed
+	c.Notify.ReadErrors += o.Notify.ReadErrors
 	c.RollDuration.merge(o.RollDuration)
 	c.DrainDuration.merge(o.DrainDuration)
 	c.SpawnToReady.merge(o.SpawnToReady)
@@ -249,28 +206,6 @@ func (t *table) countUpgrade(ok bool) {
 	}
 }
 
-// LastExit is the last exit of a slot's worker that the supervisor did not
-// ask for, or that the watchdog caused: the one a person looks for.
-type LastExit struct {
-	Pid        int
-	Generation uint64
-	// Status is the exit status ("exit status 1", "signal: killed");
-	// Reason is its label in ExitReasons ("failed", "signal", "retired"…).
-	Status, Reason string
-	Time           time.Time
-}
-
-// LastRoll is how the last roll ended.
-type LastRoll struct {
-	// Generation is the generation the roll was to.
-	Generation uint64
-	// Result says how it ended; Error says why when it did not complete.
-	Result  RollResult
-	Error   string
-	Started time.Time
-	Took    time.Duration
-}
-
 // metricsOptions are the options of this file and queue.go.
 type metricsOptions struct {
 	addr    string                             // WithMetrics; "" for none
@@ -280,92 +215,16 @@ type metricsOptions struct {
 	sample  func(*listener.Socket) SocketQueue // test seam; nil: sampleQueue
 }
 
-// published is what the run goroutine last published for readers on
-// other goroutines: Metrics reads it without waiting for the loop, so a
-// scrape is answered even while the loop is busy (an upgrade's exec).
-type published struct {
-	m     Metrics
-	socks []*listener.Socket
-}
-
-// publish stores the table's metrics for Supervisor.Metrics. The run loop
-// calls it after every event.
-func (t *table) publish() {
-	m := Metrics{
-		Generation:    t.gen,
-		Starts:        t.count.Starts,
-		Exits:         t.count.Exits,
-		Rolls:         t.count.Rolls,
-		Upgrades:      t.count.Upgrades,
-		RollDuration:  t.count.RollDuration.clone(),
-		DrainDuration: t.count.DrainDuration.clone(),
-		SpawnToReady:  t.count.SpawnToReady.clone(),
-	}
+// totals are the counters with this program's notify drops added to
+// the earlier programs': what Stats shows and an upgrade hands on.
+func (t *table) totals() counters {
+	c := t.count
 	d := t.notify.dropped()
-	m.NotifyDropped = NotifyDrops{
-		Foreign:       t.count.Notify.Foreign + uint64(t.foreign),
-		NoCredentials: t.count.Notify.NoCredentials + d.NoCredentials,
-		Oversized:     t.count.Notify.Oversized + d.Oversized,
-		Malformed:     t.count.Notify.Malformed + d.Malformed,
-		FdsClosed:     t.count.Notify.FdsClosed + d.FdsClosed,
-	}
-	m.Workers = t.workerCounts(time.Now())
-	gens := make(map[uint64]struct{})
-	for w := range t.live {
-		gens[w.info.Generation] = struct{}{}
-	}
-	m.GenerationsAlive = len(gens)
-	m.Sockets = t.queues.published()
-	t.s.pub.Store(&published{m: m, socks: t.socks})
-}
-
-func (t *table) workerCounts(now time.Time) WorkerCounts {
-	var c WorkerCounts
-	for _, sl := range t.slots {
-		for _, w := range []*child{sl.w, sl.next} {
-			switch {
-			case w == nil:
-			case w.info.State == Starting:
-				c.Starting++
-			case w.info.State == Ready:
-				c.Ready++
-			}
-		}
-		if sl.w == nil && !sl.vetoed && !t.stopping && now.Before(sl.notBefore) {
-			c.Backoff++
-		}
-	}
-	for w := range t.live {
-		if w.info.State == Stopping || t.slotOf(w) == nil {
-			c.Retiring++
-		}
-	}
+	c.Notify.Foreign += uint64(t.foreign)
+	c.Notify.NoCredentials += d.NoCredentials
+	c.Notify.Oversized += d.Oversized
+	c.Notify.Malformed += d.Malformed
+	c.Notify.FdsClosed += d.FdsClosed
+	c.Notify.ReadErrors += d.ReadErrors
 	return c
-}
-
-// Metrics returns the supervisor's metrics: the counters as the run
-// goroutine last published them (it does after every event) and the accept
-// queues as the kernel reports them now. It does not wait for the run
-// goroutine, so it answers during an upgrade too. Before Run it returns
-// the zero Metrics; after Run, the last values.
-func (s *Supervisor) Metrics() Metrics {
-	p := s.pub.Load()
-	if p == nil {
-		return Metrics{}
-	}
-	m := p.m
-	m.RollDuration, m.DrainDuration, m.SpawnToReady = m.RollDuration.clone(), m.DrainDuration.clone(), m.SpawnToReady.clone()
-	m.Sockets = slices.Clone(m.Sockets)
-	sample := s.o.metrics.sample
-	if sample == nil {
-		sample = sampleQueue
-	}
-	for i, sock := range p.socks {
-		q := sample(sock)
-		if i < len(m.Sockets) {
-			q.NotServed, q.NotServedSince = m.Sockets[i].NotServed, m.Sockets[i].NotServedSince
-			m.Sockets[i] = q
-		}
-	}
-	return m
 }

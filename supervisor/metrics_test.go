@@ -126,9 +126,9 @@ func TestNotServedWarning(t *testing.T) {
 	for range 2 {
 		dial("unix", "@"+strings.TrimPrefix(unixAddr, "web=unix://@"))
 	}
-	m := f.s.Metrics()
+	m := f.s.Stats()
 	if len(m.Sockets) != 2 {
-		t.Fatalf("metrics: %d sockets, want 2: %+v", len(m.Sockets), m.Sockets)
+		t.Fatalf("stats: %d sockets, want 2: %+v", len(m.Sockets), m.Sockets)
 	}
 	// WithListen's sockets come first, then WithSockets'.
 	for i, want := range []uint32{2, 3} {
@@ -167,9 +167,6 @@ func TestNotServedWarning(t *testing.T) {
 	st := f.s.Stats()
 	if len(st.Sockets) != 2 || !st.Sockets[0].NotServed || !st.Sockets[1].NotServed || st.Sockets[1].Len != 3 {
 		t.Errorf("stats sockets %+v, want both not served, 3 waiting on the TCP one", st.Sockets)
-	}
-	if m := f.s.Metrics(); !m.Sockets[0].NotServed || !m.Sockets[1].NotServed {
-		t.Errorf("metrics sockets %+v, want both not served", m.Sockets)
 	}
 	// One more connection: still not served, and not warned again.
 	dial("tcp", f.sock.Addr().String())
@@ -216,7 +213,7 @@ func TestQueueUnderSlowWorker(t *testing.T) {
 		<-dialed
 	}
 	// All n are connected, and the worker takes one per 100ms.
-	q := f.s.Metrics().Sockets[0]
+	q := f.s.Stats().Sockets[0]
 	if !q.Known || q.Len == 0 || q.Len > n || q.Max < q.Len {
 		t.Errorf("queue under a burst of %d connections to a slow worker: %+v, want a non-empty queue", n, q)
 	}
@@ -241,11 +238,11 @@ func deadlineOf(t *testing.T) time.Time {
 // starts, a roll, a SIGKILL, a failed roll, and the drains they caused.
 func TestMetricsCount(t *testing.T) {
 	ctx := deadline(t)
-	logOpt, logs := observed(t)
+	logOpt, _ := observed(t)
 	f := newFixture(t, "notify", []string{"TEST_FAIL_GEN=3"}, logOpt, supervisor.WithWorkers(2), supervisor.WithMinUptime(0),
 		supervisor.WithReadiness(supervisor.ReadyOnNotify()))
-	if m := f.s.Metrics(); m.Starts != 0 || m.Sockets != nil {
-		t.Errorf("metrics before Run: %+v", m)
+	if m := f.s.Stats(); m.Starts != 0 || m.Sockets != nil {
+		t.Errorf("stats before Run: %+v", m)
 	}
 	f.run(ctx)
 	f.waitReady(ctx)
@@ -266,19 +263,17 @@ func TestMetricsCount(t *testing.T) {
 		t.Fatal("the roll to generation 3, whose workers exit at once, succeeded")
 	}
 	// The two retired workers of generation 1 exit, and the failed one.
-	waitLog(t, logs, "new worker exited before it was ready", nil)
-	for len(logs.FilterMessage("worker exited").All()) < 2 {
-		waitLog(t, logs, "worker exited", nil)
-		time.Sleep(10 * time.Millisecond) // the observer has no notification
-	}
-	f.s.Stats() // the loop has published since
-	m := f.s.Metrics()
-	want := supervisor.Metrics{Generation: 2, Starts: 6}
-	want.Exits = supervisor.ExitReasons{Signal: 1, Retired: 2, Failed: 1}
+	m := waitStats(ctx, t, f.s, "4 exits", func(st supervisor.Stats) bool {
+		e := st.Exits
+		return e.Clean+e.Failed+e.Signal+e.Watchdog+e.Recycled+e.Retired >= 4
+	})
+	var want supervisor.Stats
+	want.Generation, want.Starts = 2, 6
+	want.Exits.Signal, want.Exits.Retired, want.Exits.Failed = 1, 2, 1
 	// The roll to 3 fails at its first new worker, and is rolled back.
-	want.Rolls = supervisor.RollResults{Completed: 1, RolledBack: 1}
+	want.Rolls.Completed, want.Rolls.RolledBack = 1, 1
 	if m.Generation != want.Generation || m.Starts != want.Starts || m.Rolls != want.Rolls || m.Exits != want.Exits {
-		t.Errorf("metrics %+v, want generation %d, %d starts, rolls %+v, exits %+v", m, want.Generation, want.Starts, want.Rolls, want.Exits)
+		t.Errorf("stats %+v, want generation %d, %d starts, rolls %+v, exits %+v", m, want.Generation, want.Starts, want.Rolls, want.Exits)
 	}
 	if m.RollDuration.Count != 2 || m.SpawnToReady.Count != 5 || m.DrainDuration.Count != 2 {
 		t.Errorf("histograms: %d rolls, %d spawn-to-ready, %d drains; want 2, 5, 2",
@@ -291,8 +286,14 @@ func TestMetricsCount(t *testing.T) {
 	if sum != m.SpawnToReady.Count || len(m.SpawnToReady.Counts) != len(m.SpawnToReady.Bounds)+1 {
 		t.Errorf("spawn-to-ready histogram %+v: buckets do not add up", m.SpawnToReady)
 	}
-	if m.Workers.Ready != 2 || m.GenerationsAlive < 1 {
-		t.Errorf("workers %+v, generations alive %d", m.Workers, m.GenerationsAlive)
+	ready := 0
+	for _, w := range m.Workers {
+		if w.State == supervisor.Ready {
+			ready++
+		}
+	}
+	if ready != 2 || m.GenerationsAlive() < 1 {
+		t.Errorf("workers %+v, generations alive %d", m.Workers, m.GenerationsAlive())
 	}
 	st = f.s.Stats()
 	if st.LastRoll == nil || st.LastRoll.Result != supervisor.RollRolledBack || st.LastRoll.Generation != 3 || st.LastRoll.Error == "" {

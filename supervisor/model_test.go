@@ -112,7 +112,7 @@ func TestModel(t *testing.T) {
 	settle := func(step string) supervisor.Stats {
 		t.Helper()
 		st := wait(step+": every slot ready on the serving generation (no slot stuck)", func(st supervisor.Stats) bool {
-			if st.Rolling || st.Retiring != 0 || len(st.Workers) != n-len(vetoed) || len(st.Slots) != n {
+			if st.Rolling || len(st.Retiring) != 0 || len(st.Workers) != n-len(vetoed) || len(st.Slots) != n {
 				return false
 			}
 			for _, sl := range st.Slots {
@@ -139,8 +139,8 @@ func TestModel(t *testing.T) {
 		if st.Generation > lastGen {
 			t.Fatalf("%s: serving generation %d, never rolled to", step, st.Generation)
 		}
-		if st.WatchdogKills != hung {
-			t.Fatalf("%s: the watchdog fired %d times, but %d workers hung", step, st.WatchdogKills, hung)
+		if st.Exits.Watchdog != uint64(hung) {
+			t.Fatalf("%s: the watchdog ended %d workers, but %d workers hung", step, st.Exits.Watchdog, hung)
 		}
 		if bad := m.broken(); len(bad) > 0 {
 			t.Fatalf("%s: %s", step, strings.Join(bad, "; "))

@@ -6,7 +6,7 @@ import "github.com/handoff-dev/handoff/internal/notify"
 // descriptors that came with datagrams and were closed (Stats.NotifyDropped).
 type NotifyDrops struct {
 	// Foreign: datagrams from a process that is not a worker (nor, with WithNotifyAccessAll, a
-	// worker's descendant). Counted in Metrics; Stats.ForeignNotify counts them for this program.
+	// worker's descendant).
 	Foreign uint64
 	// NoCredentials: datagrams without the sender's pid. The kernel attaches it to every
 	// datagram once SO_PASSCRED is set, which the supervisor does before binding, so this

@@ -34,7 +34,7 @@ const defaultNotServedAfter = 10 * time.Second
 // stay non-empty without going down, while workers are ready, before the
 // supervisor warns that the socket is not served (default 10s; 0 turns the
 // check off). It warns once, naming the socket and the workers, until the
-// queue moves again; Stats, Metrics and the status show it meanwhile. This
+// queue moves again; Stats (so the metrics and the status) shows it meanwhile. This
 // catches a worker that says it is ready but never accepts on the socket it
 // was passed (a server that ignores LISTEN_FDS): clients then wait in the
 // kernel's queue and nothing else fails.
@@ -114,7 +114,7 @@ func (t *table) watchQueues(now time.Time) {
 	}
 }
 
-// published returns the queues as last sampled, for Stats and Metrics.
+// published returns the queues as last sampled, for Stats.
 func (qw *queueWatch) published() []SocketQueue {
 	qs := make([]SocketQueue, len(qw.socks))
 	for i, sq := range qw.socks {

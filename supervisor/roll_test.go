@@ -89,8 +89,8 @@ func TestRollReplacesEveryWorker(t *testing.T) {
 			old[w.Pid] = true
 		}
 		// The old workers were told to go; they may still be draining.
-		if st.Retiring+int(st.Exits.Clean) < 3*int(gen-1) {
-			t.Fatalf("after the roll to %d: %d retiring, %d exited, want %d", gen, st.Retiring, st.Exits.Clean, 3*(gen-1))
+		if len(st.Retiring)+int(st.Exits.Retired) < 3*int(gen-1) {
+			t.Fatalf("after the roll to %d: %d retiring, %d exited, want %d", gen, len(st.Retiring), st.Exits.Retired, 3*(gen-1))
 		}
 	}
 	// Replay the log: a worker retires only while N others are ready.
@@ -129,7 +129,7 @@ func TestRollAbortsOnFailure(t *testing.T) {
 				t.Fatalf("Roll: %v, want an error saying %q", err, tc.want)
 			}
 			st := f.s.Stats()
-			if st.Generation != 1 || st.Rolling || !strings.Contains(st.LastRollError, tc.want) {
+			if st.Generation != 1 || st.Rolling || st.LastRoll == nil || !strings.Contains(st.LastRoll.Error, tc.want) {
 				t.Fatalf("stats after the failed roll: %+v", st)
 			}
 			pids := map[int]bool{w1.Pid: true, w2.Pid: true}
@@ -141,7 +141,7 @@ func TestRollAbortsOnFailure(t *testing.T) {
 			// The failed worker was asked to stop (it may have accepted
 			// connections: it drains them); once it is gone, only the
 			// old generation answers.
-			waitStats(ctx, t, f.s, "the failed worker's exit", func(st supervisor.Stats) bool { return st.Retiring == 0 })
+			waitStats(ctx, t, f.s, "the failed worker's exit", func(st supervisor.Stats) bool { return len(st.Retiring) == 0 })
 			for range 4 {
 				if fields := strings.Fields(f.ask()); fields[2] != "1" {
 					t.Fatalf("generation %s answered after a failed roll", fields[2])
@@ -247,8 +247,8 @@ func TestNotifyFromStranger(t *testing.T) {
 		t.Fatalf("slot %d became ready, want only slot 1", w.Slot)
 	}
 	st := f.s.Stats()
-	if st.ForeignNotify != 5 {
-		t.Fatalf("foreign notify count %d, want 5", st.ForeignNotify)
+	if st.NotifyDropped.Foreign != 5 {
+		t.Fatalf("foreign notify count %d, want 5", st.NotifyDropped.Foreign)
 	}
 	if st.Workers[0].State != supervisor.Starting {
 		t.Fatalf("slot 0 is %v, want still starting", st.Workers[0].State)

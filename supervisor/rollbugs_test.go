@@ -2,6 +2,7 @@ package supervisor_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -165,16 +166,19 @@ func TestVetoedSlotComesBackAtNextRoll(t *testing.T) {
 func TestAbortedRollRetiresGracefully(t *testing.T) {
 	ctx := deadline(t)
 	f := newRollFixture(t, []string{"TEST_MUTE_GEN=2"}, supervisor.WithReadyTimeout(2*time.Second))
+	exits := make(chan supervisor.ExitEvent, 16)
+	f.extra.AfterExit = func(e supervisor.ExitEvent) { exits <- e }
 	f.run(ctx)
 	f.waitReady(ctx)
 	if err := f.s.Roll(ctx); err == nil {
 		t.Fatal("roll to a generation that is never ready succeeded")
 	}
-	st := waitStats(ctx, t, f.s, "the new worker's exit", func(st supervisor.Stats) bool {
-		return st.Exits.Clean+st.Exits.Failed+st.Exits.Signaled >= 1 && st.Retiring == 0
-	})
-	if st.Exits.Signaled != 0 || st.Exits.Clean != 1 {
-		t.Fatalf("the aborted roll's worker ended %+v, want a clean exit after the stop signal", st.Exits)
+	e := recv(ctx, t, exits, "the new worker's exit")
+	if !e.Asked || e.Status.Signal != 0 || e.Status.Code != 0 {
+		t.Fatalf("the aborted roll's worker ended %+v, want a clean exit after the stop signal", e)
+	}
+	if st := f.s.Stats(); st.Exits.Retired != 1 || st.Exits.Signal+st.Exits.Failed+st.Exits.Clean != 0 {
+		t.Fatalf("exits %+v, want the one retired", st.Exits)
 	}
 }
 
@@ -183,15 +187,17 @@ func TestAbortedRollRetiresGracefully(t *testing.T) {
 func TestStopTimeoutZeroNeverKills(t *testing.T) {
 	ctx := deadline(t)
 	f := newFixture(t, "slowterm", []string{"TEST_DRAIN=300ms"}, supervisor.WithStopTimeout(0))
+	exits := make(chan supervisor.ExitEvent, 16)
+	f.extra.AfterExit = func(e supervisor.ExitEvent) { exits <- e }
 	f.run(ctx)
 	w := f.waitSpawn(ctx)
 	f.ask() // serving, so its SIGTERM handler is in place
 	if err := f.s.Roll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	st := waitStats(ctx, t, f.s, "the retired worker's exit", func(st supervisor.Stats) bool { return st.Retiring == 0 })
-	if st.Exits.Signaled != 0 || st.Exits.Clean != 1 {
-		t.Fatalf("worker %d retired with no stop timeout ended %+v, want a clean exit", w.Pid, st.Exits)
+	e := recv(ctx, t, exits, "the retired worker's exit")
+	if e.Worker.Pid != w.Pid || e.Status.Signal != 0 || e.Status.Code != 0 {
+		t.Fatalf("worker %d retired with no stop timeout ended %+v, want a clean exit", w.Pid, e)
 	}
 }
 
@@ -208,8 +214,8 @@ func TestWatchdogArmedAtReady(t *testing.T) {
 	f.run(ctx)
 	select {
 	case w := <-f.ready:
-		if st := f.s.Stats(); st.WatchdogKills != 0 {
-			t.Fatalf("worker %d ready after %d watchdog kills", w.Pid, st.WatchdogKills)
+		if st := f.s.Stats(); st.Exits.Watchdog != 0 {
+			t.Fatalf("worker %d ready after %d watchdog kills", w.Pid, st.Exits.Watchdog)
 		}
 	case st := <-f.exited:
 		t.Fatalf("worker %d ended (%v) before it was ready: the watchdog ran during its start", st.Pid, st)
@@ -237,7 +243,7 @@ func TestHookCallsBack(t *testing.T) {
 	f.run(ctx)
 	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for _, want := range []string{"stats 1", "scale supervisor: called from a hook"} {
+	for _, want := range []string{"stats 1", "scale " + supervisor.ErrInHook.Error()} {
 		select {
 		case g := <-got:
 			if !strings.HasPrefix(g, want) {
@@ -246,5 +252,81 @@ func TestHookCallsBack(t *testing.T) {
 		case <-wait.Done():
 			t.Fatalf("a hook calling the supervisor got no answer: deadlock (waiting for %q)", want)
 		}
+	}
+}
+
+// TestCallsWhileAHookRuns is the rule for calls made while a hook runs,
+// which the supervisor applies without knowing who calls: Stats answers
+// from anywhere; Roll and Scale wait for the hook, and are refused with
+// ErrInHook, changing nothing, when it holds on (from another goroutine
+// while the hook waits; from the hook itself, which waits for its answer);
+// once the hook has returned they work again, and their outcome is in
+// Stats as they return; a call made as a prompt hook ends is served.
+// Shutdown from a hook begins the stop and returns ErrInHook.
+func TestCallsWhileAHookRuns(t *testing.T) {
+	ctx := deadline(t)
+	var s *supervisor.Supervisor
+	entered, release := make(chan supervisor.RollEvent, 1), make(chan struct{})
+	fromHook := make(chan error, 2)
+	f := newFixture(t, "serve", nil)
+	f.extra.OnRollEnd = func(e supervisor.RollEvent) {
+		switch e.Generation {
+		case 2:
+			entered <- e
+			<-release
+			fromHook <- s.Roll(ctx)
+		case 3:
+			fromHook <- s.Shutdown(ctx)
+		}
+	}
+	s = f.s
+	f.run(ctx)
+	f.waitReady(ctx)
+	rolled := make(chan error, 1)
+	go func() { rolled <- s.Roll(ctx) }()
+	recv(ctx, t, entered, "the OnRollEnd hook")
+
+	// The hook holds the run goroutine.
+	st := s.Stats()
+	if st.Generation != 2 || st.Rolling || st.LastRoll == nil || st.LastRoll.Result != supervisor.RollCompleted {
+		t.Errorf("Stats while OnRollEnd runs: generation %d, rolling %v, last roll %+v; want the completed roll to 2",
+			st.Generation, st.Rolling, st.LastRoll)
+	}
+	if err := s.Scale(ctx, 3); !errors.Is(err, supervisor.ErrInHook) {
+		t.Errorf("Scale from another goroutine while a hook runs: %v, want ErrInHook", err)
+	}
+	close(release)
+	if err := recv(ctx, t, fromHook, "the hook's Roll"); !errors.Is(err, supervisor.ErrInHook) {
+		t.Errorf("Roll from the hook: %v, want ErrInHook", err)
+	}
+	if err := recv(ctx, t, rolled, "the roll"); err != nil {
+		t.Fatalf("Roll: %v", err)
+	}
+	if st := s.Stats(); len(st.Slots) != 1 || st.Generation != 2 || st.Rolls.Completed != 1 {
+		t.Fatalf("after the refused calls: %d slots, generation %d, %d rolls; want 1, 2 and 1 (nothing changed)",
+			len(st.Slots), st.Generation, st.Rolls.Completed)
+	}
+
+	// The hook has returned: the same calls work, and Stats shows them done.
+	if err := s.Scale(ctx, 2); err != nil {
+		t.Fatalf("Scale after the hook: %v", err)
+	}
+	if st := s.Stats(); len(st.Slots) != 2 || len(st.Workers) != 2 {
+		t.Fatalf("Stats as Scale(2) returns: %d slots, %d workers", len(st.Slots), len(st.Workers))
+	}
+	f.waitReady(ctx)
+	f.waitReady(ctx)
+
+	// Shutdown from a hook: refused to wait, the stop goes on. The Roll
+	// comes as the prompt OnReady hook of the last worker may still run: it
+	// waits for it, and is served.
+	go s.Roll(ctx)
+	if err := recv(ctx, t, fromHook, "the hook's Shutdown"); !errors.Is(err, supervisor.ErrInHook) {
+		t.Errorf("Shutdown from the hook: %v, want ErrInHook", err)
+	}
+	select {
+	case <-s.Done():
+	case <-ctx.Done():
+		t.Fatal("Run did not end after a Shutdown from a hook")
 	}
 }

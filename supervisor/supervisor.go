@@ -53,16 +53,10 @@ type Supervisor struct {
 
 	stopOnce, killOnce sync.Once
 
-	// A hook calling back: inHook counts hooks running, on the goroutine
-	// runGoid; cur is the table, which that goroutine may read directly.
-	inHook  atomic.Int32
-	runGoid atomic.Uint64
-	cur     *table
-
 	mu    sync.Mutex
 	phase phase
 
-	pub      atomic.Pointer[published] // the run goroutine's last metrics
+	pub      atomic.Pointer[published] // the run goroutine's last snapshot, for Stats
 	draining atomic.Bool               // a stop (or its shutdown delay) has begun
 }
 
@@ -213,10 +207,7 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer t.close()
-	s.cur = t
-	s.runGoid.Store(goid())
-	close(s.running)
-	return t.loop(ctx)
+	return t.loop(ctx) // closes s.running once it serves
 }
 
 // Running returns a channel that is closed once Run has bound its sockets
@@ -235,7 +226,7 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 	if !s.beginStop() {
 		return nil
 	}
-	if s.onRunGoroutine() {
+	if s.hookRunning() {
 		return ErrInHook // the stop goes on once the hook returns
 	}
 	select {
@@ -255,7 +246,7 @@ func (s *Supervisor) Close() error {
 		return nil
 	}
 	s.kill()
-	if s.onRunGoroutine() {
+	if s.hookRunning() {
 		return ErrInHook
 	}
 	<-s.done
@@ -278,12 +269,13 @@ func (s *Supervisor) beginStop() bool {
 
 func (s *Supervisor) kill() { s.killOnce.Do(func() { close(s.killC) }) }
 
-// Stats returns a snapshot of the worker table; the zero Stats before Run
-// starts or after it returns.
-func (s *Supervisor) Stats() Stats {
-	var st Stats
-	s.call(func(t *table) { st = t.stats() })
-	return st
+// hookRunning asks the run goroutine whether it may be waited for: it
+// answers with the table once no hook runs, or with nil if a hook holds on
+// past the grace (see runHook), as one that called Shutdown or Close does.
+func (s *Supervisor) hookRunning() bool {
+	inHook := false
+	s.call(func(t *table) { inHook = t == nil })
+	return inHook
 }
 
 // Roll replaces every worker with a new one of the next generation, a
@@ -342,16 +334,25 @@ func (s *Supervisor) ScaleBy(ctx context.Context, delta int) (int, error) {
 }
 
 // await sends a request that answers on done and waits for the answer.
+//
+// Once answered, it waits for the run goroutine to take another request:
+// it publishes before it does, so Stats then shows the request's outcome.
 func (s *Supervisor) await(ctx context.Context, req func(*table, chan<- error)) error {
-	if s.onRunGoroutine() {
-		return ErrInHook
-	}
 	done := make(chan error, 1)
-	if !s.call(func(t *table) { req(t, done) }) {
+	if !s.call(func(t *table) {
+		if t == nil {
+			done <- ErrInHook
+			return
+		}
+		req(t, done)
+	}) {
 		return ErrClosed
 	}
 	select {
 	case err := <-done:
+		if !errors.Is(err, ErrInHook) {
+			s.call(func(*table) {})
+		}
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
@@ -366,17 +367,15 @@ func (s *Supervisor) await(ctx context.Context, req func(*table, chan<- error)) 
 }
 
 // call runs f on the run goroutine and waits for it, or does nothing when
-// the supervisor is not running.
+// the supervisor is not running. If it comes while a hook runs that holds
+// on past the grace, f gets a nil table, a refusal: it must change nothing
+// and wait for nothing (see runHook).
 func (s *Supervisor) call(f func(*table)) bool {
 	s.mu.Lock()
 	p := s.phase
 	s.mu.Unlock()
 	if p != running {
 		return false
-	}
-	if s.onRunGoroutine() {
-		f(s.cur) // a hook: the table is this goroutine's already
-		return true
 	}
 	ran := make(chan struct{})
 	select {

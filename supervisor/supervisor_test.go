@@ -75,7 +75,7 @@ func TestRestartsKilledWorker(t *testing.T) {
 		w = nw
 	}
 	st := f.s.Stats()
-	if st.Restarts != 20 || st.Exits.Signaled != 20 || st.Exits.StartFailures != 0 {
+	if st.Restarts != 20 || st.Exits.Signal != 20 || st.StartFailures != 0 {
 		t.Errorf("stats %+v: want 20 restarts after 20 kills, no start failure", st)
 	}
 	if got := fdCount(t); got > fds {
@@ -109,7 +109,7 @@ func TestCrashLoopBacksOff(t *testing.T) {
 		}
 		last = st.Time
 	}
-	if st := f.s.Stats(); st.Exits.StartFailures < 8 || st.Exits.Failed < 8 {
+	if st := f.s.Stats(); st.StartFailures < 8 || st.Exits.Failed < 8 {
 		t.Errorf("stats %+v: want at least 8 start failures", st)
 	}
 }

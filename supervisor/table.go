@@ -76,10 +76,9 @@ type table struct {
 	fatal       error // Run gives up with this (WithMaxStartFailures)
 	lastRollErr error
 	restarts    int
-	exitsBy     ExitCounts
-	foreign     int // notify messages from processes that are not workers
-	hung        int // workers the watchdog signalled
-	recycled    int // workers replaced at their maximum lifetime
+	exitsBy     exitCounts
+	foreign     int            // notify messages from processes that are not workers
+	kept        []func(*table) // requests that came while a hook ran (hooks.go)
 
 	count           counters      // metrics.go
 	queues          queueWatch    // queue.go
@@ -295,14 +294,25 @@ func (t *table) loop(ctx context.Context) error {
 	t.serveEndpoints() // health: once the workers are started or resumed
 	t.schedule()
 	t.afterOperation() // a roll requested before an upgrade
+	t.publish()
+	close(s.running) // Stats shows the workers just started
+	ping := false    // the last event was a watchdog ping: Stats is as it was
 	for !t.stopping || len(t.live) > 0 || t.strays.Len() > 0 {
 		for t.sigs != nil && len(t.carried) > 0 { // from before an exec, or kept by a failed one
 			sig := t.carried[0]
 			t.carried = t.carried[1:]
 			t.onSignal(sig)
+			ping = false
 		}
-		t.publish()
+		if len(t.kept) > 0 {
+			t.serveKept()
+			ping = false
+		}
+		if !ping {
+			t.publish()
+		}
 		t.rearm()
+		ping = false
 		select {
 		case e := <-t.exits:
 			t.onExit(e)
@@ -311,6 +321,7 @@ func (t *table) loop(ctx context.Context) error {
 		case p := <-t.janitorExits:
 			t.onJanitorExit(p)
 		case m := <-t.notes:
+			ping = t.byPid[m.Pid] != nil && m == notifyMsg{Pid: m.Pid, Watchdog: true}
 			t.onNotify(m)
 		case r := <-t.preflights:
 			t.onPreflight(r)
@@ -335,6 +346,7 @@ func (t *table) loop(ctx context.Context) error {
 			t.killAll()
 		}
 	}
+	t.serveKept()
 	t.publish()
 	t.log.Info("stopped", zap.Int("restarts", t.restarts))
 	return t.fatal
@@ -433,39 +445,6 @@ func (t *table) onTimer() {
 	t.treeDeadline(now)
 	t.delayOver(now)
 	t.schedule()
-}
-
-func (t *table) stats() Stats {
-	st := Stats{
-		Generation:    t.gen,
-		Rolling:       t.roll != nil,
-		LastRoll:      t.lastRoll,
-		Restarts:      t.restarts,
-		Exits:         t.exitsBy,
-		NotifySocket:  t.notify.Name(),
-		ForeignNotify: t.foreign,
-		NotifyDropped: t.notify.dropped(),
-		WatchdogKills: t.hung,
-		Recycled:      t.recycled,
-	}
-	if t.lastRollErr != nil {
-		st.LastRollError = t.lastRollErr.Error()
-	}
-	for _, sl := range t.slots {
-		for _, w := range []*child{sl.w, sl.next} {
-			if w != nil {
-				st.Workers = append(st.Workers, w.infoNow())
-			}
-		}
-	}
-	for w := range t.live {
-		if t.slotOf(w) == nil {
-			st.Retiring++
-			st.RetiringWorkers = append(st.RetiringWorkers, w.infoNow())
-		}
-	}
-	t.moreStats(&st)
-	return st
 }
 
 func reply(done chan<- error, err error) {

@@ -29,7 +29,7 @@ type upgradeState struct {
 	Workers        []stateWorker
 	Slots          []stateSlot
 	Restarts       int
-	Exits          ExitCounts
+	Exits          exitCounts
 	AnnouncedReady bool
 	PendingRoll    bool
 
@@ -298,13 +298,7 @@ func (t *table) resume(st *upgradeState) (err error) {
 // handOverCounters returns the counters to hand on, with this program's
 // notify drops added to the earlier programs'.
 func (t *table) handOverCounters() *counters {
-	c := t.count
-	d := t.notify.dropped()
-	c.Notify.Foreign += uint64(t.foreign)
-	c.Notify.NoCredentials += d.NoCredentials
-	c.Notify.Oversized += d.Oversized
-	c.Notify.Malformed += d.Malformed
-	c.Notify.FdsClosed += d.FdsClosed
+	c := t.totals()
 	return &c
 }
 

@@ -299,8 +299,16 @@ func printStatus(w io.Writer, st *statusReport) {
 	if st.Retiring > 0 {
 		fmt.Fprintf(w, ", %d more retiring", st.Retiring)
 	}
-	fmt.Fprintf(w, "\nexits:      %d clean, %d failed, %d by signal, %d start failures; %d restarts\n",
-		st.Exits.Clean, st.Exits.Failed, st.Exits.Signaled, st.Exits.StartFailures, st.Restarts)
+	e := st.Exits
+	fmt.Fprintf(w, "\nexits:      %d clean, %d failed, %d by signal, %d by the watchdog (not asked for); %d recycled, %d retired\n",
+		e.Clean, e.Failed, e.Signal, e.Watchdog, e.Recycled, e.Retired)
+	fmt.Fprintf(w, "starts:     %d; %d restarts, %d start failures\n", st.Starts, st.Restarts, st.StartFailures)
+	fmt.Fprintf(w, "rolls:      %d completed, %d rolled back, %d failed; upgrades: %d completed, %d failed\n",
+		st.Rolls.Completed, st.Rolls.RolledBack, st.Rolls.Failed, st.Upgrades.Completed, st.Upgrades.Failed)
+	if d := st.NotifyDropped; d != (notifyReport{}) {
+		fmt.Fprintf(w, "notify:     dropped %d foreign, %d without credentials, %d oversized, %d malformed; %d fds closed, %d read errors\n",
+			d.Foreign, d.NoCredentials, d.Oversized, d.Malformed, d.FdsClosed, d.ReadErrors)
+	}
 	if lr := st.LastRoll; lr != nil {
 		fmt.Fprintf(w, "last roll:  to generation %d %s in %s, %s ago", lr.Generation, lr.Result,
 			fmtDuration(time.Duration(lr.TookSeconds*float64(time.Second))), fmtDuration(now.Sub(lr.Started)))
@@ -308,8 +316,6 @@ func printStatus(w io.Writer, st *statusReport) {
 			fmt.Fprintf(w, ": %s", lr.Error)
 		}
 		fmt.Fprintln(w)
-	} else if st.LastRollError != "" {
-		fmt.Fprintf(w, "last roll failed: %s\n", st.LastRollError)
 	}
 	if st.MetricsAddr != "" {
 		fmt.Fprintf(w, "metrics:    http://%s/metrics\n", st.MetricsAddr)

@@ -171,14 +171,21 @@ type statusReport struct {
 	Upgraded bool      `json:"upgraded"`
 	Command  []string  `json:"command"`
 
-	Generation    uint64 `json:"generation"`
-	Rolling       bool   `json:"rolling"`
-	LastRollError string `json:"last_roll_error,omitempty"`
+	Generation uint64 `json:"generation"`
+	Rolling    bool   `json:"rolling"`
 	// Retiring counts workers asked to exit that have not yet.
 	Retiring int            `json:"retiring"`
-	Restarts int            `json:"restarts"`
-	Exits    exitsReport    `json:"exits"`
 	Workers  []workerReport `json:"workers"`
+
+	// The counters, as supervisor.Stats has them (and /metrics shows them):
+	// since the process started, across upgrades in place.
+	Starts        uint64        `json:"starts"`
+	Restarts      uint64        `json:"restarts"`
+	StartFailures uint64        `json:"start_failures"`
+	Exits         exitsReport   `json:"exits"`
+	Rolls         rollsReport   `json:"rolls"`
+	Upgrades      upgradeReport `json:"upgrades"`
+	NotifyDropped notifyReport  `json:"notify_dropped"`
 
 	// GenerationsAlive counts the distinct generations of live workers.
 	GenerationsAlive int `json:"generations_alive"`
@@ -235,11 +242,35 @@ type rollReport struct {
 	TookSeconds float64   `json:"took_seconds"`
 }
 
+// exitsReport counts exits by reason: the supervisor asked for the
+// retired ones; the watchdog, recycled ones and the others nobody did.
 type exitsReport struct {
-	Clean         int `json:"clean"`
-	Failed        int `json:"failed"`
-	Signaled      int `json:"signaled"`
-	StartFailures int `json:"start_failures"`
+	Clean    uint64 `json:"clean"`
+	Failed   uint64 `json:"failed"`
+	Signal   uint64 `json:"signal"`
+	Watchdog uint64 `json:"watchdog"`
+	Recycled uint64 `json:"recycled"`
+	Retired  uint64 `json:"retired"`
+}
+
+type rollsReport struct {
+	Completed  uint64 `json:"completed"`
+	Failed     uint64 `json:"failed"`
+	RolledBack uint64 `json:"rolled_back"`
+}
+
+type upgradeReport struct {
+	Completed uint64 `json:"completed"`
+	Failed    uint64 `json:"failed"`
+}
+
+type notifyReport struct {
+	Foreign       uint64 `json:"foreign"`
+	NoCredentials uint64 `json:"no_credentials"`
+	Oversized     uint64 `json:"oversized"`
+	Malformed     uint64 `json:"malformed"`
+	FdsClosed     uint64 `json:"fds_closed"`
+	ReadErrors    uint64 `json:"read_errors"`
 }
 
 type workerReport struct {

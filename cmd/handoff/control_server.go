@@ -280,13 +280,19 @@ func (c *controlServer) status() *statusReport {
 		Pid: c.inst.pid, Version: c.inst.version, Started: c.inst.started, ExecTime: c.inst.execTime,
 		Upgraded:   c.inst.upgraded,
 		Command:    c.inst.command,
-		Generation: st.Generation, Rolling: st.Rolling, LastRollError: st.LastRollError,
-		Retiring: st.Retiring, Restarts: st.Restarts,
-		Exits: exitsReport{
-			Clean: st.Exits.Clean, Failed: st.Exits.Failed, Signaled: st.Exits.Signaled,
-			StartFailures: st.Exits.StartFailures,
+		Generation: st.Generation, Rolling: st.Rolling,
+		Retiring: len(st.Retiring),
+		Workers:  make([]workerReport, 0, len(st.Workers)),
+
+		Starts: st.Starts, Restarts: st.Restarts, StartFailures: st.StartFailures,
+		Exits:    exitsReport(st.Exits),
+		Rolls:    rollsReport(st.Rolls),
+		Upgrades: upgradeReport(st.Upgrades),
+		NotifyDropped: notifyReport{
+			Foreign: st.NotifyDropped.Foreign, NoCredentials: st.NotifyDropped.NoCredentials,
+			Oversized: st.NotifyDropped.Oversized, Malformed: st.NotifyDropped.Malformed,
+			FdsClosed: st.NotifyDropped.FdsClosed, ReadErrors: st.NotifyDropped.ReadErrors,
 		},
-		Workers: make([]workerReport, 0, len(st.Workers)),
 	}
 	for _, w := range st.Workers {
 		r.Workers = append(r.Workers, workerReportOf(w, now))
@@ -310,18 +316,13 @@ func workerReportOf(w supervisor.WorkerInfo, now time.Time) workerReport {
 // addStatus adds what status shows beyond the workers: retiring workers,
 // slots, sockets, the last roll.
 func addStatus(r *statusReport, st supervisor.Stats, now time.Time) {
-	gens := map[uint64]bool{}
-	for _, w := range st.Workers {
-		gens[w.Generation] = true
-	}
 	r.RetiringWorkers = []workerReport{}
-	for _, w := range st.RetiringWorkers {
-		gens[w.Generation] = true
+	for _, w := range st.Retiring {
 		wr := workerReportOf(w, now)
 		wr.State = "retiring"
 		r.RetiringWorkers = append(r.RetiringWorkers, wr)
 	}
-	r.GenerationsAlive = len(gens)
+	r.GenerationsAlive = st.GenerationsAlive()
 	r.Slots = []slotReport{}
 	for _, sl := range st.Slots {
 		sr := slotReport{Slot: sl.Index, Failures: sl.Failures, Restarts: sl.Restarts, Vetoed: sl.Vetoed}

@@ -66,7 +66,7 @@
 //
 // # Control subcommands
 //
-//	handoff status  -pidfile PATH     workers, pids, generation, state, uptime, restarts
+//	handoff status  -pidfile PATH     workers, slots, sockets, and the counters /metrics has
 //	handoff reload  -pidfile PATH     roll, and wait until the new generation serves
 //	handoff upgrade -pidfile PATH     upgrade in place, and check that it happened
 //	handoff scale N -pidfile PATH     run N workers (0 pauses); +N or -N to add or remove

@@ -181,7 +181,6 @@ func TestMetricsThroughRestarts(t *testing.T) {
 		_, from = p.waitLog(from, "its replacement ready", func(l logLine) bool {
 			return l.Msg == "worker ready" && l.Worker == victim.Slot
 		})
-		// The status is served by the loop, which published before it.
 		statusJSON(t, "-pidfile", pidfile)
 		s.setPhase("after kill")
 	}
