@@ -107,7 +107,11 @@ func (t *table) onExit(e exit) {
 	if up {
 		sl.failures = 0
 	} else {
-		t.failed(sl, workerExit(w, st))
+		err := workerExit(w, st)
+		if w.notReady != "" {
+			err = fmt.Errorf("%s: %w", w.notReady, err)
+		}
+		t.failed(sl, err)
 	}
 	restart := true
 	if h := t.o.hooks.OnExit; h != nil {

@@ -2,9 +2,12 @@ package supervisor
 
 import (
 	"fmt"
+	"os"
 	"time"
 
+	"github.com/handoff-dev/handoff/internal/acceptq"
 	"github.com/handoff-dev/handoff/internal/notify"
+	"github.com/handoff-dev/handoff/internal/proctree"
 	"github.com/handoff-dev/handoff/worker"
 	"go.uber.org/zap"
 )
@@ -109,6 +112,7 @@ func (t *table) onNotify(m notifyMsg) {
 		t.log.Debug("notify message from a process that is not a worker", zap.Int("pid", m.Pid))
 		return
 	}
+	w.notified = true
 	if m.Status != "" {
 		w.status = m.Status
 	}
@@ -128,4 +132,40 @@ func (t *table) sdNotify(state string) {
 	if _, err := worker.Notify(state); err != nil {
 		t.log.Warn("notifying the service manager", zap.Error(err))
 	}
+}
+
+// notReady says why w, not ready at its ready timeout, is killed (what the
+// start failures it makes say when the supervisor gives up), and, for a
+// worker that serves or never spoke to the notify socket, what to do.
+func (t *table) notReady(w *child) (why, hint string) {
+	why = fmt.Sprintf("not ready within %v", t.o.readyTimeout)
+	var what string
+	switch {
+	case t.acceptedConns(w):
+		what = "was accepting connections but never sent READY=1"
+	case !w.notified:
+		what = "sent no notify message at all, no READY=1"
+	default:
+		return why, ""
+	}
+	return why + ": it " + what + " (a server that does not speak sd_notify needs -ready start, with a -probe)",
+		"the worker " + what + "; a server that does not speak sd_notify (uvicorn, " +
+			"most servers) never will: use -ready start (or delay:D), with a -probe to check that it serves " +
+			"(WithReadiness(ReadyOnStart()), WithProbe)"
+}
+
+// acceptedConns reports whether w's process tree holds a connection
+// accepted on one of the sockets.
+func (t *table) acceptedConns(w *child) bool {
+	pids := []int{w.info.Pid}
+	if procs, err := proctree.Scan(); err == nil {
+		for _, p := range proctree.Tree(procs, os.Getpid(), map[int]bool{w.info.Pid: true}, map[int]bool{w.info.Pid: true}) {
+			pids = append(pids, p.Pid)
+		}
+	}
+	ok, err := acceptq.Accepted(pids, t.socks)
+	if err != nil {
+		t.log.Debug("looking for the connections a worker accepted", zap.Error(err))
+	}
+	return ok
 }

@@ -108,6 +108,8 @@ type child struct {
 	hung     bool      // the watchdog signalled it
 	hurried  bool      // told to end its drain now (draining.go)
 	status   string    // the last STATUS= it sent
+	notified bool      // it sent a notify message, any
+	notReady string    // why it was killed at its ready timeout ("" if it was not)
 	cgroup   string    // its cgroup's directory; "": none (cgroup.go)
 
 	retiredAt time.Time // when it was asked to exit; zero if not
@@ -425,9 +427,14 @@ func (t *table) onTimer() {
 		case t.o.readiness.mode != readyNotify:
 			t.ready(w) // start and delay readiness
 		default:
-			t.log.Error("worker not ready in time: killing", append(workerFields(w.info),
-				zap.Duration("ready_timeout", t.o.readyTimeout))...)
-			err := fmt.Errorf("new worker %d (slot %d) not ready within %v", w.info.Pid, w.info.Slot, t.o.readyTimeout)
+			why, hint := t.notReady(w)
+			w.notReady = why
+			fields := append(workerFields(w.info), zap.Duration("ready_timeout", t.o.readyTimeout))
+			if hint != "" {
+				fields = append(fields, zap.String("hint", hint))
+			}
+			t.log.Error("worker not ready in time: killing", fields...)
+			err := fmt.Errorf("new worker %d (slot %d) %s", w.info.Pid, w.info.Slot, w.notReady)
 			if sl := t.slotOf(w); sl != nil && sl.next == w {
 				t.failNext(sl, err)
 				continue

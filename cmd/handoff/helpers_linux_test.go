@@ -29,6 +29,8 @@ func runHelper(name string) int {
 		return helperEcho()
 	case "exit":
 		return 0
+	case "silent":
+		return helperSilent()
 	}
 	fmt.Fprintf(os.Stderr, "unknown helper %q\n", name)
 	return 2
@@ -102,6 +104,25 @@ func helperEcho() int {
 	accepting.Wait()
 	conns.Wait()
 	return 0
+}
+
+// helperSilent serves like a server that does not speak sd_notify
+// (uvicorn): it accepts on its sockets and holds each connection open,
+// and never says READY=1.
+func helperSilent() int {
+	ls, err := listener.Inherit()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "silent:", err)
+		return 1
+	}
+	var held []net.Conn
+	for {
+		c, err := ls[0].Accept()
+		if err != nil {
+			return 1
+		}
+		held = append(held, c)
+	}
 }
 
 // echoConn is a connection to the echo helper.

@@ -193,6 +193,7 @@ type logLine struct {
 	Processes  int    `json:"processes"`
 	Ts         string `json:"ts"`
 	Cgroup     string `json:"cgroup"`
+	Hint       string `json:"hint"`
 
 	SystemdSockets []string `json:"systemd_sockets"`
 }

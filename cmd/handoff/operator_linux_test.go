@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSubcommandTypo: a word that is neither a subcommand nor a program is
@@ -127,4 +128,50 @@ func TestUnixSocketRemovedAtStop(t *testing.T) {
 	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
 		t.Errorf("%s after the stop: %v; want it removed", sock, err)
 	}
+}
+
+// TestNeverNotifyingServer: a server that accepts connections but never
+// says READY=1 under -ready notify (uvicorn) is killed at the ready timeout
+// with a log line that says so and names -ready start and -probe; the
+// kills count as start failures, so -max-start-failures ends the loop with
+// a non-zero exit and that reason in the last line.
+func TestNeverNotifyingServer(t *testing.T) {
+	checkFds(t)
+	p := startProc(t, bins.handoff, []string{"-listen", "tcp://127.0.0.1:0", "-ready", "notify",
+		"-ready-timeout", "2s", "-max-start-failures", "2", "-log-format", "json", "--", testExe(t)}, helperEnv+"=silent")
+	l, from := p.waitMsg(0, "listening")
+	_, from = p.waitMsg(from, "worker started")
+	// A client the worker accepts: it serves, it only never says so.
+	c, err := net.DialTimeout("tcp", l.Addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var killed logLine
+	killed, from = p.waitMsg(from, "worker not ready in time: killing")
+	for _, want := range []string{"accepting connections", "never sent READY=1", "-ready start", "-probe"} {
+		if !strings.Contains(killed.Hint, want) {
+			t.Errorf("the ready-timeout line's hint %q does not say %q", killed.Hint, want)
+		}
+	}
+	code := p.wait()
+	if code == 0 {
+		t.Errorf("handoff exited 0 after giving up; want non-zero")
+	}
+	last := p.lastLog()
+	if last.Level != "error" || !strings.Contains(last.Error, "giving up: not ready within 2s") ||
+		!strings.Contains(last.Error, "READY=1") || !strings.Contains(last.Error, "-ready start") {
+		t.Errorf("last log line %+v: want the error giving up, naming the missing READY=1", last)
+	}
+}
+
+// lastLog is the last log line of a process whose output has ended.
+func (p *proc) lastLog() logLine {
+	<-p.readDone
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.logs) == 0 {
+		return logLine{}
+	}
+	return p.logs[len(p.logs)-1]
 }

@@ -14,3 +14,8 @@ import (
 func Sample(*listener.Socket) (Queue, error) {
 	return Queue{}, fmt.Errorf("accept queues on %s: %w", runtime.GOOS, handoff.ErrNotSupported)
 }
+
+// Accepted cannot tell: false.
+func Accepted([]int, []*listener.Socket) (bool, error) {
+	return false, fmt.Errorf("accepted connections on %s: %w", runtime.GOOS, handoff.ErrNotSupported)
+}
