@@ -3,12 +3,8 @@
 package supervisor
 
 import (
-	"fmt"
 	"os"
-	"runtime"
 	"syscall"
-
-	"github.com/handoff-dev/handoff"
 )
 
 var handledSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
@@ -21,7 +17,3 @@ const (
 )
 
 func monotonicUsec() int64 { return 0 }
-
-func execInPlace(string, []string, []int, bool, func() []string) error {
-	return fmt.Errorf("%w: %s", handoff.ErrNotSupported, runtime.GOOS)
-}

@@ -424,7 +424,7 @@ func ownedVar(kv string) bool {
 	for _, name := range []string{
 		"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET",
 		"WATCHDOG_USEC", "WATCHDOG_PID",
-		worker.EnvWorker, worker.EnvGeneration, worker.EnvSupervisorPID, worker.EnvLivenessFd, worker.EnvStopTimeout, "HANDOFF_TRAMPOLINE", envPreflight, envUpgradeState, envUpgradeSignals,
+		worker.EnvWorker, worker.EnvGeneration, worker.EnvSupervisorPID, worker.EnvLivenessFd, worker.EnvStopTimeout, "HANDOFF_TRAMPOLINE", envPreflight, envUpgradeState,
 		janitor.EnvState, janitor.Env,
 	} {
 		if len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/early"
+	"github.com/handoff-dev/handoff/internal/handover"
 )
 
 // The variables of an in-place upgrade. The old program first runs the new
@@ -14,15 +15,13 @@ import (
 // would after the exec, and New, once it has checked everything, writes
 // preflightOK to fd 3 and exits 0 instead of returning. So a build whose
 // flags, main or New fail is refused before the exec. Then the old program
-// execs it with the worker table in HANDOFF_UPGRADE_STATE.
+// execs it, handing it the worker table (package internal/handover; the
+// environment carries only the number of the descriptor it is on, in
+// HANDOFF_UPGRADE_STATE).
 const (
 	envPreflight    = "HANDOFF_PREFLIGHT"
-	envUpgradeState = early.EnvUpgradeState
-	// envUpgradeSignals lists the signals (numbers, comma-separated) the
-	// old program received after it wrote HANDOFF_UPGRADE_STATE, read at
-	// the last moment before the exec.
-	envUpgradeSignals = "HANDOFF_UPGRADE_SIGNALS"
-	preflightOK       = "handoff-preflight-ok"
+	envUpgradeState = handover.EnvState
+	preflightOK     = "handoff-preflight-ok"
 
 	preflightTimeout = 10 * time.Second
 )
@@ -34,8 +33,7 @@ const (
 // preflight run that checks the new program before the exec, which ends in
 // New. Ask before Run.
 func Resuming() bool {
-	_, ok := os.LookupEnv(envUpgradeState)
-	return ok || os.Getenv(envPreflight) != ""
+	return handover.Pending() || os.Getenv(envPreflight) != ""
 }
 
 // preflightExit ends a preflight run once New has checked everything: it

@@ -9,12 +9,13 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/handoff-dev/handoff/internal/handover"
 )
 
 type preflightResult struct {
@@ -183,71 +184,48 @@ func (t *table) exec(path string) error {
 		return errors.Join(err, restore())
 	}
 	// Signals received and not yet handled go with the table; what arrives
-	// in the exec window is execInPlace's business.
-	st.Signals = t.carried
+	// in the exec window is handover.Exec's business.
+	signals := t.carried
 	t.carried = nil
 	for drained := false; t.sigs != nil && !drained; {
 		select {
 		case sig := <-t.sigs:
-			st.Signals = append(st.Signals, sig.(syscall.Signal))
+			signals = append(signals, sig.(syscall.Signal))
 		default:
 			drained = true
 		}
 	}
-	state, err := json.Marshal(st)
+	table, err := json.Marshal(st)
 	if err != nil {
+		t.carried = signals
 		return errors.Join(err, restore())
 	}
-	env := []string{envUpgradeState + "=" + string(state)}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, envUpgradeState+"=") {
-			env = append(env, kv)
-		}
+	h := &handover.Handoff{
+		Path: path, Args: os.Args, Env: os.Environ(),
+		Fds:   []int{st.NotifyFd, st.LivenessFds[0], st.LivenessFds[1]},
+		State: handover.State{Table: table, Signals: signals},
+		Sigs:  t.sigs,
 	}
-	fds := []int{st.NotifyFd, st.LivenessFds[0], st.LivenessFds[1]}
 	for _, s := range st.Sockets {
-		fds = append(fds, s.Fd)
+		h.Fds = append(h.Fds, s.Fd)
 	}
 	for _, fd := range []int{st.MetricsFd, st.HealthFd} {
 		if fd > 0 {
-			fds = append(fds, fd)
+			h.Fds = append(h.Fds, fd)
 		}
 	}
 	for _, r := range st.Recipes {
 		if r.Fd > 0 {
-			fds = append(fds, r.Fd)
+			h.Fds = append(h.Fds, r.Fd)
 		}
 	}
 	// The janitor's pipe stays open across the exec, so that the janitor
 	// does not take it for the supervisor's death (janitor.go).
 	if v, fd, ok := t.janitorExec(); ok {
-		env, fds = append(env, v), append(fds, fd)
+		h.Env, h.Fds = append(h.Env, v), append(h.Fds, fd)
 	}
-	// Signals that came meanwhile are read once more at the last moment:
-	// one received later than that, before the new program notifies its
-	// handlers, is lost (see execInPlace).
-	var late []syscall.Signal
-	last := func() []string {
-		for t.sigs != nil {
-			select {
-			case sig := <-t.sigs:
-				late = append(late, sig.(syscall.Signal))
-				continue
-			default:
-			}
-			break
-		}
-		if len(late) == 0 {
-			return nil
-		}
-		nums := make([]string, len(late))
-		for i, sig := range late {
-			nums[i] = strconv.Itoa(int(sig))
-		}
-		return []string{envUpgradeSignals + "=" + strings.Join(nums, ",")}
-	}
-	err = execInPlace(path, env, fds, t.sigs != nil, last)
-	t.carried = slices.Concat(st.Signals, late, t.carried) // not handed over after all
+	late, err := handover.Exec(h)
+	t.carried = slices.Concat(signals, late, t.carried) // not handed over after all
 	return errors.Join(err, restore())
 }
 

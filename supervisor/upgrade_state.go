@@ -8,12 +8,11 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/cloexec"
+	"github.com/handoff-dev/handoff/internal/handover"
 	"github.com/handoff-dev/handoff/listener"
 	"go.uber.org/zap"
 )
@@ -37,8 +36,9 @@ type upgradeState struct {
 	LastRoll  *LastRoll
 	MetricsFd int // 0: none
 	HealthFd  int `json:",omitempty"` // 0: none
-	// Signals the old program had received and not handled yet.
-	Signals []syscall.Signal
+	// Signals the old program had received and not handled yet; they go
+	// beside the table (handover.State).
+	Signals []syscall.Signal `json:"-"`
 	// Recipes are the generations' pinned recipes: a generation keeps its
 	// program across the upgrade, open on Fd, so that its restarts and the
 	// way back of a later roll still run it.
@@ -83,46 +83,40 @@ type stateSlot struct {
 	LastExit           *LastExit
 }
 
-// takeUpgradeState reads and removes the state an upgrade left in the
-// environment; nil when there is none.
+// takeUpgradeState reads the state an upgrade handed this program; nil
+// when there is none. One this program cannot read is an error, before
+// anything of it is used.
 func takeUpgradeState() (*upgradeState, error) {
-	v, ok := os.LookupEnv(envUpgradeState)
-	if !ok {
+	hs, err := handover.Receive()
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
+	}
+	if hs == nil {
 		return nil, nil
 	}
-	os.Unsetenv(envUpgradeState)
 	var st upgradeState
-	if err := json.Unmarshal([]byte(v), &st); err != nil {
-		return nil, fmt.Errorf("supervisor: %s: %w", envUpgradeState, err)
+	if err := json.Unmarshal(hs.Table, &st); err != nil {
+		return nil, fmt.Errorf("supervisor: upgrade state: %w", err)
 	}
-	// The signals read at the exec's last moment (upgrade_exec.go); an
-	// entry that is not a signal number is no signal.
-	if v, ok := os.LookupEnv(envUpgradeSignals); ok {
-		os.Unsetenv(envUpgradeSignals)
-		for f := range strings.SplitSeq(v, ",") {
-			if n, err := strconv.Atoi(f); err == nil && n > 0 && n < 65 {
-				st.Signals = append(st.Signals, syscall.Signal(n))
-			}
-		}
-	}
+	st.Signals = hs.Signals
 	if st.NotifyFd < 3 || st.LivenessFds[0] < 3 || st.LivenessFds[1] < 3 || st.Generation == 0 {
-		return nil, fmt.Errorf("supervisor: %s: notify fd %d, liveness fds %v, generation %d",
-			envUpgradeState, st.NotifyFd, st.LivenessFds, st.Generation)
+		return nil, fmt.Errorf("supervisor: upgrade state: notify fd %d, liveness fds %v, generation %d",
+			st.NotifyFd, st.LivenessFds, st.Generation)
 	}
 	if st.MetricsFd != 0 && st.MetricsFd < 3 {
-		return nil, fmt.Errorf("supervisor: %s: metrics socket on fd %d", envUpgradeState, st.MetricsFd)
+		return nil, fmt.Errorf("supervisor: upgrade state: metrics socket on fd %d", st.MetricsFd)
 	}
 	if st.HealthFd != 0 && st.HealthFd < 3 {
-		return nil, fmt.Errorf("supervisor: %s: health socket on fd %d", envUpgradeState, st.HealthFd)
+		return nil, fmt.Errorf("supervisor: upgrade state: health socket on fd %d", st.HealthFd)
 	}
 	for _, s := range st.Sockets {
 		if s.Fd < 3 {
-			return nil, fmt.Errorf("supervisor: %s: socket %q on fd %d", envUpgradeState, s.Name, s.Fd)
+			return nil, fmt.Errorf("supervisor: upgrade state: socket %q on fd %d", s.Name, s.Fd)
 		}
 	}
 	for _, r := range st.Recipes {
 		if r.Path == "" || r.Fd != 0 && r.Fd < 3 {
-			return nil, fmt.Errorf("supervisor: %s: generation %d's program %q on fd %d", envUpgradeState, r.Generation, r.Path, r.Fd)
+			return nil, fmt.Errorf("supervisor: upgrade state: generation %d's program %q on fd %d", r.Generation, r.Path, r.Fd)
 		}
 	}
 	return &st, nil
