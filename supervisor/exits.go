@@ -17,9 +17,16 @@ func (t *table) startFailed(sl *slot, err error) {
 		zap.Int("failures", sl.failures), zap.Duration("retry_in", d))
 }
 
+// crashLoop is the number of start failures in a row that makes a slot
+// crash-looping, for the log and Stats.
+const crashLoop = 3
+
 // failed counts a start failure of sl, and gives up when there have been
 // too many in a row (WithMaxStartFailures).
 func (t *table) failed(sl *slot, err error) {
+	if sl.failures == 0 {
+		sl.failingSince = time.Now()
+	}
 	sl.failures++
 	t.exitsBy.StartFailures++
 	if n := t.o.maxFailures; n > 0 && sl.failures >= n && t.fatal == nil {
@@ -105,13 +112,19 @@ func (t *table) onExit(e exit) {
 	sl.w = nil
 	up := !w.readyAt.IsZero() && st.Time.Sub(w.readyAt) >= t.o.minUptime
 	if up {
-		sl.failures = 0
+		sl.failures, sl.failingSince = 0, time.Time{}
 	} else {
 		err := workerExit(w, st)
 		if w.notReady != "" {
 			err = fmt.Errorf("%s: %w", w.notReady, err)
 		}
 		t.failed(sl, err)
+		if sl.failures == crashLoop && sl.servedGen == w.info.Generation {
+			t.log.Warn("a generation that served here now fails to start", append(workerFields(w.info),
+				zap.Int("failures", sl.failures), zap.String("hint", "something it loads at start changed since "+
+					"(an interpreted app edited in place?): deploy each release in a directory of its own, switched "+
+					"with -chdir or a symlink, so that an older generation can still start"))...)
+		}
 	}
 	restart := true
 	if h := t.o.hooks.OnExit; h != nil {

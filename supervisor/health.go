@@ -24,6 +24,9 @@ func (t *table) ready(w *child) {
 	}
 	w.deadline = time.Time{}
 	t.countReady(w)
+	if sl := t.slotOf(w); sl != nil {
+		sl.servedGen = w.info.Generation
+	}
 	if t.o.watchdog > 0 && w.pingBy.IsZero() {
 		// Armed now: a slow start is the ready timeout's business.
 		w.pingBy = w.readyAt.Add(t.o.watchdog)

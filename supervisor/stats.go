@@ -128,6 +128,10 @@ type SlotInfo struct {
 	// LastExit is the last exit of a worker of this slot that was not
 	// asked for (a retirement or recycling); nil if none.
 	LastExit *LastExit
+	// FailingSince is when the start failures in a row began; zero
+	// without one. CrashLooping: there have been 3 or more.
+	FailingSince time.Time
+	CrashLooping bool
 }
 
 // LastExit is the last exit of a slot's worker that the supervisor did not
@@ -243,7 +247,8 @@ func (t *table) publish() {
 				st.Workers = append(st.Workers, w.infoNow())
 			}
 		}
-		si := SlotInfo{Index: sl.index, Failures: sl.failures, Restarts: sl.restarts, Vetoed: sl.vetoed}
+		si := SlotInfo{Index: sl.index, Failures: sl.failures, Restarts: sl.restarts, Vetoed: sl.vetoed,
+			FailingSince: sl.failingSince, CrashLooping: sl.failures >= crashLoop}
 		if sl.w == nil && !sl.vetoed && !t.stopping && now.Before(sl.notBefore) {
 			si.NextRetry = sl.notBefore
 		}

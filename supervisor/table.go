@@ -96,6 +96,10 @@ type slot struct {
 	restarts  int
 	vetoed    bool // OnExit refused the restart
 	lastExit  *LastExit
+	// failingSince is when the start failures in a row began (zero: none);
+	// servedGen, the generation of the last worker that was ready here.
+	failingSince time.Time
+	servedGen    uint64
 }
 
 type child struct {

@@ -320,6 +320,20 @@ func printStatus(w io.Writer, st *statusReport) {
 	if st.MetricsAddr != "" {
 		fmt.Fprintf(w, "metrics:    http://%s/metrics\n", st.MetricsAddr)
 	}
+	var looping []string
+	var failing time.Time
+	for _, sl := range st.Slots {
+		if sl.CrashLooping && sl.FailingSince != nil {
+			looping = append(looping, strconv.Itoa(sl.Slot))
+			if failing.IsZero() || sl.FailingSince.Before(failing) {
+				failing = *sl.FailingSince
+			}
+		}
+	}
+	if len(looping) > 0 {
+		fmt.Fprintf(w, "WARNING:    slot %s crash-looping for %s: %d of %d workers ready; see LAST EXIT below and the log\n",
+			strings.Join(looping, ", "), fmtDuration(now.Sub(failing)), ready, len(st.Slots))
+	}
 	for _, q := range st.Sockets {
 		if q.NotServed && q.NotServedSince != nil {
 			fmt.Fprintf(w, "WARNING:    socket %s (%s) is not served: %d connections wait in its accept queue and no worker has taken one for %s\n",

@@ -211,6 +211,10 @@ type slotReport struct {
 	NextRetry   *time.Time  `json:"next_retry,omitempty"`
 	RetryInSecs float64     `json:"retry_in_seconds,omitempty"`
 	LastExit    *exitReport `json:"last_exit,omitempty"`
+	// FailingSince is when the start failures in a row began; null
+	// without one. CrashLooping: 3 or more of them.
+	FailingSince *time.Time `json:"failing_since,omitempty"`
+	CrashLooping bool       `json:"crash_looping,omitempty"`
 }
 
 type exitReport struct {

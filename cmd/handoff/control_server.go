@@ -325,7 +325,11 @@ func addStatus(r *statusReport, st supervisor.Stats, now time.Time) {
 	r.GenerationsAlive = st.GenerationsAlive()
 	r.Slots = []slotReport{}
 	for _, sl := range st.Slots {
-		sr := slotReport{Slot: sl.Index, Failures: sl.Failures, Restarts: sl.Restarts, Vetoed: sl.Vetoed}
+		sr := slotReport{Slot: sl.Index, Failures: sl.Failures, Restarts: sl.Restarts, Vetoed: sl.Vetoed, CrashLooping: sl.CrashLooping}
+		if !sl.FailingSince.IsZero() {
+			t := sl.FailingSince
+			sr.FailingSince = &t
+		}
 		if !sl.NextRetry.IsZero() {
 			t := sl.NextRetry
 			sr.NextRetry, sr.RetryInSecs = &t, max(t.Sub(now).Seconds(), 0)

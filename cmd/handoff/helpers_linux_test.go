@@ -43,6 +43,12 @@ func runHelper(name string) int {
 // SIGINT it says which on stderr, stops accepting, serves its open
 // connections until their clients close them, and exits 0.
 func helperEcho() int {
+	if f := os.Getenv("HANDOFF_TEST_FAIL_IF"); f != "" {
+		if _, err := os.Stat(f); err == nil {
+			fmt.Fprintln(os.Stderr, "echo: failing at start:", f, "exists")
+			return 1
+		}
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	env := os.Environ()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -174,4 +175,49 @@ func (p *proc) lastLog() logLine {
 		return logLine{}
 	}
 	return p.logs[len(p.logs)-1]
+}
+
+// TestCrashLoopShowsInStatus: a generation that served and now fails to
+// start (its files changed under it) shows in status, text and JSON, as
+// crash-looping since when, and the log says once what to do.
+func TestCrashLoopShowsInStatus(t *testing.T) {
+	checkFds(t)
+	dir := t.TempDir()
+	pidfile, fail := filepath.Join(dir, "app.pid"), filepath.Join(dir, "fail")
+	p := startProc(t, bins.handoff, []string{"-workers", "2", "-ready", "notify", "-listen", "tcp://127.0.0.1:0",
+		"-pidfile", pidfile, "-backoff", "10ms", "-backoff-max", "50ms", "-log-format", "json", "--", testExe(t)},
+		helperEnv+"=echo", "HANDOFF_TEST_FAIL_IF="+fail)
+	_, from := p.waitMsg(0, "listening")
+	pids, from := p.waitReady(from, 2, 1)
+	if err := os.WriteFile(fail, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := p.waitMsg(from, "a generation that served here now fails to start")
+	if !strings.Contains(l.Hint, "-chdir") || !strings.Contains(l.Hint, "directory of its own") {
+		t.Errorf("hint %q: want the advice to deploy each release in its own directory", l.Hint)
+	}
+	out := mustCLI(t, "status", "-pidfile", pidfile)
+	if !strings.Contains(out, "WARNING:    slot 0 crash-looping for") && !strings.Contains(out, "WARNING:    slot 1 crash-looping for") ||
+		!strings.Contains(out, "1 of 2 workers ready") {
+		t.Errorf("status does not warn of the crash loop:\n%s", out)
+	}
+	st := statusJSON(t, "-pidfile", pidfile)
+	looping := 0
+	for _, sl := range st.Slots {
+		if sl.CrashLooping {
+			looping++
+			if sl.FailingSince == nil || sl.Failures < 3 {
+				t.Errorf("slot %+v: crash-looping without failing_since or 3 failures", sl)
+			}
+		}
+	}
+	if looping != 1 {
+		t.Errorf("status -json: %d slots crash-looping, want 1: %+v", looping, st.Slots)
+	}
+	if code := p.stop(); code != 0 {
+		t.Errorf("handoff exited with %d after SIGTERM, want 0", code)
+	}
 }
