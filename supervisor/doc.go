@@ -88,23 +88,24 @@
 // of [Supervisor] send it requests and are safe from any goroutine.
 // [Hooks] are called one at a time, in the order of the events, without a
 // lock held; the run goroutine waits for each and changes nothing
-// meanwhile, so a hook must return promptly. Stats answers from anywhere.
-// The other methods, called while a hook runs (from it or from elsewhere:
-// the run goroutine tells that it is inside a hook, not who calls), wait
-// for the hook; if it is still running a second later (a hook that called
-// back waits for its own answer), they return [ErrInHook] and change
-// nothing, and Shutdown and Close have begun the stop. So from a hook,
-// start a roll or a scale on a goroutine of its own.
+// meanwhile, so a hook must return promptly. Each hook runs on a goroutine
+// of its own, locked to its OS thread while it runs, and that is how the
+// supervisor knows a call back from it: Stats answers at once, with the
+// table as the hook sees it; Roll, Upgrade, Scale and ScaleBy return
+// [ErrInHook] and change nothing; Shutdown and Close begin the stop and
+// return ErrInHook. Calls from other goroutines wait for the hook and are
+// then served. So from a hook, start a roll or a scale on a goroutine of
+// its own, and do not wait for it.
 //
 // # Observing
 //
 // [Supervisor.Stats] returns one snapshot of the supervisor: the workers,
 // slots and sockets, the last roll, and the counters (starts, restarts,
 // exits by reason, rolls, upgrades, dropped notify messages, durations)
-// that an in-place upgrade hands on. The run goroutine publishes it after
-// every event, so Stats never waits for it: it answers from a hook and
-// during an upgrade. The handoff command's status and package metrics are
-// both built from it.
+// that an in-place upgrade hands on. Stats waits for the event the run
+// goroutine is handling, so it shows the outcome of every event before it
+// (from a hook: the table as the hook sees it). The handoff command's
+// status and package metrics are both built from it.
 //
 // # Logs
 //

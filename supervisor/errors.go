@@ -10,10 +10,8 @@ var (
 	// ErrRunning is returned by a second call of Run.
 	ErrRunning = errors.New("supervisor: already running")
 	// ErrInHook is returned by Roll, Upgrade, Scale and ScaleBy called
-	// while a hook runs that did not return within a second (as a hook that
-	// calls them does not: it waits for its own answer), which then change
-	// nothing, and by Shutdown and Close, which have begun the stop but
-	// cannot wait for it (see Hooks). From a hook, call them on a goroutine
-	// of their own.
+	// from a hook, which then change nothing, and by Shutdown and Close
+	// called from a hook, which have begun the stop but cannot wait for it
+	// (see Hooks). From a hook, call them on a goroutine of their own.
 	ErrInHook = errors.New("supervisor: called while a hook runs; call it from another goroutine")
 )

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/handoff-dev/handoff/reap"
@@ -14,18 +15,16 @@ import (
 // goroutine changes nothing, so a hook sees the table as it is and must
 // return promptly.
 //
-// A hook may call back into the supervisor, with one rule, which the
-// supervisor applies without knowing who calls. Stats never waits for the
-// run goroutine and answers everywhere. A call that needs the run goroutine
-// (Roll, Upgrade, Scale, ScaleBy; Shutdown and Close, to wait for the stop)
-// and comes while a hook runs, from the hook or from another goroutine,
-// waits for the hook, and is served once it has returned; if the hook has
-// not returned a second after the first such call (a hook that called back
-// never does: it waits for its answer), the calls made meanwhile are
-// refused with ErrInHook and change nothing (Shutdown and Close have begun
-// the stop, which goes on once the hook returns), and so is any call until
-// it returns. From a hook, start a roll or a scale on a goroutine of its
-// own: go s.Roll(ctx).
+// A hook may call back into the supervisor. From the hook's own goroutine
+// (the supervisor knows it by its OS thread, which the goroutine holds while
+// the hook runs), Stats answers at once with the table as the hook sees it;
+// Roll, Upgrade, Scale and ScaleBy return ErrInHook and change nothing
+// (they would wait for the run goroutine, which waits for the hook); Shutdown
+// and Close begin the stop, which goes on once the hook returns, and return
+// ErrInHook. A call from any other goroutine while a hook runs waits for the
+// hook and the event that called it, and is then served. So a hook must not
+// wait for a goroutine of its own that calls in: start a roll or a scale
+// from a hook as go s.Roll(ctx), and do not wait for it.
 type Hooks struct {
 	// BeforeSpawn is called before each worker starts, with the spawn it is
 	// about to make. It may change the path, arguments, environment,
@@ -116,48 +115,32 @@ type Spawn struct {
 	Generation uint64
 }
 
-// hookGrace is how long a call made while a hook runs waits for the hook
-// before it is refused (see Hooks).
-const hookGrace = time.Second
-
-// runHook calls a hook, f, on a goroutine of its own and waits for it. The
-// loop thus tells that it is inside a hook without knowing who calls:
-// requests that come meanwhile are kept, to be served once the hook and
-// the event that called it are done (see serveKept), unless the hook is
-// still running hookGrace after the first of them: then they are refused
-// (a nil table, which the requests take for ErrInHook), and so are the
-// later ones while it runs. A hook that calls back is thus answered, never
-// deadlocked, and another goroutine's call waits for a prompt hook. It
-// publishes first, so that Stats from the hook shows the table as it is.
+// runHook calls a hook, f, on a goroutine of its own, locked to its OS
+// thread while f runs, and waits for it. A call back into the supervisor
+// from that goroutine is found by its thread (see Supervisor.inHook), with
+// no goroutine id: Stats answers with the table as the hook sees it (which
+// runHook publishes first), the others refuse with ErrInHook. Requests from
+// other goroutines that come meanwhile are kept, to be served once the hook
+// and the event that called it are done (see serveKept).
 func (t *table) runHook(f func()) {
 	t.publish()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		// No other goroutine runs on this thread until UnlockOSThread, so
+		// its id names the hook's goroutine for as long as f runs.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		t.s.hookThread.Store(int64(threadID()))
+		defer t.s.hookThread.Store(0)
 		f()
 	}()
-	var grace <-chan time.Time
-	refusing := false
 	for {
 		select {
 		case <-done:
 			return
 		case req := <-t.s.reqs:
-			switch {
-			case refusing:
-				req(nil)
-			case grace == nil:
-				grace = time.After(hookGrace)
-				fallthrough
-			default:
-				t.kept = append(t.kept, req)
-			}
-		case <-grace:
-			grace, refusing = nil, true
-			for _, req := range t.kept {
-				req(nil)
-			}
-			t.kept = nil
+			t.kept = append(t.kept, req)
 		}
 	}
 }

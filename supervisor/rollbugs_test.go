@@ -255,24 +255,21 @@ func TestHookCallsBack(t *testing.T) {
 	}
 }
 
-// TestCallsWhileAHookRuns is the rule for calls made while a hook runs,
-// which the supervisor applies without knowing who calls: Stats answers
-// from anywhere; Roll and Scale wait for the hook, and are refused with
-// ErrInHook, changing nothing, when it holds on (from another goroutine
-// while the hook waits; from the hook itself, which waits for its answer);
-// once the hook has returned they work again, and their outcome is in
-// Stats as they return; a call made as a prompt hook ends is served.
-// Shutdown from a hook begins the stop and returns ErrInHook.
+// TestCallsWhileAHookRuns is the rule for calls made while a hook runs:
+// from the hook, Stats answers at once with the table as the hook sees it,
+// Roll is refused with ErrInHook and changes nothing, and Shutdown begins
+// the stop and returns ErrInHook; from another goroutine, Scale waits for
+// the hook and is then served, and Stats shows its outcome as it returns.
 func TestCallsWhileAHookRuns(t *testing.T) {
 	ctx := deadline(t)
 	var s *supervisor.Supervisor
-	entered, release := make(chan supervisor.RollEvent, 1), make(chan struct{})
+	entered, release := make(chan supervisor.Stats, 1), make(chan struct{})
 	fromHook := make(chan error, 2)
 	f := newFixture(t, "serve", nil)
 	f.extra.OnRollEnd = func(e supervisor.RollEvent) {
 		switch e.Generation {
 		case 2:
-			entered <- e
+			entered <- s.Stats()
 			<-release
 			fromHook <- s.Roll(ctx)
 		case 3:
@@ -284,16 +281,19 @@ func TestCallsWhileAHookRuns(t *testing.T) {
 	f.waitReady(ctx)
 	rolled := make(chan error, 1)
 	go func() { rolled <- s.Roll(ctx) }()
-	recv(ctx, t, entered, "the OnRollEnd hook")
-
-	// The hook holds the run goroutine.
-	st := s.Stats()
+	st := recv(ctx, t, entered, "the OnRollEnd hook")
 	if st.Generation != 2 || st.Rolling || st.LastRoll == nil || st.LastRoll.Result != supervisor.RollCompleted {
-		t.Errorf("Stats while OnRollEnd runs: generation %d, rolling %v, last roll %+v; want the completed roll to 2",
+		t.Errorf("Stats from OnRollEnd: generation %d, rolling %v, last roll %+v; want the completed roll to 2",
 			st.Generation, st.Rolling, st.LastRoll)
 	}
-	if err := s.Scale(ctx, 3); !errors.Is(err, supervisor.ErrInHook) {
-		t.Errorf("Scale from another goroutine while a hook runs: %v, want ErrInHook", err)
+
+	// The hook holds the run goroutine: another goroutine's Scale waits.
+	scaled := make(chan error, 1)
+	go func() { scaled <- s.Scale(ctx, 2) }()
+	select {
+	case err := <-scaled:
+		t.Errorf("Scale from another goroutine returned %v while the hook ran; want it to wait", err)
+	default:
 	}
 	close(release)
 	if err := recv(ctx, t, fromHook, "the hook's Roll"); !errors.Is(err, supervisor.ErrInHook) {
@@ -302,24 +302,16 @@ func TestCallsWhileAHookRuns(t *testing.T) {
 	if err := recv(ctx, t, rolled, "the roll"); err != nil {
 		t.Fatalf("Roll: %v", err)
 	}
-	if st := s.Stats(); len(st.Slots) != 1 || st.Generation != 2 || st.Rolls.Completed != 1 {
-		t.Fatalf("after the refused calls: %d slots, generation %d, %d rolls; want 1, 2 and 1 (nothing changed)",
-			len(st.Slots), st.Generation, st.Rolls.Completed)
-	}
-
-	// The hook has returned: the same calls work, and Stats shows them done.
-	if err := s.Scale(ctx, 2); err != nil {
+	if err := recv(ctx, t, scaled, "the Scale"); err != nil {
 		t.Fatalf("Scale after the hook: %v", err)
 	}
-	if st := s.Stats(); len(st.Slots) != 2 || len(st.Workers) != 2 {
-		t.Fatalf("Stats as Scale(2) returns: %d slots, %d workers", len(st.Slots), len(st.Workers))
+	if st := s.Stats(); len(st.Slots) != 2 || len(st.Workers) != 2 || st.Generation != 2 || st.Rolls.Completed != 1 {
+		t.Fatalf("Stats as Scale(2) returns: %d slots, %d workers, generation %d, %d rolls; want 2, 2, 2, 1 (the hook's Roll changed nothing)",
+			len(st.Slots), len(st.Workers), st.Generation, st.Rolls.Completed)
 	}
 	f.waitReady(ctx)
-	f.waitReady(ctx)
 
-	// Shutdown from a hook: refused to wait, the stop goes on. The Roll
-	// comes as the prompt OnReady hook of the last worker may still run: it
-	// waits for it, and is served.
+	// Shutdown from a hook: refused to wait, the stop goes on.
 	go s.Roll(ctx)
 	if err := recv(ctx, t, fromHook, "the hook's Shutdown"); !errors.Is(err, supervisor.ErrInHook) {
 		t.Errorf("Shutdown from the hook: %v, want ErrInHook", err)

@@ -157,13 +157,16 @@ type LastRoll struct {
 	Took    time.Duration
 }
 
-// Stats returns a snapshot of the supervisor: the table as the run
-// goroutine last published it (it does after every event, and before it
-// calls a hook) and the accept queues as the kernel reports them now. It
-// never waits for the run goroutine, so it answers from a hook and during
-// an upgrade too. Before Run it returns the zero Stats; after Run, the last
-// one. The slices are the caller's.
+// Stats returns a snapshot of the supervisor: the table and its counters,
+// and the accept queues as the kernel reports them now. It waits for the
+// event the run goroutine is handling (and a hook it runs) to end, so it
+// shows the outcome of every event before the call. From a hook it answers
+// at once, with the table as the hook sees it. Before Run it returns the
+// zero Stats; after Run, the last one. The slices are the caller's.
 func (s *Supervisor) Stats() Stats {
+	if !s.inHook() {
+		s.call(func(t *table) { t.publish() })
+	}
 	p := s.pub.Load()
 	if p == nil {
 		return Stats{}

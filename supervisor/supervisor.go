@@ -58,6 +58,9 @@ type Supervisor struct {
 
 	pub      atomic.Pointer[published] // the run goroutine's last snapshot, for Stats
 	draining atomic.Bool               // a stop (or its shutdown delay) has begun
+	// hookThread is the OS thread of the goroutine running a hook, locked
+	// to it while the hook runs; 0 when none runs (see runHook).
+	hookThread atomic.Int64
 }
 
 type phase int
@@ -226,7 +229,7 @@ func (s *Supervisor) Shutdown(ctx context.Context) error {
 	if !s.beginStop() {
 		return nil
 	}
-	if s.hookRunning() {
+	if s.inHook() {
 		return ErrInHook // the stop goes on once the hook returns
 	}
 	select {
@@ -246,7 +249,7 @@ func (s *Supervisor) Close() error {
 		return nil
 	}
 	s.kill()
-	if s.hookRunning() {
+	if s.inHook() {
 		return ErrInHook
 	}
 	<-s.done
@@ -269,13 +272,12 @@ func (s *Supervisor) beginStop() bool {
 
 func (s *Supervisor) kill() { s.killOnce.Do(func() { close(s.killC) }) }
 
-// hookRunning asks the run goroutine whether it may be waited for: it
-// answers with the table once no hook runs, or with nil if a hook holds on
-// past the grace (see runHook), as one that called Shutdown or Close does.
-func (s *Supervisor) hookRunning() bool {
-	inHook := false
-	s.call(func(t *table) { inHook = t == nil })
-	return inHook
+// inHook reports whether the caller is a hook, running on its own
+// goroutine locked to its thread (runHook): a call that waits for the run
+// goroutine would wait for itself.
+func (s *Supervisor) inHook() bool {
+	id := s.hookThread.Load()
+	return id != 0 && id == int64(threadID())
 }
 
 // Roll replaces every worker with a new one of the next generation, a
@@ -338,21 +340,16 @@ func (s *Supervisor) ScaleBy(ctx context.Context, delta int) (int, error) {
 // Once answered, it waits for the run goroutine to take another request:
 // it publishes before it does, so Stats then shows the request's outcome.
 func (s *Supervisor) await(ctx context.Context, req func(*table, chan<- error)) error {
+	if s.inHook() {
+		return ErrInHook
+	}
 	done := make(chan error, 1)
-	if !s.call(func(t *table) {
-		if t == nil {
-			done <- ErrInHook
-			return
-		}
-		req(t, done)
-	}) {
+	if !s.call(func(t *table) { req(t, done) }) {
 		return ErrClosed
 	}
 	select {
 	case err := <-done:
-		if !errors.Is(err, ErrInHook) {
-			s.call(func(*table) {})
-		}
+		s.call(func(*table) {})
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
@@ -367,9 +364,8 @@ func (s *Supervisor) await(ctx context.Context, req func(*table, chan<- error)) 
 }
 
 // call runs f on the run goroutine and waits for it, or does nothing when
-// the supervisor is not running. If it comes while a hook runs that holds
-// on past the grace, f gets a nil table, a refusal: it must change nothing
-// and wait for nothing (see runHook).
+// the supervisor is not running. A call made while a hook runs is served
+// once the hook and its event are done; never call it from a hook.
 func (s *Supervisor) call(f func(*table)) bool {
 	s.mu.Lock()
 	p := s.phase
