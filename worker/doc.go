@@ -38,6 +38,15 @@
 //
 // [Self] tells the worker its slot, generation and supervisor.
 //
+// # Logs
+//
+// The worker shares its supervisor's stderr. The handoff CLI's supervisor
+// tells its workers its log format in $HANDOFF_LOG_FORMAT ([EnvLogFormat]:
+// "json" or "console"), and the drain logs in it: the same keys ("ts",
+// "level", "msg"), time, level spelling, and durations in seconds, so that
+// the stream has one format. [WithDrainLogger] overrides it; without the
+// variable the drain logs to slog.Default().
+//
 // # Signals
 //
 //	SIGTERM, SIGINT   drain: finish in-flight requests, answer later ones with

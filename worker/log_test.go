@@ -1,0 +1,68 @@
+package worker
+
+import (
+	"encoding/json"
+	"log/slog"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestFormatLogger: under a supervisor that logs JSON or console lines,
+// the worker's logger writes its lines the same way: JSON with ts, level
+// and msg, durations in seconds; console lines with the supervisor's
+// shape. Another value leaves the choice to slog.Default().
+func TestFormatLogger(t *testing.T) {
+	for format, want := range map[string]*regexp.Regexp{
+		"json":    regexp.MustCompile(`^\{"level":"info","ts":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d{4})","msg":"worker: drain started","pid":42,"deadline":22\.5\}\n$`),
+		"console": regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3} INFO  worker: drain started {8}pid=42 deadline=22\.5s\n$`),
+	} {
+		f, err := os.CreateTemp(t.TempDir(), "log")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := formatLogger(format, f)
+		l.Debug("hidden")
+		l.Info("worker: drain started", slog.Int("pid", 42), slog.Duration("deadline", 22500*time.Millisecond))
+		f.Close()
+		b, err := os.ReadFile(f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !want.Match(b) {
+			t.Errorf("%s: logged %q, want %v", format, b, want)
+		}
+		if format == "json" {
+			var m map[string]any
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Errorf("json: %q: %v", b, err)
+			}
+		}
+	}
+	for _, format := range []string{"", "text", "JSON"} {
+		if l := formatLogger(format, os.Stderr); l != nil {
+			t.Errorf("formatLogger(%q) is not nil", format)
+		}
+	}
+	t.Setenv(EnvLogFormat, "")
+	if l := defaultLogger(); l != slog.Default() {
+		t.Errorf("without %s the drain does not log to slog.Default()", EnvLogFormat)
+	}
+}
+
+// TestLinksNoSupervisorLogging: the worker package logs in the
+// supervisor's format without linking zap or the supervisor's logging.
+func TestLinksNoSupervisorLogging(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, d := range strings.Fields(string(out)) {
+		if strings.HasPrefix(d, "go.uber.org/zap") || d == "github.com/handoff-dev/handoff/internal/logging" {
+			t.Errorf("worker depends on %s", d)
+		}
+	}
+}
