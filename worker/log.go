@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"log/slog"
 	"os"
 
@@ -35,4 +36,16 @@ func formatLogger(format string, f *os.File) *slog.Logger {
 	fi, err := f.Stat()
 	tty := err == nil && fi.Mode()&os.ModeCharDevice != 0
 	return slog.New(logline.NewHandler(f, format, tty && format == logline.Console))
+}
+
+// logRun writes one of Run's own lines in the supervisor's format, and
+// reports false when the supervisor named none: the caller then writes its
+// plain line.
+func logRun(level slog.Level, msg string, attrs ...slog.Attr) bool {
+	l := formatLogger(os.Getenv(EnvLogFormat), os.Stderr)
+	if l == nil {
+		return false
+	}
+	l.LogAttrs(context.Background(), level, msg, attrs...)
+	return true
 }

@@ -66,3 +66,31 @@ func TestLinksNoSupervisorLogging(t *testing.T) {
 		}
 	}
 }
+
+// TestLogRun: Run's own lines (the supervisor is gone, a watchdog error)
+// are in the supervisor's format when it named one, and left to the
+// caller's plain line otherwise.
+func TestLogRun(t *testing.T) {
+	t.Setenv(EnvLogFormat, "")
+	if logRun(slog.LevelWarn, "worker: the supervisor is gone; exiting") {
+		t.Error("logRun logged without a format")
+	}
+	f, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	stderr := os.Stderr
+	os.Stderr = f
+	t.Setenv(EnvLogFormat, "json")
+	ok := logRun(slog.LevelWarn, "worker: the supervisor is gone; exiting", slog.Int("pid", 42))
+	os.Stderr = stderr
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); !ok || err != nil || m["level"] != "warn" || m["msg"] != "worker: the supervisor is gone; exiting" || m["pid"] != 42.0 {
+		t.Errorf("logRun %v wrote %q (%v)", ok, b, err)
+	}
+}
