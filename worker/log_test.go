@@ -94,3 +94,18 @@ func TestLogRun(t *testing.T) {
 		t.Errorf("logRun %v wrote %q (%v)", ok, b, err)
 	}
 }
+
+// TestDrainLoggerGivenWins: under a supervisor that named its format, the
+// drain logs in it unless a logger was given.
+func TestDrainLoggerGivenWins(t *testing.T) {
+	t.Setenv(EnvLogFormat, "console")
+	o := defaultDrainOptions()
+	if o.logger == slog.Default() || o.logger == nil {
+		t.Errorf("with %s=console the drain logs to %v, not in the supervisor's format", EnvLogFormat, o.logger)
+	}
+	mine := slog.New(slog.DiscardHandler)
+	WithDrainLogger(mine).applyDrain(&o)
+	if o.logger != mine {
+		t.Error("WithDrainLogger did not win over the supervisor's format")
+	}
+}
