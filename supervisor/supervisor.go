@@ -408,6 +408,9 @@ func (s *Supervisor) workerEnv(socks []*listener.Socket, notify string, slot int
 	if s.o.watchdog > 0 {
 		env = append(env, fmt.Sprintf("WATCHDOG_USEC=%d", s.o.watchdog.Microseconds()))
 	}
+	if f := logging.Format(s.log); f != "" { // the workers log in the supervisor's format
+		env = append(env, worker.EnvLogFormat+"="+f)
+	}
 	names := make([]string, len(socks))
 	for i, s := range socks {
 		names[i] = s.Name()
@@ -420,7 +423,7 @@ func ownedVar(kv string) bool {
 	for _, name := range []string{
 		"LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "NOTIFY_SOCKET",
 		"WATCHDOG_USEC", "WATCHDOG_PID",
-		worker.EnvWorker, worker.EnvGeneration, worker.EnvSupervisorPID, worker.EnvLivenessFd, worker.EnvStopTimeout, "HANDOFF_TRAMPOLINE", envPreflight, envUpgradeState,
+		worker.EnvWorker, worker.EnvGeneration, worker.EnvSupervisorPID, worker.EnvLivenessFd, worker.EnvStopTimeout, worker.EnvLogFormat, "HANDOFF_TRAMPOLINE", envPreflight, envUpgradeState,
 		janitor.EnvState, janitor.Env,
 	} {
 		if len(kv) > len(name) && kv[len(name)] == '=' && kv[:len(name)] == name {

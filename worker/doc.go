@@ -38,6 +38,17 @@
 //
 // [Self] tells the worker its slot, generation and supervisor.
 //
+// # Logs
+//
+// The worker shares its supervisor's stderr. The handoff CLI's supervisor
+// tells its workers its log format in $HANDOFF_LOG_FORMAT ([EnvLogFormat]:
+// "json" or "console"), and the drain and Run's own lines (the supervisor
+// is gone, a watchdog error) are written in it: the same keys ("ts",
+// "level", "msg"), time, level spelling, and durations in seconds, so that
+// the stream has one format. [WithDrainLogger] overrides it for the drain;
+// without the variable the drain logs to slog.Default(), and Run's lines
+// are plain text.
+//
 // # Signals
 //
 //	SIGTERM, SIGINT   drain: finish in-flight requests, answer later ones with

@@ -28,7 +28,7 @@ type drainOptions struct {
 }
 
 func defaultDrainOptions() drainOptions {
-	return drainOptions{timeout: DefaultDrainTimeout(), bodyLimit: 1 << 20, logger: slog.Default()}
+	return drainOptions{timeout: DefaultDrainTimeout(), bodyLimit: 1 << 20, logger: defaultLogger()}
 }
 
 func (o drainOptions) validate() error {
@@ -80,8 +80,10 @@ func WithTLSFiles(certFile, keyFile string) DrainOption {
 	return drainOptionFunc(func(o *drainOptions) { o.certFile, o.keyFile = certFile, keyFile })
 }
 
-// WithDrainLogger sets where the drain reports what its deadline cut
-// (default slog.Default()); nil reports nothing.
+// WithDrainLogger sets where the drain reports its start and what its
+// deadline cut; nil reports nothing. By default the drain logs to stderr in
+// its supervisor's format (EnvLogFormat), or, when that is unset, to
+// slog.Default().
 func WithDrainLogger(l *slog.Logger) DrainOption {
 	return drainOptionFunc(func(o *drainOptions) { o.logger = l })
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -119,7 +120,7 @@ func Run(ctx context.Context, h Handler) error {
 		bg.Go(func() { watchLiveness(live, cancel) })
 	}
 	bg.Go(func() {
-		if err := Watchdog(ctx); err != nil {
+		if err := Watchdog(ctx); err != nil && !logRun(slog.LevelError, "worker: watchdog", slog.Int("pid", os.Getpid()), slog.Any("error", err)) {
 			fmt.Fprintln(os.Stderr, "handoff worker:", err)
 		}
 	})
@@ -210,7 +211,9 @@ func watchLiveness(f *os.File, cancel context.CancelFunc) {
 			return // closed by Run
 		}
 	}
-	fmt.Fprintf(os.Stderr, "handoff worker %d: the supervisor is gone; exiting\n", os.Getpid())
+	if !logRun(slog.LevelWarn, "worker: the supervisor is gone; exiting", slog.Int("pid", os.Getpid())) {
+		fmt.Fprintf(os.Stderr, "handoff worker %d: the supervisor is gone; exiting\n", os.Getpid())
+	}
 	cancel()
 	time.AfterFunc(LivenessGrace, func() { os.Exit(1) })
 }

@@ -1,32 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"errors"
-	"regexp"
 	"testing"
 	"time"
-
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 )
-
-// TestConsoleLog: one line per event, fields as key=value, quoted where a
-// value would be ambiguous.
-func TestConsoleLog(t *testing.T) {
-	var buf bytes.Buffer
-	log := zap.New(&consoleCore{LevelEnabler: zapcore.InfoLevel, out: zapcore.AddSync(&buf)}).With(zap.Int("worker", 0))
-	log.Info("worker ready", zap.Int("pid", 4242), zap.Duration("after", 312456789*time.Nanosecond))
-	log.Warn("worker died; restarting", zap.String("status", "exit status 1"), zap.Error(errors.New(`bad "x"`)),
-		zap.Strings("names", []string{"web", "admin"}), zap.String("empty", ""))
-	log.Debug("not shown")
-	want := regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3} INFO  worker ready {17}worker=0 pid=4242 after=312\.457ms
-\d\d:\d\d:\d\d\.\d{3} WARN  worker died; restarting {6}worker=0 status="exit status 1" error="bad \\"x\\"" names=\["web","admin"\] empty=""
-$`)
-	if !want.Match(buf.Bytes()) {
-		t.Errorf("console log:\n%s", buf.String())
-	}
-}
 
 func TestFmtDuration(t *testing.T) {
 	for d, want := range map[time.Duration]string{
