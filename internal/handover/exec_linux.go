@@ -1,10 +1,12 @@
 package handover
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -111,6 +113,9 @@ func Receive() (*State, error) {
 		return nil, nil
 	}
 	os.Unsetenv(EnvState)
+	if strings.HasPrefix(v, "{") {
+		return legacy(v), nil
+	}
 	fd, err := strconv.Atoi(v)
 	if err != nil || fd < 3 {
 		return nil, fmt.Errorf("upgrade state: %s=%q: want a descriptor number of 3 or more", EnvState, v)
@@ -135,4 +140,34 @@ func Receive() (*State, error) {
 		return nil, err
 	}
 	return &st, nil
+}
+
+// envLegacySignals is where a program of version 0 left the signals it
+// received at the exec's last moment.
+const envLegacySignals = "HANDOFF_UPGRADE_SIGNALS"
+
+// legacy is the state as the programs before Version 1 handed it over, so
+// that an upgrade from one of them to this program keeps its workers: the
+// table as JSON in EnvState itself, the signals queued before the exec in
+// its "Signals" key and those of the exec's last moment in
+// envLegacySignals, comma-separated. What is no signal number is dropped.
+func legacy(v string) *State {
+	var old struct{ Signals []int }
+	_ = json.Unmarshal([]byte(v), &old) // the table's own decoder reports a bad one
+	nums := old.Signals
+	if late, ok := os.LookupEnv(envLegacySignals); ok {
+		os.Unsetenv(envLegacySignals)
+		for f := range strings.SplitSeq(late, ",") {
+			if n, err := strconv.Atoi(f); err == nil {
+				nums = append(nums, n)
+			}
+		}
+	}
+	st := &State{Table: []byte(v)}
+	for _, n := range nums {
+		if n > 0 && n < 65 {
+			st.Signals = append(st.Signals, syscall.Signal(n))
+		}
+	}
+	return st
 }

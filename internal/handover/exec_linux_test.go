@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -141,7 +142,7 @@ func TestReceiveRefuses(t *testing.T) {
 		name, env, want string
 		fd              int // closed by Receive
 	}{
-		{name: "no number", env: "{}", want: "want a descriptor number"},
+		{name: "no number", env: "x3", want: "want a descriptor number"},
 		{name: "stdin", env: "0", want: "want a descriptor number"},
 		{name: "a pipe", env: strconv.Itoa(int(r.Fd())), want: "no sealed memfd"},
 		{name: "unsealed", env: strconv.Itoa(unsealed), want: "no sealed memfd"},
@@ -291,5 +292,25 @@ func TestSettle(t *testing.T) {
 	}()
 	if msg := <-failed; msg != "" {
 		t.Fatal(msg)
+	}
+}
+
+// TestReceiveLegacy: a program of before Version 1 left its state as JSON
+// in the variable itself, and its last signals in another: Receive takes
+// both, so that an upgrade from such a program keeps its workers.
+func TestReceiveLegacy(t *testing.T) {
+	t.Setenv(EnvState, `{"Generation":3,"Signals":[1,99]}`)
+	t.Setenv(envLegacySignals, "12,x,10")
+	st, err := Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(st.Table) != `{"Generation":3,"Signals":[1,99]}` || !slices.Equal(st.Signals, []syscall.Signal{1, 12, 10}) {
+		t.Errorf("Receive: table %q, signals %v; want the JSON and [1 12 10]", st.Table, st.Signals)
+	}
+	for _, name := range []string{EnvState, envLegacySignals} {
+		if v, ok := os.LookupEnv(name); ok {
+			t.Errorf("%s=%q left in the environment", name, v)
+		}
 	}
 }
