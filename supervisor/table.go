@@ -297,12 +297,14 @@ func (t *table) loop(ctx context.Context) error {
 
 	t.log.Info("starting workers", zap.Int("workers", len(t.slots)), zap.String("command", s.cmd.Path),
 		zap.Stringer("readiness", t.o.readiness), zap.String("notify_socket", t.notify.Name()))
+	// Running, and /readyz, say ready from here: the table is up, and the
+	// workers of a resumed table serve already.
+	t.publish()
+	close(s.running)
 	t.serveEndpoints() // health: once the workers are started or resumed
 	t.schedule()
 	t.afterOperation() // a roll requested before an upgrade
-	t.publish()
-	close(s.running) // Stats shows the workers just started
-	ping := false    // the last event was a watchdog ping: Stats is as it was
+	ping := false      // the last event was a watchdog ping: Stats is as it was
 	for !t.stopping || len(t.live) > 0 || t.strays.Len() > 0 {
 		for t.sigs != nil && len(t.carried) > 0 { // from before an exec, or kept by a failed one
 			sig := t.carried[0]
