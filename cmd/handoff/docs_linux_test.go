@@ -506,7 +506,7 @@ func TestDocsDockerfileContext(t *testing.T) {
 	d := parseDockerfile(readDoc(t, "docs/Dockerfile"))
 	ign := parseDockerignore(t, readDoc(t, ".dockerignore"))
 	if !slices.ContainsFunc(d.comments, func(c string) bool {
-		return strings.HasPrefix(c, "docker build -f docs/Dockerfile ") && strings.Contains(c, " . ")
+		return strings.HasPrefix(c, "docker build -f docs/Dockerfile ") && slices.Contains(strings.Fields(c), ".")
 	}) {
 		t.Fatalf("Dockerfile: no 'docker build -f docs/Dockerfile … .' in its header: which context does it build from?")
 	}
