@@ -264,6 +264,46 @@ func serviceRewriter(t *testing.T, unit string) *rewriter {
 	return r
 }
 
+// runUnit runs a service unit's ExecStart, rewritten by r, as systemd does
+// for Type=notify, with a notify socket; waits for READY=1 and checks the
+// service with get; then runs its ExecReload with $MAINPID and waits for
+// RELOADING=1 and READY=1. It returns the unit's main process, the notify
+// socket and the service's address.
+func runUnit(t *testing.T, name, unit string, r *rewriter, get func(*testing.T, string)) (*proc, *net.UnixConn, string) {
+	t.Helper()
+	for key, want := range map[string]string{"Type": "notify", "KillMode": "mixed"} {
+		if got := unitKey(t, name, unit, key); got != want {
+			t.Fatalf("%s: %s=%s; the test expects %s", name, key, got, want)
+		}
+	}
+	start := r.argv(execArgv(t, name+" ExecStart", unitKey(t, name, unit, "ExecStart")))
+	if len(r.addrs) != 1 {
+		t.Fatalf("%s: ExecStart listens on %d addresses, the test expects 1", name, len(r.addrs))
+	}
+	var addr string
+	for _, a := range r.addrs {
+		addr = a
+	}
+	manager := listenNotify(t)
+	t.Cleanup(func() { manager.Close() })
+	p := startProc(t, start[0], start[1:], "NOTIFY_SOCKET="+manager.LocalAddr().String())
+	waitNotify(t, manager, p.pid, "READY=1")
+	get(t, "http://"+addr+"/")
+
+	// systemctl reload
+	reload := execArgv(t, name+" ExecReload", unitKey(t, name, unit, "ExecReload"))
+	for i, a := range reload {
+		reload[i] = strings.ReplaceAll(a, "$MAINPID", strconv.Itoa(p.pid))
+	}
+	if out, err := exec.Command(reload[0], reload[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: ExecReload %q: %v\n%s", name, reload, err, out)
+	}
+	waitNotify(t, manager, p.pid, "RELOADING=1")
+	waitNotify(t, manager, p.pid, "READY=1")
+	get(t, "http://"+addr+"/")
+	return p, manager, addr
+}
+
 // TestDocsSystemdService runs docs/myapp.service's ExecStart as written,
 // with its NOTIFY_SOCKET, then its ExecReload with $MAINPID, the upgrade
 // commands its comments give, and the stop KillMode=mixed sends.
@@ -271,33 +311,10 @@ func TestDocsSystemdService(t *testing.T) {
 	needGunicorn(t)
 	checkFds(t)
 	unit := readDoc(t, "docs/myapp.service")
-	for key, want := range map[string]string{"Type": "notify", "KillMode": "mixed"} {
-		if got := unitKey(t, "myapp.service", unit, key); got != want {
-			t.Fatalf("myapp.service: %s=%s; the test expects %s", key, got, want)
-		}
-	}
 	r := serviceRewriter(t, unit)
-	start := r.argv(execArgv(t, "ExecStart", unitKey(t, "myapp.service", unit, "ExecStart")))
-	manager := listenNotify(t)
-	defer manager.Close()
-	p := startProc(t, start[0], start[1:], "NOTIFY_SOCKET="+manager.LocalAddr().String())
-	waitNotify(t, manager, p.pid, "READY=1")
-	l, from := p.waitMsg(0, "listening")
-	getApp(t, "http://"+l.Addr+"/")
+	p, manager, addr := runUnit(t, "myapp.service", unit, r, getApp)
 	mainpid := strconv.Itoa(p.pid)
-
-	// systemctl reload myapp
-	reload := execArgv(t, "ExecReload", unitKey(t, "myapp.service", unit, "ExecReload"))
-	for i, a := range reload {
-		reload[i] = strings.ReplaceAll(a, "$MAINPID", mainpid)
-	}
-	if out, err := exec.Command(reload[0], reload[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("ExecReload %q: %v\n%s", reload, err, out)
-	}
-	waitNotify(t, manager, p.pid, "RELOADING=1")
-	_, from = p.waitMsg(from, "roll complete")
-	waitNotify(t, manager, p.pid, "READY=1")
-	getApp(t, "http://"+l.Addr+"/")
+	from := 0
 
 	// The upgrades the unit's comments give, each in turn.
 	upgrades := backticked(unit, "handoff upgrade")
@@ -331,11 +348,11 @@ func TestDocsSystemdService(t *testing.T) {
 		if !slices.Equal(before, after) {
 			t.Errorf("after %q: workers %v, want %v kept", cmd, after, before)
 		}
-		getApp(t, "http://"+l.Addr+"/")
+		getApp(t, "http://"+addr+"/")
 	}
 
 	// systemctl stop: KillMode=mixed sends SIGTERM to handoff alone.
-	waitArbiters(t, "http://"+l.Addr+"/", r.arg("/run/myapp/handoff.pid"))
+	waitArbiters(t, "http://"+addr+"/", r.arg("/run/myapp/handoff.pid"))
 	if code := p.stop(); code != 0 {
 		t.Errorf("handoff exited with %d after SIGTERM, want 0", code)
 	}
@@ -347,10 +364,6 @@ func TestDocsSystemdService(t *testing.T) {
 // comment says.
 func TestDocsSystemdSocket(t *testing.T) {
 	needGunicorn(t)
-	activate, err := exec.LookPath("systemd-socket-activate")
-	if err != nil {
-		t.Skip("systemd-socket-activate is not installed: apt-get install systemd (.ci/run installs it)")
-	}
 	checkFds(t)
 	sock := readDoc(t, "docs/myapp.socket")
 	unit := readDoc(t, "docs/myapp.service")
@@ -361,22 +374,96 @@ func TestDocsSystemdSocket(t *testing.T) {
 		t.Fatal("myapp.service's ExecStart has no -listen to drop")
 	}
 	start := r.argv(slices.Delete(written, i, i+2))
-	addr := r.addr(unitKey(t, "myapp.socket", sock, "ListenStream"))
-	name := unitKey(t, "myapp.socket", sock, "FileDescriptorName")
+	runSocket(t, "myapp.socket", sock, r, start)
+}
+
+// runSocket runs the socket unit sock with systemd's activator, in front
+// of start (without -listen), and checks that handoff takes the socket,
+// under its name, says READY=1, serves docs/app/app.py, and stops.
+func runSocket(t *testing.T, name, sock string, r *rewriter, start []string) {
+	t.Helper()
+	activate, err := exec.LookPath("systemd-socket-activate")
+	if err != nil {
+		t.Skip("systemd-socket-activate is not installed: apt-get install systemd (.ci/run installs it)")
+	}
+	addr := r.addr(unitKey(t, name, sock, "ListenStream"))
+	fdname := unitKey(t, name, sock, "FileDescriptorName")
 	manager := listenNotify(t)
 	defer manager.Close()
-	p := startProc(t, activate, append([]string{"-l", addr, "--fdname=" + name,
+	p := startProc(t, activate, append([]string{"-l", addr, "--fdname=" + fdname,
 		"-E", "NOTIFY_SOCKET=" + manager.LocalAddr().String()}, start...))
 	p.waitLine("Listening on " + addr)
 	getApp(t, "http://"+addr+"/") // the first connection starts handoff
 	l, _ := p.waitMsg(0, "handoff starting")
-	if want := []string{name + "=" + addr}; !slices.Equal(l.SystemdSockets, want) {
+	if want := []string{fdname + "=" + addr}; !slices.Equal(l.SystemdSockets, want) {
 		t.Errorf("handoff started with systemd sockets %q, want %q", l.SystemdSockets, want)
 	}
 	waitNotify(t, manager, p.pid, "READY=1")
+	i := slices.Index(start, "-pidfile")
+	if i < 0 || i+1 == len(start) {
+		t.Fatalf("%s: the service has no -pidfile", name)
+	}
+	waitArbiters(t, "http://"+addr+"/", start[i+1])
 	if code := p.stop(); code != 0 {
 		t.Errorf("handoff exited with %d after SIGTERM, want 0", code)
 	}
+}
+
+// iniBlocks returns the ```ini blocks of a markdown text.
+func iniBlocks(text string) []string {
+	var out []string
+	for _, part := range strings.Split(text, "```ini\n")[1:] {
+		block, _, _ := strings.Cut(part, "```")
+		out = append(out, block)
+	}
+	return out
+}
+
+// TestDocsReadmeUnits runs the systemd units the READMEs show, as
+// TestDocsSystemdService and TestDocsSystemdSocket run docs/'s: README.md's
+// with the example for /usr/local/bin/myserver (a program built on the
+// supervisor package), cmd/handoff/README.md's service and its socket
+// variant with gunicorn and docs/app.
+func TestDocsReadmeUnits(t *testing.T) {
+	needGunicorn(t)
+	checkFds(t)
+	t.Run("README.md", func(t *testing.T) {
+		blocks := iniBlocks(readDoc(t, "README.md"))
+		if len(blocks) != 1 {
+			t.Fatalf("README.md: %d ini blocks, the test knows 1 (a service)", len(blocks))
+		}
+		r := newRewriter(t)
+		r.paths["/usr/local/bin/myserver"] = bins.example
+		p, manager, _ := runUnit(t, "README.md's unit", blocks[0], r, func(t *testing.T, url string) {
+			if code := statusCode(t, url); code != 200 {
+				t.Fatalf("GET %s: %d, want 200", url, code)
+			}
+		})
+		if code := p.stop(); code != 0 {
+			t.Errorf("the example exited with %d after SIGTERM, want 0", code)
+		}
+		waitNotify(t, manager, p.pid, "STOPPING=1")
+	})
+	t.Run("cmd/handoff/README.md", func(t *testing.T) {
+		blocks := iniBlocks(readDoc(t, "cmd/handoff/README.md"))
+		if len(blocks) != 3 {
+			t.Fatalf("cmd/handoff/README.md: %d ini blocks, the test knows 3 (service, socket, service with the socket)", len(blocks))
+		}
+		if u := unitKeys(blocks[0], "User"); len(u) > 0 {
+			t.Logf("User=%s: not switched to here", u[0])
+		}
+		r := serviceRewriter(t, blocks[0])
+		p, manager, addr := runUnit(t, "cmd/handoff/README.md's unit", blocks[0], r, getApp)
+		waitArbiters(t, "http://"+addr+"/", r.arg("/run/myapp/handoff.pid"))
+		if code := p.stop(); code != 0 {
+			t.Errorf("handoff exited with %d after SIGTERM, want 0", code)
+		}
+		waitNotify(t, manager, p.pid, "STOPPING=1")
+
+		r = serviceRewriter(t, blocks[0])
+		start := r.argv(execArgv(t, "ExecStart", unitKey(t, "cmd/handoff/README.md's socket service", blocks[2], "ExecStart")))
+		runSocket(t, "cmd/handoff/README.md's socket", blocks[1], r, start)
+	})
 }
 
 // dockerfile is a Dockerfile taken apart: its instructions, continuation
