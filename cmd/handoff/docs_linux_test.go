@@ -117,12 +117,18 @@ func execArgv(t *testing.T, name, v string) []string {
 	return strings.Fields(v)
 }
 
-// backticked returns the `…` spans of text that start with prefix.
+// backticked returns the `…` spans of text, each within a line, that
+// start with prefix.
 func backticked(text, prefix string) []string {
 	var out []string
-	for _, m := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(text, -1) {
-		if strings.HasPrefix(m[1], prefix) {
-			out = append(out, m[1])
+	for line := range strings.Lines(text) {
+		if strings.HasPrefix(strings.TrimSpace(line), "```") {
+			continue
+		}
+		for _, m := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(line, -1) {
+			if strings.HasPrefix(m[1], prefix) {
+				out = append(out, m[1])
+			}
 		}
 	}
 	return out
@@ -724,29 +730,38 @@ func TestDocsContainer(t *testing.T) {
 		}
 	}
 
-	// The commands for a running container: docker exec NAME handoff …, with
-	// handoff found on the image's PATH.
+	// The commands for a running container, in the Dockerfile's header and
+	// docs/README.md: docker exec NAME handoff …, kubectl exec POD -- handoff
+	// …, with handoff found on the image's PATH.
 	var execs []string
-	for _, c := range d.comments {
+	for _, c := range append(d.comments, append(strings.Split(readDoc(t, "docs/README.md"), "\n"),
+		backticked(readDoc(t, "docs/README.md"), "kubectl exec ")...)...) {
+		c, _, _ = strings.Cut(c, "#")
 		if rest, ok := strings.CutPrefix(c, "docker exec "); ok {
+			execs = append(execs, strings.Join(strings.Fields(rest)[1:], " ")) // after the container's name
+		} else if _, rest, ok := strings.Cut(c, " -- "); ok && strings.HasPrefix(c, "kubectl exec ") {
 			execs = append(execs, rest)
 		}
 	}
-	want := map[string]string{"reload": "rolled to generation 2", "upgrade": "upgraded in place"}
+	want := map[string]string{"status": "workers:", "reload": "rolled to generation", "upgrade": "upgraded in place"}
+	seen := map[string]bool{}
 	for _, e := range execs {
-		f := strings.Fields(e)[1:] // after the container's name
+		f := strings.Fields(e)
 		if len(f) < 2 || f[0] != "handoff" || want[f[1]] == "" {
-			t.Fatalf("Dockerfile: docker exec %s: the test runs handoff reload and handoff upgrade", e)
+			t.Fatalf("%q in a container: the test knows handoff status, reload and upgrade", e)
 		}
+		t.Logf("in the container: %s", e)
 		out := mustCLI(t, r.argv(f[1:])...)
 		if !strings.Contains(out, want[f[1]]) {
-			t.Errorf("handoff %s said:\n%s", strings.Join(f[1:], " "), out)
+			t.Errorf("%s said:\n%s", e, out)
 		}
-		delete(want, f[1])
+		seen[f[1]] = true
 		getApp(t, "http://"+l.Addr+"/")
 	}
-	if len(want) > 0 {
-		t.Errorf("Dockerfile: its header gives no docker exec … handoff for %q", slices.Collect(maps.Keys(want)))
+	for _, c := range []string{"reload", "upgrade"} {
+		if !seen[c] {
+			t.Errorf("the docs give no docker exec … handoff %s", c)
+		}
 	}
 
 	waitArbiters(t, "http://"+l.Addr+"/", r.arg(flag("-pidfile")))
