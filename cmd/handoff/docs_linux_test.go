@@ -237,7 +237,7 @@ func waitArbiters(t *testing.T, url, pidfile string) {
 		resp.Body.Close()
 		_, arbiter, ok := strings.Cut(strings.TrimSpace(string(body)), "(arbiter ")
 		if err != nil || !ok {
-			t.Fatalf("GET %s: %q %v, want docs/app/app.py's answer", url, body, err)
+			t.Fatalf("GET %s: %q %v, want an answer naming its arbiter", url, body, err)
 		}
 		delete(left, strings.TrimSuffix(arbiter, ")"))
 	}
@@ -845,4 +845,139 @@ func parseKube(t *testing.T, text string) kube {
 		}
 	}
 	return k
+}
+
+// shBlocks returns the lines of the ```sh blocks of a markdown text, "#"
+// comments cut.
+func shBlocks(text string) []string {
+	var out []string
+	for _, part := range strings.Split(text, "```sh\n")[1:] {
+		block, _, _ := strings.Cut(part, "```")
+		for line := range strings.Lines(block) {
+			line, _, _ = strings.Cut(line, "#")
+			if line = strings.TrimSpace(line); line != "" {
+				out = append(out, line)
+			}
+		}
+	}
+	return out
+}
+
+// TestDocsCLIReadme runs cmd/handoff/README.md's commands against one
+// handoff: its first command, from the repository's root, then every
+// handoff command of its sh blocks, the control protocol its socat line
+// speaks, the session's jq line, and the session's stop, kill -INT $(cat
+// PIDFILE). The pid files and control directory are the test's.
+func TestDocsCLIReadme(t *testing.T) {
+	needGunicorn(t)
+	if gunicorn, err := exec.LookPath("gunicorn"); err != nil || gunicorn != "/usr/bin/gunicorn" {
+		t.Skipf("gunicorn on PATH is %q (%v), not Debian's /usr/bin/gunicorn", gunicorn, err)
+	}
+	checkFds(t)
+	text := readDoc(t, "cmd/handoff/README.md")
+	dir := t.TempDir()
+	pidfile := filepath.Join(dir, "handoff.pid")
+	r := newRewriter(t)
+	for _, p := range []string{"/tmp/app.pid", "/tmp/demo/app.pid", "/run/app/handoff.pid"} {
+		r.paths[p] = pidfile
+	}
+	r.paths["/run/app"] = dir
+	var start []string
+	var cmds [][]string
+	for _, line := range shBlocks(text) {
+		f := strings.Fields(line)
+		switch {
+		case f[0] != "handoff":
+		case f[1] == "-listen":
+			if start != nil {
+				t.Fatalf("cmd/handoff/README.md: two commands start handoff: %q and %q", start, f)
+			}
+			start = r.argv(f[1:])
+		default:
+			cmds = append(cmds, r.argv(f[1:]))
+		}
+	}
+	if start == nil || len(cmds) == 0 {
+		t.Fatalf("cmd/handoff/README.md: no handoff -listen … or no control command in its sh blocks")
+	}
+	// As typed in a shell at the root of a clone.
+	p := startProc(t, "/bin/sh", append([]string{"-c", `cd "$0" && exec "$@"`, repoRoot(t), bins.handoff}, start...))
+	l, from := p.waitMsg(0, "listening")
+	p.waitReady(from, atoi(start[slices.Index(start, "-workers")+1]), 1)
+	url := "http://" + l.Addr + "/"
+	want := map[string]string{"status": "workers:", "reload": "rolled to generation", "upgrade": "upgraded in place", "scale": "scaling to"}
+	for _, c := range cmds {
+		if want[c[0]] == "" {
+			t.Fatalf("cmd/handoff/README.md: handoff %q: the test knows status, reload, upgrade and scale", c)
+		}
+		if out := mustCLI(t, c...); !strings.Contains(out, want[c[0]]) {
+			t.Errorf("handoff %s said:\n%s", strings.Join(c, " "), out)
+		}
+		waitArbiters(t, url, pidfile)
+	}
+
+	socat := backticked(text, "socat - UNIX-CONNECT:")
+	if len(socat) != 1 {
+		t.Fatalf("cmd/handoff/README.md: %d socat lines, the test knows 1", len(socat))
+	}
+	conn, err := net.Dial("unix", r.arg(strings.TrimPrefix(socat[0], "socat - UNIX-CONNECT:")))
+	if err != nil {
+		t.Fatalf("%s: %v", socat[0], err)
+	}
+	conn.SetDeadline(deadline(t))
+	io.WriteString(conn, "status\n")
+	answer, err := io.ReadAll(conn)
+	conn.Close()
+	if err != nil || !strings.HasPrefix(string(answer), `{"ok":true,"status":{`) {
+		t.Errorf("%s, status: %q %v", socat[0], answer, err)
+	}
+
+	// The session's $ lines that are not shown running above: jq, the stop.
+	var jq, stop string
+	for line := range strings.Lines(text) {
+		if c, ok := strings.CutPrefix(strings.TrimSpace(line), "$ "); ok {
+			switch {
+			case strings.Contains(c, "| jq "):
+				jq = c
+			case strings.HasPrefix(c, "kill "):
+				stop = c
+			}
+		}
+	}
+	if _, err := exec.LookPath("jq"); err != nil {
+		t.Logf("jq is not installed: not running %q", jq)
+	} else if jq == "" {
+		t.Errorf("cmd/handoff/README.md: no $ … | jq line in the session")
+	} else {
+		out, err := exec.Command("/bin/sh", "-c", shRewrite(r, jq)).Output()
+		if err != nil || !strings.HasPrefix(string(out), `{"pid":`+strconv.Itoa(p.pid)+",") {
+			t.Errorf("%s: %q %v", jq, out, err)
+		}
+	}
+	for _, c := range backticked(text, "kill -INT ") {
+		stop = c // the prose's: the session shows none
+	}
+	if stop == "" {
+		t.Fatal("cmd/handoff/README.md: no kill -INT … to stop the session")
+	}
+	if out, err := exec.Command("/bin/sh", "-c", shRewrite(r, stop)).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", stop, err, out)
+	}
+	p.strict = true
+	if code := p.wait(); code != 0 {
+		t.Errorf("handoff exited with %d after %s, want 0", code, stop)
+	}
+	if _, err := os.Stat(pidfile); !os.IsNotExist(err) {
+		t.Errorf("pid file after the stop: %v, want it removed", err)
+	}
+}
+
+// shRewrite rewrites a shell command line's words with r, handoff being the
+// built one.
+func shRewrite(r *rewriter, line string) string {
+	line = strings.ReplaceAll(line, "handoff ", bins.handoff+" ")
+	for from, to := range r.paths {
+		line = strings.ReplaceAll(line, from, to)
+	}
+	return line
 }
