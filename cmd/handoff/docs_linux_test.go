@@ -981,3 +981,68 @@ func shRewrite(r *rewriter, line string) string {
 	}
 	return line
 }
+
+// TestDocsReadmeExample runs README.md's example commands: the example on
+// a -listen address with the curl line against it, under a notify socket
+// to know when it is ready, and its worker alone under
+// systemd-socket-activate.
+func TestDocsReadmeExample(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl is not installed: apt-get install curl (.ci/run installs it)")
+	}
+	activate, err := exec.LookPath("systemd-socket-activate")
+	if err != nil {
+		t.Skip("systemd-socket-activate is not installed: apt-get install systemd (.ci/run installs it)")
+	}
+	checkFds(t)
+	text := readDoc(t, "README.md")
+	r := newRewriter(t)
+	r.paths["./example"] = bins.example
+	var example, get []string
+	for _, line := range shBlocks(text) {
+		f := strings.Fields(line)
+		switch {
+		case strings.HasPrefix(line, "go run ./example -listen "):
+			example = r.argv(f[3:])
+		case f[0] == "curl":
+			get = f[1:]
+		}
+	}
+	if example == nil || len(get) == 0 {
+		t.Fatal("README.md: no go run ./example -listen … or no curl line")
+	}
+	manager := listenNotify(t)
+	defer manager.Close()
+	p := startProc(t, bins.example, example, "NOTIFY_SOCKET="+manager.LocalAddr().String())
+	waitNotify(t, manager, p.pid, "READY=1")
+	for i, a := range get {
+		if rest, ok := strings.CutPrefix(a, "http://"); ok {
+			host, path, _ := strings.Cut(rest, "/")
+			get[i] = "http://" + r.addr(host) + "/" + path
+		}
+	}
+	out, err := exec.Command(curl, get...).Output()
+	if err != nil || !strings.HasPrefix(string(out), "HTTP/1.1 200") ||
+		!strings.Contains(string(out), "X-Worker-Pid: ") || !strings.Contains(string(out), "X-Generation: 1") {
+		t.Errorf("curl %s: %v\n%s", strings.Join(get, " "), err, out)
+	}
+	if code := p.stop(); code != 0 {
+		t.Errorf("the example exited with %d after SIGTERM, want 0", code)
+	}
+
+	alone := backticked(text, "systemd-socket-activate ")
+	if len(alone) != 1 {
+		t.Fatalf("README.md: %d systemd-socket-activate lines, the test knows 1", len(alone))
+	}
+	args := r.argv(strings.Fields(alone[0])[1:])
+	addr := args[slices.Index(args, "-l")+1]
+	w := startProc(t, activate, args)
+	w.waitLine("Listening on " + addr)
+	if code := statusCode(t, "http://"+addr+"/"); code != 200 {
+		t.Errorf("GET from the worker under %s: %d, want 200", alone[0], code)
+	}
+	if code := w.stop(); code != 0 {
+		t.Errorf("the worker exited with %d after SIGTERM, want 0", code)
+	}
+}
