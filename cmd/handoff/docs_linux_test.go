@@ -5,7 +5,6 @@ package main
 import (
 	"encoding/json"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -215,19 +214,30 @@ func getApp(t *testing.T, url string) {
 	}
 }
 
-// waitArbiters GETs url until every worker of the handoff of pidfile (a
-// gunicorn arbiter) has answered: gunicorn says READY=1 before its own
+// waitArbiters GETs url until every gunicorn worker of every arbiter (a
+// worker of the handoff of pidfile) has answered, as many per arbiter as
+// gunicorn's --workers in argv: gunicorn says READY=1 before its own
 // workers boot, and a SIGTERM in that moment keeps it to the stop timeout.
-func waitArbiters(t *testing.T, url, pidfile string) {
+func waitArbiters(t *testing.T, url, pidfile string, argv []string) {
 	t.Helper()
-	left := map[string]bool{}
-	for _, pid := range workerPids(statusJSON(t, "-pidfile", pidfile)) {
-		left[strconv.Itoa(pid)] = true
+	per := 1
+	if i := slices.Index(argv, "--"); i >= 0 {
+		if j := slices.Index(argv[i:], "--workers"); j >= 0 && i+j+1 < len(argv) {
+			per = atoi(argv[i+j+1])
+		}
 	}
+	if per < 1 {
+		t.Fatalf("gunicorn --workers in %q: want a number", argv)
+	}
+	seen := map[string]map[string]bool{} // gunicorn workers by arbiter
+	for _, pid := range workerPids(statusJSON(t, "-pidfile", pidfile)) {
+		seen[strconv.Itoa(pid)] = map[string]bool{}
+	}
+	left := len(seen)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	for i := 0; len(left) > 0; i++ {
+	for i := 0; left > 0; i++ {
 		if i == 10000 {
-			t.Fatalf("10000 requests, and the arbiters %v never answered", slices.Collect(maps.Keys(left)))
+			t.Fatalf("10000 requests, and not %d gunicorn workers of each arbiter answered: %v", per, seen)
 		}
 		resp, err := client.Get(url)
 		if err != nil {
@@ -235,11 +245,16 @@ func waitArbiters(t *testing.T, url, pidfile string) {
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		_, arbiter, ok := strings.Cut(strings.TrimSpace(string(body)), "(arbiter ")
-		if err != nil || !ok {
-			t.Fatalf("GET %s: %q %v, want an answer naming its arbiter", url, body, err)
+		m := regexp.MustCompile(`worker (\d+) \(arbiter (\d+)\)`).FindStringSubmatch(string(body))
+		if err != nil || m == nil {
+			t.Fatalf("GET %s: %q %v, want an answer naming its worker and arbiter", url, body, err)
 		}
-		delete(left, strings.TrimSuffix(arbiter, ")"))
+		if w, ok := seen[m[2]]; ok && !w[m[1]] {
+			w[m[1]] = true
+			if len(w) == per {
+				left--
+			}
+		}
 	}
 }
 
@@ -358,7 +373,7 @@ func TestDocsSystemdService(t *testing.T) {
 	}
 
 	// systemctl stop: KillMode=mixed sends SIGTERM to handoff alone.
-	waitArbiters(t, "http://"+addr+"/", r.arg("/run/myapp/handoff.pid"))
+	waitArbiters(t, "http://"+addr+"/", r.arg("/run/myapp/handoff.pid"), execArgv(t, "ExecStart", unitKey(t, "myapp.service", unit, "ExecStart")))
 	if code := p.stop(); code != 0 {
 		t.Errorf("handoff exited with %d after SIGTERM, want 0", code)
 	}
@@ -409,7 +424,7 @@ func runSocket(t *testing.T, name, sock string, r *rewriter, start []string) {
 	if i < 0 || i+1 == len(start) {
 		t.Fatalf("%s: the service has no -pidfile", name)
 	}
-	waitArbiters(t, "http://"+addr+"/", start[i+1])
+	waitArbiters(t, "http://"+addr+"/", start[i+1], start)
 	if code := p.stop(); code != 0 {
 		t.Errorf("handoff exited with %d after SIGTERM, want 0", code)
 	}
@@ -460,7 +475,7 @@ func TestDocsReadmeUnits(t *testing.T) {
 		}
 		r := serviceRewriter(t, blocks[0])
 		p, manager, addr := runUnit(t, "cmd/handoff/README.md's unit", blocks[0], r, getApp)
-		waitArbiters(t, "http://"+addr+"/", r.arg("/run/myapp/handoff.pid"))
+		waitArbiters(t, "http://"+addr+"/", r.arg("/run/myapp/handoff.pid"), execArgv(t, "ExecStart", unitKey(t, "README", blocks[0], "ExecStart")))
 		if code := p.stop(); code != 0 {
 			t.Errorf("handoff exited with %d after SIGTERM, want 0", code)
 		}
@@ -764,7 +779,7 @@ func TestDocsContainer(t *testing.T) {
 		}
 	}
 
-	waitArbiters(t, "http://"+l.Addr+"/", r.arg(flag("-pidfile")))
+	waitArbiters(t, "http://"+l.Addr+"/", r.arg(flag("-pidfile")), written)
 	// docker stop: SIGTERM (STOPSIGNAL); /readyz turns 503 first while the
 	// workers serve.
 	p.strict = true
@@ -913,7 +928,7 @@ func TestDocsCLIReadme(t *testing.T) {
 		if out := mustCLI(t, c...); !strings.Contains(out, want[c[0]]) {
 			t.Errorf("handoff %s said:\n%s", strings.Join(c, " "), out)
 		}
-		waitArbiters(t, url, pidfile)
+		waitArbiters(t, url, pidfile, start)
 	}
 
 	socat := backticked(text, "socat - UNIX-CONNECT:")
