@@ -65,8 +65,8 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// unitKeys returns the values of the unit file's key in [Service] or
-// [Socket] order, continuation lines joined and comments dropped.
+// unitKeys returns the values of key in a unit file, in its order,
+// continuation lines joined and comments dropped.
 func unitKeys(text, key string) []string {
 	var vals []string
 	var cont *string
@@ -110,8 +110,8 @@ func unitKey(t *testing.T, name, text, key string) string {
 // quotes or prefixes, which the test refuses rather than misreads.
 func execArgv(t *testing.T, name, v string) []string {
 	t.Helper()
-	if strings.ContainsAny(v, `"';`) || strings.ContainsAny(v[:1], "-@+!:") {
-		t.Fatalf("%s: %q has quotes, ';' or a prefix: teach the test systemd's quoting", name, v)
+	if v == "" || strings.ContainsAny(v, `"';`) || strings.ContainsAny(v[:1], "-@+!:") {
+		t.Fatalf("%s: %q is empty or has quotes, ';' or a prefix: teach the test systemd's quoting", name, v)
 	}
 	return strings.Fields(v)
 }
