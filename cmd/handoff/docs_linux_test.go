@@ -960,7 +960,7 @@ func TestDocsCLIReadme(t *testing.T) {
 		}
 	}
 	if _, err := exec.LookPath("jq"); err != nil {
-		t.Logf("jq is not installed: not running %q", jq)
+		t.Errorf("jq is not installed (.ci/run installs it): cannot run %q", jq)
 	} else if jq == "" {
 		t.Errorf("cmd/handoff/README.md: no $ … | jq line in the session")
 	} else {
