@@ -7,7 +7,6 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"syscall"
 
 	"go.uber.org/zap"
 
@@ -136,16 +135,8 @@ func (t *table) exec(path string) error {
 	}
 	// Signals received and not yet handled go with the table; what arrives
 	// in the exec window is handover.Exec's business.
-	signals := t.carried
+	signals := append(t.carried, handover.Drain(t.sigs)...)
 	t.carried = nil
-	for drained := false; t.sigs != nil && !drained; {
-		select {
-		case sig := <-t.sigs:
-			signals = append(signals, sig.(syscall.Signal))
-		default:
-			drained = true
-		}
-	}
 	table, err := json.Marshal(st)
 	if err != nil {
 		t.carried = signals
