@@ -80,4 +80,3 @@ func scanNet(path string, match func([]string) bool) (bool, error) {
 	}
 	return false, sc.Err()
 }
-
