@@ -2,12 +2,10 @@ package supervisor
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/acceptq"
 	"github.com/handoff-dev/handoff/internal/notify"
-	"github.com/handoff-dev/handoff/internal/proctree"
 	"github.com/handoff-dev/handoff/worker"
 	"go.uber.org/zap"
 )
@@ -160,13 +158,7 @@ func (t *table) notReady(w *child) (why, hint string) {
 // acceptedConns reports whether w's process tree holds a connection
 // accepted on one of the sockets.
 func (t *table) acceptedConns(w *child) bool {
-	pids := []int{w.info.Pid}
-	if procs, err := proctree.Scan(); err == nil {
-		for _, p := range proctree.Tree(procs, os.Getpid(), map[int]bool{w.info.Pid: true}, map[int]bool{w.info.Pid: true}) {
-			pids = append(pids, p.Pid)
-		}
-	}
-	ok, err := acceptq.Accepted(pids, t.socks)
+	ok, err := acceptq.TreeAccepted(w.info.Pid, t.socks)
 	if err != nil {
 		t.log.Debug("looking for the connections a worker accepted", zap.Error(err))
 	}

@@ -3,9 +3,9 @@ package supervisor
 import (
 	"net/http"
 	"slices"
-	"sort"
 	"time"
 
+	"github.com/handoff-dev/handoff/internal/histogram"
 	"github.com/handoff-dev/handoff/listener"
 	"github.com/handoff-dev/handoff/reap"
 )
@@ -21,43 +21,31 @@ type Histogram struct {
 	Count  uint64
 }
 
-// durationBounds are the histograms' buckets, in seconds: from a fast
-// spawn (milliseconds) to a long drain (minutes).
-var durationBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
-
+// newHistogram is an empty histogram of durations (package
+// internal/histogram has the buckets and the arithmetic).
 func newHistogram() Histogram {
-	return Histogram{Bounds: slices.Clone(durationBounds), Counts: make([]uint64, len(durationBounds)+1)}
+	b := histogram.DurationBounds()
+	return Histogram{Bounds: b, Counts: make([]uint64, len(b)+1)}
 }
 
 func (h *Histogram) observe(d time.Duration) {
 	if h.Counts == nil {
 		*h = newHistogram()
 	}
-	v := max(d.Seconds(), 0)
-	h.Counts[sort.SearchFloat64s(h.Bounds, v)]++
-	h.Sum += v
+	h.Sum += histogram.Observe(h.Bounds, h.Counts, d.Seconds())
 	h.Count++
 }
 
 // merge adds o, a histogram an earlier program kept, possibly with other
-// bounds: each of its buckets goes to the first of h's whose bound is at
-// least as large, so no count is lost.
+// bounds; one this program did not write is ignored.
 func (h *Histogram) merge(o Histogram) {
 	if h.Counts == nil {
 		*h = newHistogram()
 	}
-	if len(o.Counts) != len(o.Bounds)+1 {
-		return // not a histogram this program wrote
+	if histogram.Merge(h.Bounds, h.Counts, o.Bounds, o.Counts) {
+		h.Sum += o.Sum
+		h.Count += o.Count
 	}
-	for i, n := range o.Counts {
-		j := len(h.Bounds)
-		if i < len(o.Bounds) {
-			j = sort.SearchFloat64s(h.Bounds, o.Bounds[i])
-		}
-		h.Counts[j] += n
-	}
-	h.Sum += o.Sum
-	h.Count += o.Count
 }
 
 func (h Histogram) clone() Histogram {

@@ -3,7 +3,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
-	"strings"
+	"net"
 	"time"
 
 	"go.uber.org/zap"
@@ -82,21 +82,11 @@ type probeResult struct {
 // startProbe runs the probe for the roll's canaries in a goroutine, until
 // the accept window ends; the result comes back on t.probes.
 func (t *table) startProbe(r *roll) {
-	p := t.o.probe.spec()
-	if p.Attempts == 0 {
-		p.Attempts = 10
+	var first net.Addr
+	if len(t.socks) > 0 {
+		first = t.socks[0].Addr()
 	}
-	if p.Timeout == 0 {
-		p.Timeout = 5 * time.Second
-	}
-	if p.Kind == "http" && strings.HasPrefix(p.Target, "/") || p.Kind == "tcp" && p.Target == "" {
-		if len(t.socks) > 0 {
-			p.DialTo = t.socks[0].Addr()
-		}
-		if p.Kind == "http" {
-			p.Target = "http://localhost" + p.Target
-		}
-	}
+	p := t.o.probe.spec().Resolve(first)
 	var cs []probe.Canary
 	for _, sl := range t.slots {
 		if w := sl.next; w != nil && w.info.Generation == r.gen {

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/handoff-dev/handoff/internal/notify"
 )
 
 // RollResult is how a roll ended.
@@ -109,7 +111,7 @@ func (t *table) startRoll(r *roll) {
 		sl.vetoed = false // "until the next roll"
 	}
 	t.log.Info("rolling", zap.Uint64("generation", r.gen), zap.Int("workers", len(t.slots)), zap.Int("surge", t.o.surge))
-	t.sdNotify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=rolling to generation %d", monotonicUsec(), r.gen))
+	t.sdNotify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=rolling to generation %d", notify.MonotonicUsec(), r.gen))
 	t.hookRoll(RollEvent{Generation: r.gen, From: r.from})
 	t.schedule() // slots left empty by a veto
 	t.advanceRoll()

@@ -3,8 +3,6 @@ package supervisor
 import (
 	"os"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // handledSignals are the signals Run handles WithSignals.
@@ -17,13 +15,3 @@ const (
 	sigMore    = syscall.SIGTTIN
 	sigFewer   = syscall.SIGTTOU
 )
-
-// monotonicUsec is CLOCK_MONOTONIC in microseconds, as systemd wants it
-// with RELOADING=1.
-func monotonicUsec() int64 {
-	var ts unix.Timespec
-	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
-		return 0
-	}
-	return ts.Nano() / 1000
-}

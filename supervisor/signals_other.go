@@ -15,5 +15,3 @@ const (
 	sigMore    = syscall.Signal(-3)
 	sigFewer   = syscall.Signal(-4)
 )
-
-func monotonicUsec() int64 { return 0 }

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/handoff-dev/handoff/internal/handover"
 	"github.com/handoff-dev/handoff/internal/janitor"
 	"github.com/handoff-dev/handoff/internal/launch"
 	"github.com/handoff-dev/handoff/internal/logging"
@@ -112,7 +113,7 @@ func New(cmd Command, opts ...Option) (*Supervisor, error) {
 	if o.logger == nil {
 		o.logger = logging.Default()
 	}
-	preflightExit() // the preflight run of an upgrade ends here, once all is checked
+	handover.EndPreflight() // the preflight run of an upgrade ends here, once all is checked
 	return &Supervisor{
 		cmd:     cmd,
 		addrs:   addrs,

@@ -46,7 +46,7 @@ type table struct {
 	byPid   map[int]*child
 
 	exits      chan exit
-	preflights chan preflightResult
+	preflights chan error
 	probes     chan probeResult
 	quit       chan struct{} // closed when the loop has ended
 	watchers   sync.WaitGroup
@@ -138,7 +138,7 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 		byPid:      make(map[int]*child),
 		exits:      make(chan exit),
 		notes:      make(chan notifyMsg),
-		preflights: make(chan preflightResult),
+		preflights: make(chan error),
 		probes:     make(chan probeResult),
 		quit:       make(chan struct{}),
 		reaperGone: make(chan struct{}),

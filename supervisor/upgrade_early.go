@@ -1,29 +1,18 @@
 package supervisor
 
 import (
-	"fmt"
 	"os"
-	"strconv"
-	"time"
 
 	"github.com/handoff-dev/handoff/internal/early"
 	"github.com/handoff-dev/handoff/internal/handover"
 )
 
-// The variables of an in-place upgrade. The old program first runs the new
-// binary with its own argv and HANDOFF_PREFLIGHT=3: the program starts as it
-// would after the exec, and New, once it has checked everything, writes
-// preflightOK to fd 3 and exits 0 instead of returning. So a build whose
-// flags, main or New fail is refused before the exec. Then the old program
-// execs it, handing it the worker table (package internal/handover; the
-// environment carries only the number of the descriptor it is on, in
-// HANDOFF_UPGRADE_STATE).
+// The variables of an in-place upgrade: the preflight run's, and the one
+// that names the descriptor the worker table is handed over on (package
+// internal/handover).
 const (
-	envPreflight    = "HANDOFF_PREFLIGHT"
+	envPreflight    = handover.EnvPreflight
 	envUpgradeState = handover.EnvState
-	preflightOK     = "handoff-preflight-ok"
-
-	preflightTimeout = 10 * time.Second
 )
 
 // Resuming reports whether this process is the new program of an in-place
@@ -33,27 +22,7 @@ const (
 // preflight run that checks the new program before the exec, which ends in
 // New. Ask before Run.
 func Resuming() bool {
-	return handover.Pending() || os.Getenv(envPreflight) != ""
-}
-
-// preflightExit ends a preflight run once New has checked everything: it
-// says so on the descriptor HANDOFF_PREFLIGHT names, and exits 0.
-func preflightExit() {
-	v := os.Getenv(envPreflight)
-	if v == "" {
-		return
-	}
-	fd, err := strconv.Atoi(v)
-	if err != nil || fd < 3 {
-		fmt.Fprintf(os.Stderr, "handoff: %s=%q: want a descriptor number of 3 or more\n", envPreflight, v)
-		os.Exit(2)
-	}
-	f := os.NewFile(uintptr(fd), "preflight")
-	if _, err := fmt.Fprintln(f, preflightOK); err != nil {
-		fmt.Fprintf(os.Stderr, "handoff: preflight: %v\n", err)
-		os.Exit(2)
-	}
-	os.Exit(0)
+	return handover.Pending() || handover.InPreflight()
 }
 
 // takeEarlySignals returns the channel package early registered at the

@@ -1,28 +1,17 @@
 package supervisor
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"slices"
-	"strings"
-	"syscall"
-	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/handoff-dev/handoff/internal/handover"
 )
-
-type preflightResult struct {
-	out []byte
-	st  string
-	err error
-}
 
 // requestUpgrade starts an upgrade, after the roll in progress if any.
 func (t *table) requestUpgrade(done chan<- error) {
@@ -51,81 +40,42 @@ func (t *table) requestUpgrade(done chan<- error) {
 	t.startPreflight()
 }
 
-// startPreflight runs the new binary in check mode, in the background; the
-// loop gets the result on t.preflights.
+// startPreflight runs the new binary in check mode, in the background
+// (package internal/handover); the loop gets the result on t.preflights.
 func (t *table) startPreflight() {
 	u := t.upgrade
 	t.log.Info("upgrade: checking the new binary", zap.String("path", u.path))
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.failUpgrade(err)
-		return
-	}
-	env := []string{envPreflight + "=3"}
+	var env []string
 	for _, kv := range os.Environ() {
 		if !ownedVar(kv) {
 			env = append(env, kv)
 		}
 	}
 	// The real argv and environment: the new program runs its main as it
-	// will after the exec, up to New (see preflightExit).
-	fds, err := rawFds([]*os.File{t.devnull, os.Stdout, os.Stderr, w})
-	if err == nil {
-		p, perr := t.reaper.Start(u.path, os.Args, &syscall.ProcAttr{Env: env, Files: fds})
-		err = perr
-		if perr == nil {
-			t.bg.Add(1)
-			go func() {
-				defer t.bg.Done()
-				defer r.Close()
-				res := preflightResult{}
-				read := make(chan struct{})
-				go func() {
-					defer close(read)
-					res.out, _ = io.ReadAll(io.LimitReader(r, 4096))
-				}()
-				timeout := time.NewTimer(preflightTimeout)
-				defer timeout.Stop()
-				select {
-				case <-read:
-				case <-timeout.C:
-					res.err = fmt.Errorf("no answer within %v", preflightTimeout)
-				case <-t.quit:
-				}
-				p.Signal(syscall.SIGKILL) // nothing if it exited
-				r.SetReadDeadline(time.Now())
-				<-read
-				st, werr := p.Wait(context.Background())
-				res.st = st.String()
-				if res.err == nil && werr != nil {
-					res.err = werr
-				} else if res.err == nil && !st.Success() {
-					res.err = fmt.Errorf("preflight run: %s", st)
-				}
-				select {
-				case t.preflights <- res:
-				case <-t.quit:
-				}
-			}()
-		}
-	}
-	w.Close()
+	// will after the exec, up to New (see handover.EndPreflight).
+	p, err := handover.StartPreflight(t.reaper, u.path, os.Args, env, [3]*os.File{t.devnull, os.Stdout, os.Stderr})
 	if err != nil {
-		r.Close()
 		t.failUpgrade(err)
+		return
 	}
+	t.bg.Add(1)
+	go func() {
+		defer t.bg.Done()
+		err := p.Wait(handover.PreflightTimeout, t.quit)
+		select {
+		case t.preflights <- err:
+		case <-t.quit:
+		}
+	}()
 }
 
-func (t *table) onPreflight(res preflightResult) {
+func (t *table) onPreflight(err error) {
 	u := t.upgrade
 	if u == nil || t.stopping {
 		return
 	}
-	if res.err == nil && strings.TrimSpace(string(res.out)) != preflightOK {
-		res.err = fmt.Errorf("it did not reach supervisor.New (it said %q)", truncate(string(res.out), 80))
-	}
-	if res.err != nil {
-		t.failUpgrade(fmt.Errorf("the new binary %s failed its preflight run: %w", u.path, res.err))
+	if err != nil {
+		t.failUpgrade(fmt.Errorf("the new binary %s failed its preflight run: %w", u.path, err))
 		return
 	}
 	t.log.Info("upgrade: exec", zap.String("path", u.path), zap.Int("pid", os.Getpid()))
@@ -185,16 +135,8 @@ func (t *table) exec(path string) error {
 	}
 	// Signals received and not yet handled go with the table; what arrives
 	// in the exec window is handover.Exec's business.
-	signals := t.carried
+	signals := append(t.carried, handover.Drain(t.sigs)...)
 	t.carried = nil
-	for drained := false; t.sigs != nil && !drained; {
-		select {
-		case sig := <-t.sigs:
-			signals = append(signals, sig.(syscall.Signal))
-		default:
-			drained = true
-		}
-	}
 	table, err := json.Marshal(st)
 	if err != nil {
 		t.carried = signals
@@ -227,13 +169,6 @@ func (t *table) exec(path string) error {
 	late, err := handover.Exec(h)
 	t.carried = slices.Concat(signals, late, t.carried) // not handed over after all
 	return errors.Join(err, restore())
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }
 
 type upgrade struct {

@@ -1,9 +1,12 @@
 package acceptq
 
 import (
+	"bufio"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -69,4 +72,61 @@ func listenerOf(sock *listener.Socket) (net.Listener, error) {
 		return nil, cerr
 	}
 	return ln, err
+}
+
+// TestTreeAccepted: a connection held by a descendant of the process, and
+// not by the process itself, counts for TreeAccepted, not for Accepted.
+func TestTreeAccepted(t *testing.T) {
+	sock, err := listener.Listen(listener.Addr{Network: "tcp", Address: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	ln, err := listenerOf(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", sock.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.(*net.TCPConn).File()
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sh hands the connection (fd 3) to a background child, closes its
+	// own, and says so.
+	cmd := exec.Command("sh", "-c", "sleep 600 & exec 3<&-; echo ok; wait")
+	cmd.ExtraFiles = []*os.File{f}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // so that the sleep goes with it
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	}()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "ok\n" {
+		t.Fatalf("sh said %q, %v", line, err)
+	}
+	socks := []*listener.Socket{sock}
+	if got, err := Accepted([]int{cmd.Process.Pid}, socks); got || err != nil {
+		t.Errorf("Accepted of sh alone = %v, %v; want false", got, err)
+	}
+	if got, err := TreeAccepted(cmd.Process.Pid, socks); !got || err != nil {
+		t.Errorf("TreeAccepted of sh = %v, %v; want true (its child holds the connection)", got, err)
+	}
 }

@@ -28,8 +28,8 @@ func Pending() bool {
 	return ok
 }
 
-// drain takes what c holds now.
-func drain(c chan os.Signal) []syscall.Signal {
+// Drain takes the signals c holds now; nothing if c is nil.
+func Drain(c chan os.Signal) []syscall.Signal {
 	var sigs []syscall.Signal
 	for {
 		select {

@@ -60,7 +60,7 @@ func Exec(h *Handoff) (late []syscall.Signal, err error) {
 		}
 		defer undie()
 		settle()
-		late = drain(h.Sigs)
+		late = Drain(h.Sigs)
 	}
 	st := h.State
 	st.Signals = slices.Concat(st.Signals, late)

@@ -254,3 +254,13 @@ func DescendantOf(pid int, isWorker func(pid int) bool) (worker int, ok bool) {
 	}
 	return 0, false
 }
+
+// MonotonicUsec is CLOCK_MONOTONIC in microseconds, as systemd wants it
+// with RELOADING=1 (MONOTONIC_USEC); 0 if the clock cannot be read.
+func MonotonicUsec() int64 {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+		return 0
+	}
+	return ts.Nano() / 1000
+}

@@ -21,3 +21,6 @@ func (n *Socket) Serve(func(Msg)) error { return notSupported() }
 
 // DescendantOf finds no worker: there is no /proc to walk.
 func DescendantOf(int, func(int) bool) (int, bool) { return 0, false }
+
+// MonotonicUsec is 0: no service manager here reads it.
+func MonotonicUsec() int64 { return 0 }

@@ -887,3 +887,13 @@ func TestNotifyReadErrorIsNotTheEnd(t *testing.T) {
 		t.Errorf("dropped %+v, want 3 read errors", d)
 	}
 }
+
+// TestMonotonicUsec: the clock systemd's MONOTONIC_USEC wants, which does
+// not go back.
+func TestMonotonicUsec(t *testing.T) {
+	a := MonotonicUsec()
+	b := MonotonicUsec()
+	if a <= 0 || b < a {
+		t.Fatalf("MonotonicUsec: %d then %d", a, b)
+	}
+}

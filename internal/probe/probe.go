@@ -39,6 +39,26 @@ type Spec struct {
 	Timeout  time.Duration
 }
 
+// Resolve fills in what p leaves to its defaults: 10 attempts, 5s each, and for a bare
+// /PATH (http) or "" (tcp) target, first, the caller's first listening socket (nil: none).
+func (p Spec) Resolve(first net.Addr) Spec {
+	if p.Attempts == 0 {
+		p.Attempts = 10
+	}
+	if p.Timeout == 0 {
+		p.Timeout = 5 * time.Second
+	}
+	if p.Kind == "http" && strings.HasPrefix(p.Target, "/") || p.Kind == "tcp" && p.Target == "" {
+		if first != nil {
+			p.DialTo = first
+		}
+		if p.Kind == "http" {
+			p.Target = "http://localhost" + p.Target
+		}
+	}
+	return p
+}
+
 // A Canary is what a probe needs to know of a process it checks.
 type Canary struct{ Pid, Gen int }
 

@@ -96,3 +96,19 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestResolve(t *testing.T) {
+	first := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}
+	p := Spec{Kind: "http", Target: "/healthz"}.Resolve(first)
+	if p.Attempts != 10 || p.Timeout != 5*time.Second || p.DialTo != first || p.Target != "http://localhost/healthz" {
+		t.Errorf("http /PATH: %+v", p)
+	}
+	p = Spec{Kind: "tcp", Attempts: 3, Timeout: time.Second}.Resolve(nil)
+	if p.Attempts != 3 || p.Timeout != time.Second || p.DialTo != nil || p.Target != "" {
+		t.Errorf("tcp without a socket: %+v", p)
+	}
+	p = Spec{Kind: "http", Target: "http://x:1/"}.Resolve(first)
+	if p.DialTo != nil || p.Target != "http://x:1/" {
+		t.Errorf("http URL: %+v", p)
+	}
+}
