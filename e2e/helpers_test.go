@@ -20,12 +20,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/handoff-dev/handoff/internal/logging/logline"
 )
 
 // logLine is one JSON log line of the supervisor.
 type logLine struct {
 	Msg        string  `json:"msg"`
-	Ts         float64 `json:"ts"` // seconds since the epoch
+	Ts         epoch   `json:"ts"`
 	Addr       string  `json:"addr"`
 	Pid        int     `json:"pid"`
 	Worker     int     `json:"worker"`
@@ -69,6 +71,7 @@ type supervised struct {
 	seen   []logLine // every line until has returned
 	junkMu sync.Mutex
 	junk   []string // the first lines that were not JSON: a crash's message
+	raw    []string // every line, as written
 	waited bool
 	werr   error
 }
@@ -102,6 +105,9 @@ func startSupervisorWith(t *testing.T, bin string, attr *syscall.SysProcAttr, en
 		defer close(s.logs)
 		sc := bufio.NewScanner(r)
 		for sc.Scan() {
+			s.junkMu.Lock()
+			s.raw = append(s.raw, sc.Text())
+			s.junkMu.Unlock()
 			var l logLine
 			if json.Unmarshal(sc.Bytes(), &l) != nil {
 				s.junkMu.Lock()
@@ -305,4 +311,21 @@ func pidfd(t *testing.T, pid int) int {
 
 func alive(fd int) bool {
 	return !errors.Is(unix.PidfdSendSignal(fd, 0, nil, 0), unix.ESRCH)
+}
+
+// epoch is a log line's time in seconds since the epoch, from the ISO 8601
+// text of handoff's JSON logs (or a number).
+type epoch float64
+
+func (e *epoch) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return json.Unmarshal(b, (*float64)(e))
+	}
+	t, err := time.Parse(logline.TimeLayout, s)
+	if err != nil {
+		return err
+	}
+	*e = epoch(float64(t.UnixNano()) / 1e9)
+	return nil
 }

@@ -531,8 +531,8 @@ func TestSoak(t *testing.T) {
 			}
 			at := float64(f.at.UnixNano()) / 1e9
 			for _, l := range sup.seen {
-				if l.Ts > at-0.3 && l.Ts < at+0.1 {
-					t.Logf("  %+.3fs %s pid %d slot %d generation %d %s", l.Ts-at, l.Msg, l.Pid, l.Worker, l.Generation, l.Status)
+				if ts := float64(l.Ts); ts > at-0.3 && ts < at+0.1 {
+					t.Logf("  %+.3fs %s pid %d slot %d generation %d %s", ts-at, l.Msg, l.Pid, l.Worker, l.Generation, l.Status)
 				}
 			}
 		}

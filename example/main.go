@@ -41,7 +41,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -91,10 +90,6 @@ func main() {
 	if len(listen) == 0 {
 		listen = listenFlag{"127.0.0.1:8080"}
 	}
-
-	// The workers' drain reports what its deadline cut through slog: as
-	// JSON lines on stderr, beside the supervisor's.
-	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
 
 	srv := &http.Server{Handler: handler()}
 	if *h2c {

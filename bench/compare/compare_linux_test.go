@@ -248,6 +248,11 @@ func TestParseEvent(t *testing.T) {
 		ev.TS != 1795682342.5 {
 		t.Errorf("parsed %+v, %v", ev, ok)
 	}
+	// handoff's own JSON format: ts in ISO 8601.
+	ev, ok = parseEvent(`{"level":"info","ts":"2026-11-21T23:59:02.500Z","msg":"worker ready","worker":0,"pid":7080}`)
+	if !ok || ev.TS != 1795305542.5 {
+		t.Errorf("parsed %+v, %v; want ts 1795305542.5", ev, ok)
+	}
 	for _, bad := range []string{"panic: boom", `{"level":"info"}`, `{"msg":3}`} {
 		if _, ok := parseEvent(bad); ok {
 			t.Errorf("parseEvent(%q) succeeded", bad)

@@ -58,9 +58,9 @@ func (h *harness) handoffSpawn(ctx context.Context, n, round int) *spawnRun {
 		switch {
 		case !ok:
 		case ev.Msg == "starting workers":
-			began = ev.TS
+			began = float64(ev.TS)
 		case ev.Msg == "worker ready" && ev.Generation == 1:
-			last = max(last, ev.TS)
+			last = max(last, float64(ev.TS))
 			r.per = append(r.per, secs(ev.After))
 		case ev.Msg == "exiting":
 			return false, fmt.Errorf("handoff is exiting: %s", ev.Error)

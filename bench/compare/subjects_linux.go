@@ -50,7 +50,7 @@ type subject interface {
 type exEvent struct {
 	Msg        string  `json:"msg"`
 	Level      string  `json:"level"`
-	TS         float64 `json:"ts"` // seconds since the epoch
+	TS         epoch   `json:"ts"`
 	Addr       string  `json:"addr"`
 	Pid        int     `json:"pid"`
 	Generation uint64  `json:"generation"`
@@ -538,4 +538,21 @@ func tempDir(parent, name string) (string, error) {
 		return "", err
 	}
 	return filepath.Abs(d)
+}
+
+// epoch is a log line's time in seconds since the epoch: handoff writes
+// ISO 8601 text (older builds wrote the number).
+type epoch float64
+
+func (e *epoch) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return json.Unmarshal(b, (*float64)(e))
+	}
+	t, err := time.Parse("2006-01-02T15:04:05.000Z0700", s)
+	if err != nil {
+		return err
+	}
+	*e = epoch(float64(t.UnixNano()) / 1e9)
+	return nil
 }

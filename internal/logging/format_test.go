@@ -83,7 +83,7 @@ func TestWorkerLinesMatchSupervisorLines(t *testing.T) {
 }
 
 func TestFormatOfOtherLoggers(t *testing.T) {
-	for _, l := range []*zap.Logger{zap.NewNop(), zap.New(SlogCore(slog.Default().Handler())), Default()} {
+	for _, l := range []*zap.Logger{zap.NewNop(), zap.New(SlogCore(slog.Default().Handler()))} {
 		if f := Format(l); f != "" {
 			t.Errorf("Format(%v) = %q, want \"\": the supervisor cannot tell its workers", l.Core(), f)
 		}
@@ -97,4 +97,17 @@ func readFile(t *testing.T, f *os.File) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestDefaultIsHandoffsFormat: a supervisor given no logger logs in
+// handoff's own format, so it can tell its workers to.
+func TestDefaultIsHandoffsFormat(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got := Format(New(f)); got != logline.JSON {
+		t.Errorf("Format(New(a file)) = %q, want %q", got, logline.JSON)
+	}
 }

@@ -28,7 +28,7 @@ func TestNewWritesConsoleLinesToATerminal(t *testing.T) {
 	}
 	line := string(buf[:n])
 	if strings.HasPrefix(line, "{") || !strings.Contains(line, "INFO") || !strings.Contains(line, "worker started") ||
-		!strings.Contains(line, `{"worker": 0}`) || strings.Contains(line, "hidden") {
+		!strings.Contains(line, "worker=0") || strings.Contains(line, "hidden") {
 		t.Fatalf("terminal got %q, want one console line at INFO", line)
 	}
 }
