@@ -278,7 +278,7 @@ func statusCode(t *testing.T, url string) int {
 func serviceRewriter(t *testing.T, unit string) *rewriter {
 	r := newRewriter(t)
 	r.paths["/usr/local/bin/handoff"] = bins.handoff
-	run := filepath.Join(t.TempDir(), "run")
+	run := filepath.Join(shortTempDir(t), "run")
 	if err := os.Mkdir(run, 0o700); err != nil { // RuntimeDirectoryMode=0700
 		t.Fatal(err)
 	}
@@ -693,7 +693,7 @@ func TestDocsContainer(t *testing.T) {
 	if !slices.ContainsFunc(d.all("RUN"), func(run string) bool { return strings.Contains(run, "mkdir -p "+piddir) }) {
 		t.Fatalf("Dockerfile: no RUN mkdir -p %s for -pidfile %s", piddir, written[i+1])
 	}
-	r.paths[piddir] = t.TempDir()
+	r.paths[piddir] = shortTempDir(t)
 	argv := r.argv(written)
 	flag := func(name string) string {
 		i := slices.Index(written, name)
@@ -892,7 +892,7 @@ func TestDocsCLIReadme(t *testing.T) {
 	}
 	checkFds(t)
 	text := readDoc(t, "cmd/handoff/README.md")
-	dir := t.TempDir()
+	dir := shortTempDir(t)
 	pidfile := filepath.Join(dir, "handoff.pid")
 	r := newRewriter(t)
 	for _, p := range []string{"/tmp/app.pid", "/tmp/demo/app.pid", "/run/app/handoff.pid"} {
@@ -1062,4 +1062,18 @@ func TestDocsReadmeExample(t *testing.T) {
 	if code := w.stop(); code != 0 {
 		t.Errorf("the worker exited with %d after SIGTERM, want 0", code)
 	}
+}
+
+// shortTempDir is a temporary directory removed at the test's end, with a
+// short path: t.TempDir's holds the test's name, and a control socket under
+// it went past the 107 bytes a unix socket's path may have (CI's GOTMPDIR,
+// TestDocsReadmeUnits/cmd/handoff/README.md: 108).
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
