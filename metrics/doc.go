@@ -6,7 +6,8 @@
 //		supervisor.WithListen("tcp://:8080"),
 //		supervisor.WithMetrics("tcp://127.0.0.1:9100", metrics.Handler))
 //
-// Every scrape reads one supervisor.Stats, the snapshot the handoff
+// Every scrape reads one supervisor.Stats (LastStats: never waiting for the
+// run loop), the snapshot the handoff
 // command's status shows too, so the two agree. The metrics, all prefixed
 // handoff_:
 //

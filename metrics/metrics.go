@@ -13,7 +13,7 @@ import (
 )
 
 // Collector is a prometheus.Collector for one supervisor. Collect reads
-// Supervisor.Stats, which never waits for the supervisor's run loop.
+// Supervisor.LastStats, which never waits for the supervisor's run loop.
 type Collector struct {
 	s         *supervisor.Supervisor
 	overflows func() (uint64, bool)
@@ -71,9 +71,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect sends the supervisor's metrics as they are now, all from one
-// Supervisor.Stats.
+// Supervisor.LastStats.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	st := c.s.Stats()
+	st := c.s.LastStats() // never waits for the run goroutine: a scrape during an upgrade is answered
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}

@@ -167,6 +167,16 @@ func (s *Supervisor) Stats() Stats {
 	if !s.inHook() {
 		s.call(func(t *table) { t.publish() })
 	}
+	return s.LastStats()
+}
+
+// LastStats returns the Stats the run goroutine published last (after every
+// event, and before every hook), with the accept queues as the kernel
+// reports them now, without waiting for the run goroutine: for monitoring
+// (package metrics), which must answer while the run goroutine is busy, as
+// during an upgrade's exec, when it waits for the requests its endpoints
+// took to be answered.
+func (s *Supervisor) LastStats() Stats {
 	p := s.pub.Load()
 	if p == nil {
 		return Stats{}
