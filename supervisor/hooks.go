@@ -120,8 +120,8 @@ type Spawn struct {
 // from that goroutine is found by its thread (see Supervisor.inHook), with
 // no goroutine id: Stats answers with the table as the hook sees it (which
 // runHook publishes first), the others refuse with ErrInHook. Requests from
-// other goroutines that come meanwhile are kept, to be served once the hook
-// and the event that called it are done (see serveKept).
+// other goroutines wait to be taken, as during any event, until the hook
+// and the event that called it are done.
 func (t *table) runHook(f func()) {
 	t.publish()
 	done := make(chan struct{})
@@ -135,23 +135,7 @@ func (t *table) runHook(f func()) {
 		defer t.s.hookThread.Store(0)
 		f()
 	}()
-	for {
-		select {
-		case <-done:
-			return
-		case req := <-t.s.reqs:
-			t.kept = append(t.kept, req)
-		}
-	}
-}
-
-// serveKept serves the requests that came while a hook ran.
-func (t *table) serveKept() {
-	for len(t.kept) > 0 {
-		req := t.kept[0]
-		t.kept = t.kept[1:]
-		req(t)
-	}
+	<-done
 }
 
 func (t *table) hookRoll(e RollEvent) {

@@ -77,8 +77,7 @@ type table struct {
 	lastRollErr error
 	restarts    int
 	exitsBy     exitCounts
-	foreign     int            // notify messages from processes that are not workers
-	kept        []func(*table) // requests that came while a hook ran (hooks.go)
+	foreign     int // notify messages from processes that are not workers
 
 	count           counters      // metrics.go
 	queues          queueWatch    // queue.go
@@ -312,10 +311,6 @@ func (t *table) loop(ctx context.Context) error {
 			t.onSignal(sig)
 			ping = false
 		}
-		if len(t.kept) > 0 {
-			t.serveKept()
-			ping = false
-		}
 		if !ping {
 			t.publish()
 		}
@@ -354,7 +349,6 @@ func (t *table) loop(ctx context.Context) error {
 			t.killAll()
 		}
 	}
-	t.serveKept()
 	t.publish()
 	t.log.Info("stopped", zap.Int("restarts", t.restarts))
 	return t.fatal
