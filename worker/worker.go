@@ -29,6 +29,11 @@ const (
 	// EnvLivenessFd names the worker's read end of the liveness pipe: it
 	// reads end-of-file when the supervisor is gone (see Run).
 	EnvLivenessFd = "HANDOFF_LIVENESS_FD"
+	// EnvHandoverFd names the worker's end of its socket pair with the
+	// supervisor for connection hand-over (package internal/connpass's
+	// protocol): a draining worker gives its idle connections to the next
+	// generation over it. Unset when the supervisor runs without hand-over.
+	EnvHandoverFd = "HANDOFF_HANDOVER_FD"
 )
 
 // Handler is the body of a worker: it serves on the inherited listeners
