@@ -163,6 +163,7 @@ func ServeAndDrain(ctx context.Context, srv *http.Server, ls []net.Listener, opt
 	d.cut, d.cutNow = context.WithCancel(context.Background())
 	defer d.cutNow()
 	inner := d.server(srv, tlsConfig)
+	d.inner = inner
 	defer d.goaways.Wait()
 	serveOn := ls
 	if tlsConfig != nil {
@@ -170,6 +171,13 @@ func ServeAndDrain(ctx context.Context, srv *http.Server, ls []net.Listener, opt
 		for i, l := range ls {
 			serveOn[i] = tls.NewListener(l, tlsConfig)
 		}
+	}
+	if o.handover && tlsConfig == nil && !d.h2c {
+		d.hand = newDrainHand(d)
+	}
+	if d.hand != nil {
+		inner.ConnContext = d.connContext // requests know their connection: see drainWriter.prepare
+		serveOn = d.hand.listen(ls)
 	}
 
 	errc := make(chan error, len(ls))
@@ -193,11 +201,19 @@ func ServeAndDrain(ctx context.Context, srv *http.Server, ls []net.Listener, opt
 	// RegisterOnShutdown functions.
 	shutting.Go(func() { srv.Shutdown(shut) })
 	serving.Wait() // every accepted connection has now been through StateNew
+	if d.hand != nil {
+		d.hand.leftovers()
+	}
 	close(errc)
 	for err := range errc {
 		errs = append(errs, err)
 	}
 	errs = append(errs, d.wait(inner, hurry))
+	if d.hand != nil {
+		d.hand.end() // nothing more comes for this drain: nothing more to serve again
+	}
+	d.againWG.Wait()
+	d.ended()
 	shutting.Wait()
 	return errors.Join(errs...)
 }
@@ -224,6 +240,12 @@ type drainer struct {
 	handlers      atomic.Int64       // handlers running
 	h2Served      atomic.Int64       // HTTP/2 connections served
 	goaways       sync.WaitGroup     // goroutines running the HTTP/2 drain steps
+	inner         *http.Server       // the server ServeAndDrain serves with
+	hand          *drainHand         // connection hand-over; nil when off
+	again         atomic.Int64       // connections served again (serveAgain) and not yet done
+	againWG       sync.WaitGroup     // goroutines serving them
+	cutDone       atomic.Bool        // the drain deadline passed: hands in flight are no longer waited for
+	handingOver   int                // idle connections the drain started handing; set by start
 
 	mu       sync.Mutex
 	conns    map[net.Conn]*drainConn
@@ -291,6 +313,9 @@ func (d *drainer) start(ls []net.Listener) {
 	for hc := range d.h2 {
 		d.goaways.Go(func() { d.goAway(hc) })
 	}
+	if d.hand != nil {
+		d.handingOver = d.hand.start()
+	}
 	d.mu.Unlock()
 	d.closingListen.Store(true)
 	for _, l := range ls {
@@ -299,8 +324,39 @@ func (d *drainer) start(ls []net.Listener) {
 	if d.opts.logger != nil {
 		d.opts.logger.Info("worker: drain started", slog.Int("pid", os.Getpid()),
 			slog.Int("connections", conns), slog.Int("idle", idle),
-			slog.Int("http2_goaway", h2), slog.Duration("deadline", d.opts.timeout))
+			slog.Int("http2_goaway", h2), slog.Int("handing_over", d.handingOver), slog.Duration("deadline", d.opts.timeout))
 	}
+}
+
+// ended logs the end of the drain: what was handed over and what came
+// back, the connections this process took over in its life, and the hands
+// still unsettled.
+func (d *drainer) ended() {
+	if d.opts.logger == nil {
+		return
+	}
+	var handed, returned, failed, inFlight, received int64
+	if h := d.hand; h != nil {
+		handed, returned, failed, inFlight = h.handed.Load(), h.returned.Load(), h.failed.Load(), h.inFlight.Load()
+		received = h.client.received.Load()
+	} else if c := processClient.made.Load(); c != nil {
+		received = c.received.Load()
+	}
+	d.opts.logger.Info("worker: drain ended", slog.Int("pid", os.Getpid()),
+		slog.Int64("handed_over", handed), slog.Int64("returned", returned), slog.Int64("hand_failed", failed),
+		slog.Int64("received", received), slog.Int64("in_flight", inFlight),
+		slog.Int64("http2_connections", d.h2Served.Load()))
+}
+
+// handsLeft counts what the drain waits for beside the connections: those
+// served again, and, while the pair works and before the deadline, the
+// hands neither done nor returned.
+func (d *drainer) handsLeft() int64 {
+	n := d.again.Load()
+	if d.hand.working() && !d.cutDone.Load() {
+		n += d.hand.inFlight.Load()
+	}
+	return n
 }
 
 // left counts what the drain still waits for. An HTTP/2 connection
@@ -337,7 +393,7 @@ func (d *drainer) wait(srv *http.Server, hurry <-chan struct{}) error {
 	var cutHandlers int64
 	for {
 		conns, _, hijacked, handlers := d.left()
-		if conns == 0 && hijacked == 0 && handlers == 0 {
+		if conns == 0 && hijacked == 0 && handlers == 0 && d.handsLeft() == 0 {
 			break
 		}
 		select {
@@ -353,6 +409,7 @@ func (d *drainer) wait(srv *http.Server, hurry <-chan struct{}) error {
 			cutAt = time.Since(started)
 			_, cutIdle, cutHijacked, cutHandlers = d.left()
 			cutConns = conns
+			d.cutDone.Store(true)
 			d.cutNow()
 			d.closeIdle()
 			grace := d.opts.timeout / 6

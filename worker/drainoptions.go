@@ -18,17 +18,20 @@ func (f drainOptionFunc) applyDrain(o *drainOptions) { f(o) }
 
 // drainOptions holds ServeAndDrain's settings with their defaults.
 type drainOptions struct {
-	idleGrace time.Duration // with idleGraceSet; otherwise idle connections wait for the deadline
-	idleSet   bool
-	timeout   time.Duration // the drain deadline; 0: none
-	bodyLimit int64
-	certFile  string
-	keyFile   string
-	logger    *slog.Logger
+	idleGrace  time.Duration // with idleGraceSet; otherwise idle connections wait for the deadline
+	idleSet    bool
+	timeout    time.Duration // the drain deadline; 0: none
+	bodyLimit  int64
+	certFile   string
+	keyFile    string
+	logger     *slog.Logger
+	handover   bool                        // hand idle connections over (see ServeAndDrain)
+	handClient func() (*handClient, error) // the socket pair's client, nil if none: a test seam
 }
 
 func defaultDrainOptions() drainOptions {
-	return drainOptions{timeout: DefaultDrainTimeout(), bodyLimit: 1 << 20, logger: defaultLogger()}
+	return drainOptions{timeout: DefaultDrainTimeout(), bodyLimit: 1 << 20, logger: defaultLogger(),
+		handover: true, handClient: processHandClient}
 }
 
 func (o drainOptions) validate() error {
@@ -86,6 +89,16 @@ func WithTLSFiles(certFile, keyFile string) DrainOption {
 // slog.Default().
 func WithDrainLogger(l *slog.Logger) DrainOption {
 	return drainOptionFunc(func(o *drainOptions) { o.logger = l })
+}
+
+// WithHandover turns connection hand-over on or off (see ServeAndDrain,
+// "# Hand-over"). It is on by default, and only works under a handoff
+// supervisor running with hand-over, for plaintext HTTP/1.x: it is off
+// over TLS and when the server serves h2c, whatever this option says.
+// Off, the drain keeps every connection until its client is done with it,
+// as without a supervisor.
+func WithHandover(on bool) DrainOption {
+	return drainOptionFunc(func(o *drainOptions) { o.handover = on })
 }
 
 // tlsConfig returns the TLS configuration to serve with, or nil for

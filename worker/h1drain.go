@@ -32,6 +32,12 @@ func (d *drainer) connState(c net.Conn, st http.ConnState) {
 func (d *drainer) track(c net.Conn, st http.ConnState) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if hc, ok := c.(*handConn); ok {
+		hc.setState(st)
+		if st == http.StateNew && d.draining.Load() && d.hand.working() {
+			hc.handAtIdle() // accepted as the drain started, or handed in just before
+		}
+	}
 	switch st {
 	case http.StateNew, http.StateActive, http.StateIdle:
 		dc := d.conns[c]
@@ -136,6 +142,9 @@ func (d *drainer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	defer stop()
 	r = r.WithContext(ctx)
 	dw := &drainWriter{ResponseWriter: w, d: d, h1: r.ProtoMajor == 1}
+	if hc, ok := r.Context().Value(connKey{}).(*handConn); ok {
+		dw.hc = hc
+	}
 	d.next.ServeHTTP(dw, r)
 	if dw.hijacked || !dw.h1 {
 		return // HTTP/2 closes its connections itself, after the GOAWAY
@@ -167,6 +176,7 @@ type drainWriter struct {
 	wroteHeader bool // the final response header has been written or decided
 	closing     bool // it asked for the connection to be closed
 	hijacked    bool
+	hc          *handConn // the connection, if it can be handed over
 }
 
 // prepare runs before the response header with status code is written.
@@ -177,6 +187,9 @@ func (w *drainWriter) prepare(code int) {
 	w.wroteHeader = true
 	if !w.h1 || code == http.StatusSwitchingProtocols || !w.d.draining.Load() {
 		return // an upgrade keeps its own Connection header
+	}
+	if w.hc != nil && w.d.hand.working() && w.hc.handing() {
+		return // handed over at its next idle point instead of closed
 	}
 	w.Header().Set("Connection", "close")
 	w.closing = true

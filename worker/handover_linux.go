@@ -1,0 +1,4 @@
+package worker
+
+// handoverSupported: Linux passes descriptors over its socket pair.
+const handoverSupported = true
