@@ -1,0 +1,522 @@
+package worker
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/handoff-dev/handoff/internal/connpass"
+)
+
+// The hand-over tests run real worker processes (the test binary
+// re-executed, see init below) on one shared listening socket, each with a
+// socket pair to the test, which plays the supervisor's router: a Hand
+// from one worker goes to the next as a Conn, whose Ack becomes a Done for
+// the first (or, refused, the connection goes back). Raw keep-alive
+// clients dial once and never retry.
+
+// hoWorkerEnv makes the re-executed test binary a hand-over test worker:
+// its value is the worker's id, which it answers in X-Server.
+const hoWorkerEnv = "HANDOFF_TEST_HANDOVER_WORKER"
+
+func init() {
+	id := os.Getenv(hoWorkerEnv)
+	if id == "" {
+		return
+	}
+	os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	opts := []DrainOption{WithDrainLogger(logger), WithDrainTimeout(20 * time.Second)}
+	if os.Getenv("HANDOFF_TEST_HANDOVER_OFF") != "" {
+		opts = append(opts, WithHandover(false))
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		<-Draining(r.Context()) // a response begun during the drain
+		w.Header().Set("X-Server", id)
+		io.WriteString(w, "slow")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("X-Server", id)
+		io.WriteString(w, "hello")
+	})
+	err := Run(context.Background(), HTTP(&http.Server{Handler: mux}, opts...))
+	logger.Info("test: exit", slog.Int("sockets", openSockets()), slog.Any("error", err))
+	if err != nil {
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// openSockets counts this process's socket descriptors.
+func openSockets() int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	n := 0
+	for _, e := range ents {
+		if link, _ := os.Readlink("/proc/self/fd/" + e.Name()); strings.HasPrefix(link, "socket:") {
+			n++
+		}
+	}
+	return n
+}
+
+// hoWorker is a worker process and the test's end of its socket pair.
+type hoWorker struct {
+	id     int
+	cmd    *exec.Cmd
+	pair   *connpass.Conn // nil without hand-over
+	serves chan []string  // its Serve messages
+	stderr syncBuffer
+	exited chan struct{}
+	err    error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// line returns the first JSON log line whose msg is msg.
+func (w *hoWorker) line(t *testing.T, msg string) map[string]any {
+	t.Helper()
+	for _, l := range strings.Split(w.stderr.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == msg {
+			return m
+		}
+	}
+	t.Fatalf("worker %d logged no %q:\n%s", w.id, msg, w.stderr.String())
+	return nil
+}
+
+// startHoWorker starts worker id on the listening socket lf, with a
+// socket pair unless noPair.
+func startHoWorker(t *testing.T, id int, lf *os.File, noPair bool, env ...string) *hoWorker {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &hoWorker{id: id, serves: make(chan []string, 16), exited: make(chan struct{})}
+	w.cmd = exec.Command(exe, "-test.run=^$")
+	w.cmd.Env = append(os.Environ(), hoWorkerEnv+"="+strconv.Itoa(id), "LISTEN_FDS=1", "GORACE=atexit_sleep_ms=0")
+	w.cmd.Env = append(w.cmd.Env, env...)
+	w.cmd.ExtraFiles = []*os.File{lf}
+	w.cmd.Stderr = &w.stderr
+	var remote *os.File
+	if !noPair {
+		w.pair, remote, err = connpass.Pair()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.cmd.ExtraFiles = append(w.cmd.ExtraFiles, remote)
+		w.cmd.Env = append(w.cmd.Env, EnvHandoverFd+"=4")
+	}
+	err = w.cmd.Start()
+	if remote != nil {
+		remote.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		w.err = w.cmd.Wait()
+		close(w.exited)
+	}()
+	t.Cleanup(func() {
+		w.cmd.Process.Kill()
+		<-w.exited
+		if w.pair != nil {
+			w.pair.Close()
+		}
+		if strings.Contains(w.stderr.String(), "DATA RACE") {
+			t.Errorf("worker %d:\n%s", id, w.stderr.String())
+		}
+	})
+	return w
+}
+
+// stop sends SIGTERM and waits for the worker to exit cleanly.
+func (w *hoWorker) stop(t *testing.T) {
+	t.Helper()
+	w.cmd.Process.Signal(syscall.SIGTERM)
+	w.wait(t)
+}
+
+func (w *hoWorker) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-w.exited:
+	case <-time.After(time.Until(deadline(t))):
+		t.Fatalf("worker %d did not exit:\n%s", w.id, w.stderr.String())
+	}
+	if w.err != nil {
+		t.Fatalf("worker %d: %v\n%s", w.id, w.err, w.stderr.String())
+	}
+	if n := w.line(t, "test: exit")["sockets"]; n != 1.0 && !(w.pair == nil && n == 0.0) {
+		t.Errorf("worker %d exited with %v sockets open, want only its socket pair", w.id, n)
+	}
+}
+
+// waitServe waits for the worker to say it takes connections (a Serve
+// with addresses), or, with none, that it stopped taking them.
+func (w *hoWorker) waitServe(t *testing.T, some bool) {
+	t.Helper()
+	for {
+		select {
+		case addrs := <-w.serves:
+			if (len(addrs) > 0) == some {
+				return
+			}
+		case <-time.After(time.Until(deadline(t))):
+			t.Fatalf("worker %d sent no Serve (addresses: %v):\n%s", w.id, some, w.stderr.String())
+		}
+	}
+}
+
+// router plays the supervisor: hands from workers[i] go to workers[i+1];
+// with giveBack, every hand is returned to its sender.
+type router struct {
+	t        *testing.T
+	workers  []*hoWorker
+	giveBack bool
+	wg       sync.WaitGroup
+
+	mu      sync.Mutex
+	nextID  uint64
+	pending map[uint64]routed
+}
+
+type routed struct {
+	from *hoWorker
+	id   uint64
+	fd   int
+}
+
+func newRouter(t *testing.T) *router {
+	r := &router{t: t, pending: make(map[uint64]routed)}
+	t.Cleanup(func() {
+		for _, w := range r.workers {
+			w.cmd.Process.Kill()
+			<-w.exited
+			w.pair.Close() // ends the reading goroutine
+		}
+		r.wg.Wait()
+		for _, p := range r.pending {
+			syscall.Close(p.fd)
+		}
+	})
+	return r
+}
+
+func (r *router) add(w *hoWorker) {
+	r.mu.Lock()
+	r.workers = append(r.workers, w)
+	i := len(r.workers) - 1
+	r.mu.Unlock()
+	r.wg.Go(func() { r.read(w, i) })
+}
+
+func (r *router) read(w *hoWorker, i int) {
+	for {
+		m, err := w.pair.Recv()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
+				r.t.Errorf("router: worker %d: %v", w.id, err)
+			}
+			return
+		}
+		switch m.Kind {
+		case connpass.KindServe:
+			w.serves <- m.Addrs
+		case connpass.KindHand:
+			r.mu.Lock()
+			var to *hoWorker
+			if i+1 < len(r.workers) && !r.giveBack {
+				to = r.workers[i+1]
+			}
+			r.nextID++
+			id := r.nextID
+			r.pending[id] = routed{from: w, id: m.ID, fd: m.Fd}
+			r.mu.Unlock()
+			if to == nil || to.pair.Send(connpass.Msg{Kind: connpass.KindConn, ID: id, Addr: m.Addr, Fd: m.Fd}) != nil {
+				r.settle(id, false)
+			}
+		case connpass.KindAck:
+			r.settle(m.ID, m.OK)
+		default:
+			r.t.Errorf("router: worker %d sent %v", w.id, m.Kind)
+		}
+	}
+}
+
+// settle ends routed connection id: Done to its sender, or the connection
+// back.
+func (r *router) settle(id uint64, ok bool) {
+	r.mu.Lock()
+	p, found := r.pending[id]
+	delete(r.pending, id)
+	r.mu.Unlock()
+	if !found {
+		r.t.Errorf("router: Ack of unknown %d", id)
+		return
+	}
+	if ok {
+		p.from.pair.Send(connpass.Msg{Kind: connpass.KindDone, ID: p.id, Fd: -1})
+	} else {
+		p.from.pair.Send(connpass.Msg{Kind: connpass.KindConn, ID: p.id, Returned: true, Addr: "returned", Fd: p.fd})
+	}
+	syscall.Close(p.fd)
+}
+
+// sharedSocket returns a listening socket's address and a file of it to
+// pass to workers.
+func sharedSocket(t *testing.T) (string, *os.File) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := l.(*net.TCPListener).File()
+	l.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return l.Addr().String(), f
+}
+
+// hoClient is a raw keep-alive client on one connection.
+type hoClient struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialHo(t *testing.T, addr string) *hoClient {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(deadline(t))
+	return &hoClient{c: c, br: bufio.NewReader(c)}
+}
+
+// hoAnswer is what a request got.
+type hoAnswer struct {
+	server int
+	close  bool
+	body   string
+}
+
+func (c *hoClient) get(path string) (hoAnswer, error) {
+	if _, err := io.WriteString(c.c, "GET "+path+" HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+		return hoAnswer{}, err
+	}
+	return c.read()
+}
+
+func (c *hoClient) read() (hoAnswer, error) {
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return hoAnswer{}, err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	id, _ := strconv.Atoi(resp.Header.Get("X-Server"))
+	return hoAnswer{server: id, close: resp.Close, body: string(b)}, err
+}
+
+func (c *hoClient) mustGet(t *testing.T, path string) hoAnswer {
+	t.Helper()
+	a, err := c.get(path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return a
+}
+
+// hammer runs n clients that send requests back to back on one
+// connection each until stop is closed, and counts what they got.
+type hammer struct {
+	stop     chan struct{}
+	progress chan struct{} // rung after each answer
+	wg       sync.WaitGroup
+	answered atomic.Int64
+	mu       sync.Mutex
+	failures []string
+	closes   int
+	last     []int // server of each client's last answer
+	served   map[int]int
+}
+
+func startHammer(t *testing.T, clients []*hoClient) *hammer {
+	h := &hammer{stop: make(chan struct{}), progress: make(chan struct{}, 1), last: make([]int, len(clients)), served: map[int]int{}}
+	for i, c := range clients {
+		h.wg.Go(func() {
+			for {
+				select {
+				case <-h.stop:
+					return
+				default:
+				}
+				a, err := c.get("/")
+				h.mu.Lock()
+				switch {
+				case err != nil:
+					h.failures = append(h.failures, err.Error())
+				case a.body != "hello":
+					h.failures = append(h.failures, fmt.Sprintf("body %q", a.body))
+				default:
+					h.last[i] = a.server
+					h.served[a.server]++
+					if a.close {
+						h.closes++
+					}
+				}
+				failed := err != nil || a.close
+				h.mu.Unlock()
+				h.answered.Add(1)
+				select {
+				case h.progress <- struct{}{}:
+				default:
+				}
+				if failed {
+					return // never redial
+				}
+			}
+		})
+	}
+	t.Cleanup(h.end)
+	return h
+}
+
+func (h *hammer) end() {
+	select {
+	case <-h.stop:
+	default:
+		close(h.stop)
+	}
+	h.wg.Wait()
+}
+
+// waitAll waits until every client's last answer came from server id.
+func (h *hammer) waitAll(t *testing.T, id int) {
+	t.Helper()
+	for time.Now().Before(deadline(t)) {
+		h.mu.Lock()
+		all := len(h.failures) == 0
+		for _, s := range h.last {
+			all = all && s == id
+		}
+		failed := len(h.failures) > 0
+		h.mu.Unlock()
+		if all || failed {
+			return
+		}
+		select {
+		case <-h.progress:
+		case <-time.After(time.Until(deadline(t))):
+		}
+	}
+}
+
+// rollHandover runs rounds hand-overs under n hammering clients: worker
+// r drains while worker r+1 takes its connections. It checks that no
+// request failed, no answer said "Connection: close", no client redialled,
+// each drained worker handed every connection and exited while its
+// clients were still connected.
+func rollHandover(t *testing.T, clients, rounds int) {
+	checkFdLeak(t)
+	addr, lf := sharedSocket(t)
+	rt := newRouter(t)
+	w := startHoWorker(t, 1, lf, false)
+	rt.add(w)
+	w.waitServe(t, true)
+	cs := make([]*hoClient, clients)
+	for i := range cs {
+		cs[i] = dialHo(t, addr)
+		if a := cs[i].mustGet(t, "/"); a.server != 1 {
+			t.Fatalf("client %d answered by %d before any other worker ran", i, a.server)
+		}
+	}
+	h := startHammer(t, cs)
+	for r := 1; r <= rounds; r++ {
+		next := startHoWorker(t, r+1, lf, false)
+		rt.add(next)
+		next.waitServe(t, true)
+		w.stop(t) // SIGTERM; returns once it exited
+		ended := w.line(t, "worker: drain ended")
+		if ended["handed_over"] != float64(clients) || ended["in_flight"] != 0.0 || ended["returned"] != 0.0 {
+			t.Errorf("round %d: worker %d ended its drain with %v, want all %d handed over", r, w.id, ended, clients)
+		}
+		if started := w.line(t, "worker: drain started"); started["handing_over"] == nil {
+			t.Errorf("drain started without handing_over: %v", started)
+		}
+		if r > 1 {
+			if got := ended["received"]; got != float64(clients) {
+				t.Errorf("worker %d received %v connections, want %d", w.id, got, clients)
+			}
+		}
+		h.waitAll(t, r+1)
+		w = next
+	}
+	h.end()
+	t.Logf("%d requests answered; per server %v", h.answered.Load(), h.served)
+	if len(h.failures) > 0 || h.closes > 0 {
+		t.Errorf("%d failed requests (%v), %d answers with Connection: close", len(h.failures), h.failures[:min(len(h.failures), 5)], h.closes)
+	}
+	for i, s := range h.last {
+		if s != rounds+1 {
+			t.Errorf("client %d last answered by %d, want %d", i, s, rounds+1)
+		}
+	}
+	for _, c := range cs {
+		c.c.Close()
+	}
+	w.stop(t)
+}
+
+// TestHandoverTwoWorkers: keep-alive clients that never redial keep their
+// connection through hand-overs between worker processes, with no failed
+// request and no "Connection: close"; each old worker exits once its
+// connections are handed, while its clients are still connected.
+func TestHandoverTwoWorkers(t *testing.T) {
+	rollHandover(t, 8, 2)
+}
+
+// TestHandoverRace: clients hammering without pause through three
+// hand-overs (the workers run with the race detector when the test does).
+func TestHandoverRace(t *testing.T) {
+	rollHandover(t, 32, 3)
+}
