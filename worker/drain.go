@@ -292,6 +292,9 @@ func (d *drainer) ring() {
 // connection begins its GOAWAY steps; then the listeners are closed, and
 // the start is logged.
 func (d *drainer) start(ls []net.Listener) {
+	if d.hand != nil {
+		d.hand.stopTaking()
+	}
 	d.mu.Lock()
 	d.draining.Store(true)
 	close(d.drainCh)

@@ -71,13 +71,19 @@ func (h *drainHand) serve(addrs []string) {
 	}
 }
 
-// start stops taking connections and asks every connection to be handed
-// at its next idle point; it returns how many are idle now. d.mu is held.
-func (h *drainHand) start() (idle int) {
+// stopTaking stops taking connections, and tells the supervisor. d.mu
+// must not be held: a send that finds the pair broken tells the drain
+// (handBroken).
+func (h *drainHand) stopTaking() {
 	for _, l := range h.ls {
 		h.client.unsetTaker(l.addr, l)
 	}
 	h.serve(nil)
+}
+
+// start asks every connection to be handed at its next idle point; it
+// returns how many are idle now. d.mu is held.
+func (h *drainHand) start() (idle int) {
 	for c := range h.d.conns {
 		if hc, ok := c.(*handConn); ok && hc.handAtIdle() {
 			idle++

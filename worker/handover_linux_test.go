@@ -89,13 +89,20 @@ type hoWorker struct {
 }
 
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu    sync.Mutex
+	b     bytes.Buffer
+	wrote chan struct{} // rung after each write
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer func() {
+		select {
+		case b.wrote <- struct{}{}:
+		default:
+		}
+	}()
 	return b.b.Write(p)
 }
 
@@ -127,11 +134,15 @@ func startHoWorker(t *testing.T, id int, lf *os.File, noPair bool, env ...string
 		t.Fatal(err)
 	}
 	w := &hoWorker{id: id, serves: make(chan []string, 16), exited: make(chan struct{})}
+	w.stderr.wrote = make(chan struct{}, 1)
 	w.cmd = exec.Command(exe, "-test.run=^$")
 	w.cmd.Env = append(os.Environ(), hoWorkerEnv+"="+strconv.Itoa(id), "LISTEN_FDS=1", "GORACE=atexit_sleep_ms=0")
 	w.cmd.Env = append(w.cmd.Env, env...)
 	w.cmd.ExtraFiles = []*os.File{lf}
 	w.cmd.Stderr = &w.stderr
+	// A worker must not outlive a test binary killed at its timeout: it
+	// would hold whatever the binary inherited.
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var remote *os.File
 	if !noPair {
 		w.pair, remote, err = connpass.Pair()
@@ -519,4 +530,152 @@ func TestHandoverTwoWorkers(t *testing.T) {
 // hand-overs (the workers run with the race detector when the test does).
 func TestHandoverRace(t *testing.T) {
 	rollHandover(t, 32, 3)
+}
+
+// TestHandoverMidRequest: a connection in the middle of a request when the
+// drain starts gets its response without "Connection: close", then is
+// handed over at its idle point, like the idle one beside it.
+func TestHandoverMidRequest(t *testing.T) {
+	checkFdLeak(t)
+	addr, lf := sharedSocket(t)
+	rt := newRouter(t)
+	a := startHoWorker(t, 1, lf, false)
+	rt.add(a)
+	a.waitServe(t, true)
+	busy, idle := dialHo(t, addr), dialHo(t, addr)
+	idle.mustGet(t, "/")
+	if _, err := io.WriteString(busy.c, "GET /slow HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	b := startHoWorker(t, 2, lf, false)
+	rt.add(b)
+	b.waitServe(t, true)
+	a.cmd.Process.Signal(syscall.SIGTERM) // /slow answers once the drain started
+	ans, err := busy.read()
+	if err != nil || ans.body != "slow" || ans.server != 1 || ans.close {
+		t.Fatalf("the request in flight got %+v, %v; want \"slow\" from 1 without Connection: close", ans, err)
+	}
+	a.wait(t)
+	for name, c := range map[string]*hoClient{"busy": busy, "idle": idle} {
+		if ans := c.mustGet(t, "/"); ans.server != 2 || ans.close {
+			t.Errorf("%s connection after the drain: %+v, want served by 2, kept open", name, ans)
+		}
+	}
+	if got := a.line(t, "worker: drain ended")["handed_over"]; got != 2.0 {
+		t.Errorf("handed_over %v, want 2", got)
+	}
+	busy.c.Close()
+	idle.c.Close()
+	b.stop(t)
+}
+
+// TestHandoverReturned: a connection the supervisor gives back is served
+// again by the worker that handed it, the old drain's way: its next
+// response says "Connection: close", and the worker then exits.
+func TestHandoverReturned(t *testing.T) {
+	checkFdLeak(t)
+	addr, lf := sharedSocket(t)
+	rt := newRouter(t)
+	rt.giveBack = true
+	a := startHoWorker(t, 1, lf, false)
+	rt.add(a)
+	a.waitServe(t, true)
+	c := dialHo(t, addr)
+	c.mustGet(t, "/")
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	a.waitServe(t, false)
+	if ans := c.mustGet(t, "/"); ans.server != 1 || !ans.close {
+		t.Errorf("after the drain started: %+v, want served by 1 with Connection: close", ans)
+	}
+	if _, err := c.br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Errorf("after the Connection: close answer: %v, want EOF", err)
+	}
+	a.wait(t)
+	ended := a.line(t, "worker: drain ended")
+	if ended["returned"] != 1.0 || ended["handed_over"] != 0.0 {
+		t.Errorf("drain ended %v, want 1 returned, none handed over", ended)
+	}
+}
+
+// TestHandoverOff: without a socket pair, with the pair broken, or with
+// WithHandover(false), the drain is the old one: an idle connection stays
+// open, and its next request is answered with "Connection: close".
+func TestHandoverOff(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		noPair bool
+		broken bool
+		env    []string
+	}{
+		{name: "no pair", noPair: true},
+		{name: "broken pair", broken: true},
+		{name: "WithHandover(false)", env: []string{"HANDOFF_TEST_HANDOVER_OFF=1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkFdLeak(t)
+			addr, lf := sharedSocket(t)
+			a := startHoWorker(t, 1, lf, tc.noPair, tc.env...)
+			var serves sync.WaitGroup
+			if !tc.noPair {
+				// The test reads the pair: what a worker sends must find no hand.
+				serves.Go(func() {
+					for {
+						m, err := a.pair.Recv()
+						if err != nil {
+							return
+						}
+						if m.Kind != connpass.KindServe {
+							t.Errorf("worker sent %v", m.Kind)
+						}
+						if m.Fd >= 0 {
+							syscall.Close(m.Fd)
+						}
+						a.serves <- m.Addrs
+					}
+				})
+				t.Cleanup(func() {
+					a.cmd.Process.Kill()
+					<-a.exited
+					a.pair.Close()
+					serves.Wait()
+				})
+			}
+			c := dialHo(t, addr)
+			c.mustGet(t, "/")
+			if tc.broken {
+				a.pair.Close()
+				serves.Wait()
+			}
+			a.cmd.Process.Signal(syscall.SIGTERM)
+			// The drain has started once the listener is closed: a new
+			// connection is then refused (the test's copy of the socket
+			// is open but nobody accepts; so watch the worker's log).
+			waitLog(t, a, "worker: drain started")
+			if ans := c.mustGet(t, "/"); ans.server != 1 || !ans.close {
+				t.Errorf("during the drain: %+v, want served by 1 with Connection: close", ans)
+			}
+			if _, err := c.br.ReadByte(); !errors.Is(err, io.EOF) {
+				t.Errorf("after the Connection: close answer: %v, want EOF", err)
+			}
+			a.wait(t)
+			ended := a.line(t, "worker: drain ended")
+			if ended["handed_over"] != 0.0 {
+				t.Errorf("drain ended %v, want nothing handed over", ended)
+			}
+		})
+	}
+}
+
+// waitLog waits for the worker to log msg.
+func waitLog(t *testing.T, w *hoWorker, msg string) {
+	t.Helper()
+	for !strings.Contains(w.stderr.String(), `"msg":"`+msg+`"`) {
+		select {
+		case <-w.exited:
+			t.Fatalf("worker %d exited before logging %q:\n%s", w.id, msg, w.stderr.String())
+		case <-w.stderr.wrote:
+		case <-time.After(time.Until(deadline(t))):
+			t.Fatalf("worker %d did not log %q", w.id, msg)
+		}
+	}
 }
