@@ -25,10 +25,10 @@ type recConn struct {
 	// after it, time out.
 	failLong  atomic.Bool
 	longReads atomic.Int64
-	writes  atomic.Int64 // bytes written
-	wAfter  atomic.Int64 // bytes written after the timeout
-	closed  chan struct{}
-	once    sync.Once
+	writes    atomic.Int64 // bytes written
+	wAfter    atomic.Int64 // bytes written after the timeout
+	closed    chan struct{}
+	once      sync.Once
 }
 
 func (c *recConn) Read(p []byte) (int, error) {
