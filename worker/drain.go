@@ -65,6 +65,32 @@ import (
 // clients come back or until the drain deadline. WithIdleGrace restores an
 // idle timeout, for those who prefer a prompt exit to that guarantee.
 //
+// # Hand-over
+//
+// Under a handoff supervisor running with hand-over (EnvHandoverFd), a
+// draining worker does better than keep its idle connections: it hands
+// them to a worker of the newest generation, which serves them as if it
+// had accepted them, so that a restart costs its clients no reconnect and
+// the old worker exits as soon as its connections are handed, instead of
+// waiting for their clients to come back or for the deadline. What is
+// handed: plaintext HTTP/1.x connections idle between two requests. The
+// server gives such a connection up without reading a byte of it, and
+// the kernel keeps what the client sent meanwhile queued with the socket,
+// so a request on its way is served by the successor. A connection in the
+// middle of a request finishes it first (its response carries no
+// "Connection: close") and is handed at its next idle point. What is not:
+// TLS connections (the session's keys live in this process), HTTP/2 and
+// h2c (drained with GOAWAY as above), hijacked connections (WebSocket),
+// and a pipelining client's connection while requests of it are read but
+// not answered. ServeAndDrain tells the supervisor which addresses it
+// takes connections for while it serves, and takes none once it drains.
+// A connection that cannot be handed (no successor takes it, the socket
+// pair with the supervisor breaks) is served here again the way described
+// above, with "Connection: close" on its next response; with hand-over off
+// (WithHandover(false), TLS, no supervisor pair) the drain is exactly the
+// one above. The drain logs what it handed, what came back and what it
+// took over when it ends ("worker: drain ended").
+//
 // # The drain deadline
 //
 // The drain has a deadline (WithDrainTimeout). By default it is three

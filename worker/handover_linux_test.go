@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,7 +79,8 @@ func openSockets() int {
 // hoWorker is a worker process and the test's end of its socket pair.
 type hoWorker struct {
 	id     int
-	cmd    *exec.Cmd
+	proc   *os.Process
+	state  *os.ProcessState
 	pair   *connpass.Conn // nil without hand-over
 	serves chan []string  // its Serve messages
 	stderr syncBuffer
@@ -135,36 +135,49 @@ func startHoWorker(t *testing.T, id int, lf *os.File, noPair bool, env ...string
 	}
 	w := &hoWorker{id: id, serves: make(chan []string, 16), exited: make(chan struct{})}
 	w.stderr.wrote = make(chan struct{}, 1)
-	w.cmd = exec.Command(exe, "-test.run=^$")
-	w.cmd.Env = append(os.Environ(), hoWorkerEnv+"="+strconv.Itoa(id), "LISTEN_FDS=1", "GORACE=atexit_sleep_ms=0")
-	w.cmd.Env = append(w.cmd.Env, env...)
-	w.cmd.ExtraFiles = []*os.File{lf}
-	w.cmd.Stderr = &w.stderr
-	// A worker must not outlive a test binary killed at its timeout: it
-	// would hold whatever the binary inherited.
-	w.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	env = append(append(os.Environ(), hoWorkerEnv+"="+strconv.Itoa(id), "LISTEN_FDS=1", "GORACE=atexit_sleep_ms=0"), env...)
+	// The descriptors go to the worker raw: os/exec's ExtraFiles would
+	// call Fd, which makes the shared listening socket blocking, and a
+	// running worker's accept with it (its drain then hangs closing the
+	// listener).
+	r, wr, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []uintptr{0, 1, wr.Fd(), rawFd(t, lf)}
 	var remote *os.File
 	if !noPair {
 		w.pair, remote, err = connpass.Pair()
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.cmd.ExtraFiles = append(w.cmd.ExtraFiles, remote)
-		w.cmd.Env = append(w.cmd.Env, EnvHandoverFd+"=4")
+		files = append(files, rawFd(t, remote))
+		env = append(env, EnvHandoverFd+"=4")
 	}
-	err = w.cmd.Start()
+	pid, _, err := syscall.StartProcess(exe, []string{exe, "-test.run=^$"}, &syscall.ProcAttr{
+		Env:   env,
+		Files: files,
+		// A worker must not outlive a test binary killed at its
+		// timeout: it would hold whatever the binary inherited.
+		Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	})
+	wr.Close()
 	if remote != nil {
 		remote.Close()
 	}
 	if err != nil {
+		r.Close()
 		t.Fatal(err)
 	}
+	w.proc, _ = os.FindProcess(pid)
 	go func() {
-		w.err = w.cmd.Wait()
+		io.Copy(&w.stderr, r)
+		r.Close()
+		w.state, w.err = w.proc.Wait()
 		close(w.exited)
 	}()
 	t.Cleanup(func() {
-		w.cmd.Process.Kill()
+		w.proc.Kill()
 		<-w.exited
 		if w.pair != nil {
 			w.pair.Close()
@@ -179,7 +192,7 @@ func startHoWorker(t *testing.T, id int, lf *os.File, noPair bool, env ...string
 // stop sends SIGTERM and waits for the worker to exit cleanly.
 func (w *hoWorker) stop(t *testing.T) {
 	t.Helper()
-	w.cmd.Process.Signal(syscall.SIGTERM)
+	w.proc.Signal(syscall.SIGTERM)
 	w.wait(t)
 }
 
@@ -188,10 +201,12 @@ func (w *hoWorker) wait(t *testing.T) {
 	select {
 	case <-w.exited:
 	case <-time.After(time.Until(deadline(t))):
+		w.proc.Signal(syscall.SIGQUIT) // its goroutines, in its stderr
+		<-w.exited
 		t.Fatalf("worker %d did not exit:\n%s", w.id, w.stderr.String())
 	}
-	if w.err != nil {
-		t.Fatalf("worker %d: %v\n%s", w.id, w.err, w.stderr.String())
+	if w.err != nil || !w.state.Success() {
+		t.Fatalf("worker %d: %v %v\n%s", w.id, w.err, w.state, w.stderr.String())
 	}
 	if n := w.line(t, "test: exit")["sockets"]; n != 1.0 && !(w.pair == nil && n == 0.0) {
 		t.Errorf("worker %d exited with %v sockets open, want only its socket pair", w.id, n)
@@ -237,7 +252,7 @@ func newRouter(t *testing.T) *router {
 	r := &router{t: t, pending: make(map[uint64]routed)}
 	t.Cleanup(func() {
 		for _, w := range r.workers {
-			w.cmd.Process.Kill()
+			w.proc.Kill()
 			<-w.exited
 			w.pair.Close() // ends the reading goroutine
 		}
@@ -309,6 +324,19 @@ func (r *router) settle(id uint64, ok bool) {
 	syscall.Close(p.fd)
 }
 
+// rawFd returns f's descriptor without making it blocking (os.File.Fd
+// would).
+func rawFd(t *testing.T, f *os.File) uintptr {
+	t.Helper()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fd uintptr
+	rc.Control(func(s uintptr) { fd = s })
+	return fd
+}
+
 // sharedSocket returns a listening socket's address and a file of it to
 // pass to workers.
 func sharedSocket(t *testing.T) (string, *os.File) {
@@ -323,6 +351,11 @@ func sharedSocket(t *testing.T) (string, *os.File) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
+	rc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Control(func(fd uintptr) { syscall.SetNonblock(int(fd), true) }) // as the supervisor keeps it
 	return l.Addr().String(), f
 }
 
@@ -550,7 +583,7 @@ func TestHandoverMidRequest(t *testing.T) {
 	b := startHoWorker(t, 2, lf, false)
 	rt.add(b)
 	b.waitServe(t, true)
-	a.cmd.Process.Signal(syscall.SIGTERM) // /slow answers once the drain started
+	a.proc.Signal(syscall.SIGTERM) // /slow answers once the drain started
 	ans, err := busy.read()
 	if err != nil || ans.body != "slow" || ans.server != 1 || ans.close {
 		t.Fatalf("the request in flight got %+v, %v; want \"slow\" from 1 without Connection: close", ans, err)
@@ -582,10 +615,19 @@ func TestHandoverReturned(t *testing.T) {
 	a.waitServe(t, true)
 	c := dialHo(t, addr)
 	c.mustGet(t, "/")
-	a.cmd.Process.Signal(syscall.SIGTERM)
+	a.proc.Signal(syscall.SIGTERM)
 	a.waitServe(t, false)
-	if ans := c.mustGet(t, "/"); ans.server != 1 || !ans.close {
-		t.Errorf("after the drain started: %+v, want served by 1 with Connection: close", ans)
+	// A request that comes before the kick is served and the connection
+	// handed at its next idle point; once returned, its next response
+	// says "Connection: close".
+	for {
+		ans := c.mustGet(t, "/")
+		if ans.server != 1 {
+			t.Fatalf("after the drain started: %+v, want served by 1", ans)
+		}
+		if ans.close {
+			break
+		}
 	}
 	if _, err := c.br.ReadByte(); !errors.Is(err, io.EOF) {
 		t.Errorf("after the Connection: close answer: %v, want EOF", err)
@@ -634,7 +676,7 @@ func TestHandoverOff(t *testing.T) {
 					}
 				})
 				t.Cleanup(func() {
-					a.cmd.Process.Kill()
+					a.proc.Kill()
 					<-a.exited
 					a.pair.Close()
 					serves.Wait()
@@ -646,7 +688,7 @@ func TestHandoverOff(t *testing.T) {
 				a.pair.Close()
 				serves.Wait()
 			}
-			a.cmd.Process.Signal(syscall.SIGTERM)
+			a.proc.Signal(syscall.SIGTERM)
 			// The drain has started once the listener is closed: a new
 			// connection is then refused (the test's copy of the socket
 			// is open but nobody accepts; so watch the worker's log).
