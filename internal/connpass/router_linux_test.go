@@ -605,6 +605,25 @@ func runModel(t *testing.T, seed uint64, ops int) {
 					kill(x)
 					op += fmt.Sprintf(", %d dies", x.pid)
 				}
+			case 2:
+				// Once the router has read the hands: a worker it sent one
+				// to dies without reading it.
+				r.waitFor("the hands read", func(*routing) bool { return r.hands.Load() == nextID })
+				var to int
+				r.call(func(rt *routing) error {
+					for _, x := range rt.workers {
+						if len(x.sent) > 0 {
+							to = x.pid
+						}
+					}
+					return nil
+				})
+				for _, x := range ws {
+					if x.pid == to {
+						kill(x)
+						op += fmt.Sprintf(", %d dies with a connection sent to it", x.pid)
+					}
+				}
 			}
 		case k < 88:
 			kill(w)
