@@ -257,4 +257,3 @@ func TestHandoverRoutes(t *testing.T) {
 		t.Errorf("stats: %+v, want 1 handed", h)
 	}
 }
-

@@ -80,10 +80,10 @@ type table struct {
 	exitsBy     exitCounts
 	foreign     int // notify messages from processes that are not workers
 
-	count           counters      // metrics.go
-	queues          queueWatch    // queue.go
-	lastRoll        *LastRoll     // nil before the first roll ends
-	metrics, health *httpEndpoint // WithMetrics, WithHealth (metrics_server.go)
+	count           counters         // metrics.go
+	queues          queueWatch       // queue.go
+	lastRoll        *LastRoll        // nil before the first roll ends
+	metrics, health *httpEndpoint    // WithMetrics, WithHealth (metrics_server.go)
 	router          *connpass.Router // hand-over; nil: off (handover.go)
 }
 
