@@ -26,6 +26,9 @@
 //	listen_overflows_total              counter: TcpExt ListenOverflows of the supervisor's network
 //	                                    namespace, all TCP listeners in it, not only handoff's
 //	notify_datagrams_dropped_total{reason} counter: foreign, no_credentials, oversized, malformed
+//	handover_connections_total{result}  counter: connections handed over by draining workers: handed, returned, failed
+//	handover_refused_total              counter: handed connections a worker refused (offered to the next)
+//	handover_in_flight                  gauge: handed connections held, waiting for a worker's acknowledgement
 //	build_info{version,goversion}       gauge, always 1
 //
 // Handler adds the standard process collector. The

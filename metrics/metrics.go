@@ -23,6 +23,7 @@ type Collector struct {
 	rollDuration, drainDuration, spawnToReady      *prometheus.Desc
 	queueLength, queueMax, notServed, overflowsDsc *prometheus.Desc
 	notifyDropped, buildInfo                       *prometheus.Desc
+	handover, handoverRefused, handoverInFlight    *prometheus.Desc
 	version, goVersion                             string
 }
 
@@ -41,6 +42,9 @@ func NewCollector(s *supervisor.Supervisor) *Collector {
 		exits:            d("worker_exits_total", "Worker exits by reason: clean, failed and signal were not asked for; watchdog, recycled and retired were.", "reason"),
 		rolls:            d("rolls_total", "Rolls to a new generation by result.", "result"),
 		upgrades:         d("upgrades_total", "In-place upgrades of the supervisor by result.", "result"),
+		handover:         d("handover_connections_total", "Connections a draining worker handed over, by result: handed (taken by another worker), returned (to the worker that handed it), failed (closed, its sender gone).", "result"),
+		handoverRefused:  d("handover_refused_total", "Handed connections a worker refused (then offered to the next)."),
+		handoverInFlight: d("handover_in_flight", "Handed connections the supervisor holds, waiting for a worker's acknowledgement."),
 		rollDuration:     d("roll_duration_seconds", "Time from the start of a roll to its end."),
 		drainDuration:    d("drain_duration_seconds", "Time from a worker being asked to exit to its exit."),
 		spawnToReady:     d("spawn_to_ready_seconds", "Time from a worker's start to its being ready."),
@@ -64,7 +68,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.workers, c.generation, c.generationsAlive, c.starts, c.exits, c.rolls, c.upgrades,
 		c.rollDuration, c.drainDuration, c.spawnToReady, c.queueLength, c.queueMax, c.notServed,
-		c.overflowsDsc, c.notifyDropped, c.buildInfo,
+		c.overflowsDsc, c.notifyDropped, c.buildInfo, c.handover, c.handoverRefused, c.handoverInFlight,
 	} {
 		ch <- d
 	}
@@ -102,6 +106,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.rolls, st.Rolls.RolledBack, "rolled_back")
 	counter(c.upgrades, st.Upgrades.Completed, "completed")
 	counter(c.upgrades, st.Upgrades.Failed, "failed")
+	counter(c.handover, st.Handover.Handed, "handed")
+	counter(c.handover, st.Handover.Returned, "returned")
+	counter(c.handover, st.Handover.Failed, "failed")
+	counter(c.handoverRefused, st.Handover.Refused)
+	gauge(c.handoverInFlight, float64(st.Handover.InFlight))
 	histogram(ch, c.rollDuration, st.RollDuration)
 	histogram(ch, c.drainDuration, st.DrainDuration)
 	histogram(ch, c.spawnToReady, st.SpawnToReady)

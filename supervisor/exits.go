@@ -72,6 +72,7 @@ func (t *table) onExit(e exit) {
 	}
 	t.tellJanitor('-', w.info.Pid)
 	t.cgroupExited(w)
+	t.handoverExited(w)
 	fields := append(workerFields(w.info), zap.Stringer("status", st))
 	if t.stopping {
 		t.groups[w.info.Pid] = true

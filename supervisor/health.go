@@ -22,6 +22,7 @@ func (t *table) ready(w *child) {
 	}
 	w.deadline = time.Time{}
 	t.countReady(w)
+	t.handoverReady(w)
 	if sl := t.slotOf(w); sl != nil {
 		sl.servedGen = w.info.Generation
 	}

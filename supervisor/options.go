@@ -58,6 +58,7 @@ type options struct {
 	healthParsed  listener.Addr  // healthAddr, parsed by New
 	cred          *Credential
 	shutdownDelay time.Duration
+	handover      bool // handover.go
 }
 
 func defaultOptions() options {
@@ -69,6 +70,7 @@ func defaultOptions() options {
 		stopSignal:  syscall.SIGTERM,
 		stopTimeout: 30 * time.Second,
 		maxDraining: defaultMaxDraining,
+		handover:    true,
 
 		readiness:    ReadyOnStart(),
 		readyTimeout: 60 * time.Second,

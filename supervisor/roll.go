@@ -70,6 +70,7 @@ func (t *table) retire(w *child, why string) {
 		return
 	}
 	w.info.State = Stopping
+	t.handoverStopping(w)
 	w.why = why
 	w.retiredAt = time.Now()
 	w.deadline = time.Time{}

@@ -85,8 +85,18 @@ func (t *table) spawn(sl *slot, gen uint64) (_ *child, err error) {
 	if sp.Path == cmd.Path { // unless the hook chose another program
 		exe = rc.exe
 	}
-	proc, err := t.start(sp, cg, exe, rc.self)
+	local, remote, err := t.handoverPair()
 	if err != nil {
+		return nil, err
+	}
+	proc, err := t.start(sp, cg, exe, rc.self, remote)
+	if remote != nil {
+		remote.Close() // the worker's now
+	}
+	if err != nil {
+		if local != nil {
+			local.Close()
+		}
 		if cg != nil {
 			cgroup.Remove(cg.Name())
 		}
@@ -114,6 +124,7 @@ func (t *table) spawn(sl *slot, gen uint64) (_ *child, err error) {
 		}
 	}
 	t.track(w)
+	t.handoverStarted(w, local)
 	t.countStart()
 	t.log.Info("worker started", workerFields(w.info)...)
 	if h := t.o.hooks.AfterSpawn; h != nil {
@@ -168,12 +179,18 @@ func (t *table) track(w *child) {
 // start starts the process described by sp, in the cgroup cg unless nil
 // (package internal/launch). exe, unless nil, is sp.Path's program pinned
 // open (self: the supervisor's own binary), which runs instead of whatever
-// is at sp.Path.
-func (t *table) start(sp *Spawn, cg *os.File, exe *os.File, self bool) (*reap.Process, error) {
+// is at sp.Path. handover, unless nil, is the worker's end of its
+// hand-over pair, passed after the liveness pipe.
+func (t *table) start(sp *Spawn, cg *os.File, exe *os.File, self bool, handover *os.File) (*reap.Process, error) {
+	liveFd := 3 + len(t.socks) + len(sp.ExtraFiles)
 	ls := launch.Spec{Path: sp.Path, Args: sp.Args, Dir: sp.Dir,
-		Env:   append(slices.Clip(sp.Env), fmt.Sprintf("%s=%d", worker.EnvLivenessFd, 3+len(t.socks)+len(sp.ExtraFiles))),
+		Env:   append(slices.Clip(sp.Env), fmt.Sprintf("%s=%d", worker.EnvLivenessFd, liveFd)),
 		Stdio: [3]*os.File{sp.Stdin, sp.Stdout, sp.Stderr}, ExtraFiles: sp.ExtraFiles,
 		Live: []*os.File{t.liveR}, Cgroup: cg, Exe: exe, Self: self}
+	if handover != nil {
+		ls.Live = append(ls.Live, handover)
+		ls.Env = append(ls.Env, handoverEnv(liveFd))
+	}
 	if c := sp.Credential; c != nil {
 		ls.Cred = &syscall.Credential{Uid: c.UID, Gid: c.GID, Groups: c.Groups}
 	}

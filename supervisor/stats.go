@@ -61,6 +61,9 @@ type Stats struct {
 	// DrainDuration: from a worker being asked to exit to its exit.
 	// SpawnToReady: from a worker's start to its being ready.
 	RollDuration, DrainDuration, SpawnToReady Histogram
+	// Handover counts the connections handed from worker to worker
+	// (WithHandover); zero with it off.
+	Handover HandoverStats
 }
 
 // GenerationsAlive counts the distinct generations of the worker
@@ -247,6 +250,7 @@ func (t *table) publish() {
 		RollDuration:  t.count.RollDuration.clone(),
 		DrainDuration: t.count.DrainDuration.clone(),
 		SpawnToReady:  t.count.SpawnToReady.clone(),
+		Handover:      t.handoverStats(),
 	}
 	st.NotifyDropped = t.totals().Notify
 	st.Workers, st.Slots = make([]WorkerInfo, 0, len(t.slots)), make([]SlotInfo, 0, len(t.slots))

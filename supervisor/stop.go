@@ -57,6 +57,7 @@ func (t *table) stop(timeout time.Duration) {
 	for w := range t.live {
 		if w.info.State != Stopping {
 			w.info.State = Stopping
+			t.handoverStopping(w)
 			w.retiredAt = time.Now()
 			w.why = "stopping"
 			t.signal(w, t.o.stopSignal)
@@ -83,6 +84,9 @@ func (t *table) killAll() {
 		t.findStrays() // before the workers die and their children move
 	}
 	for w := range t.live {
+		if w.info.State != Stopping {
+			t.handoverStopping(w)
+		}
 		w.info.State = Stopping
 		if w.why == "" {
 			w.why = "killed"

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/handoff-dev/handoff/internal/connpass"
 	"github.com/handoff-dev/handoff/internal/janitor"
 	"github.com/handoff-dev/handoff/internal/proctree"
 	"github.com/handoff-dev/handoff/listener"
@@ -79,10 +80,11 @@ type table struct {
 	exitsBy     exitCounts
 	foreign     int // notify messages from processes that are not workers
 
-	count           counters      // metrics.go
-	queues          queueWatch    // queue.go
-	lastRoll        *LastRoll     // nil before the first roll ends
-	metrics, health *httpEndpoint // WithMetrics, WithHealth (metrics_server.go)
+	count           counters         // metrics.go
+	queues          queueWatch       // queue.go
+	lastRoll        *LastRoll        // nil before the first roll ends
+	metrics, health *httpEndpoint    // WithMetrics, WithHealth (metrics_server.go)
+	router          *connpass.Router // hand-over; nil: off (handover.go)
 }
 
 // slot is one of the N places a worker runs in.
@@ -170,6 +172,7 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 	if err := t.openCgroups(); err != nil {
 		return nil, fmt.Errorf("supervisor: %w", err)
 	}
+	t.openRouter() // before resume, which hands it the workers' pairs
 	st, err := takeUpgradeState()
 	if err != nil {
 		t.log.Error("ignoring the upgrade state", zap.Error(err))
@@ -271,6 +274,7 @@ func (t *table) close() {
 		t.reaper.Close()
 	}
 	t.closeRecipes()
+	t.closeRouter()
 	for _, f := range []*os.File{t.devnull, t.liveR, t.liveW} {
 		if f != nil {
 			f.Close()

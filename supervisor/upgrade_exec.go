@@ -108,6 +108,9 @@ func (t *table) exec(path string) error {
 			return err
 		}
 		t.reaper = r
+		if err := t.handoverResume(); err != nil {
+			return err
+		}
 		t.serveEndpoints()
 		// track re-inserts into t.live: range over a copy.
 		for _, w := range slices.Collect(maps.Keys(t.live)) {
@@ -161,6 +164,7 @@ func (t *table) exec(path string) error {
 			h.Fds = append(h.Fds, r.Fd)
 		}
 	}
+	h.Fds = append(h.Fds, handoverFds(st.Handover)...)
 	// The janitor's pipe stays open across the exec, so that the janitor
 	// does not take it for the supervisor's death (janitor.go).
 	if v, fd, ok := t.janitorExec(); ok {

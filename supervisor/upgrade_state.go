@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/cloexec"
+	"github.com/handoff-dev/handoff/internal/connpass"
 	"github.com/handoff-dev/handoff/internal/handover"
 	"github.com/handoff-dev/handoff/listener"
 	"go.uber.org/zap"
@@ -43,6 +44,9 @@ type upgradeState struct {
 	// program across the upgrade, open on Fd, so that its restarts and the
 	// way back of a later roll still run it.
 	Recipes []stateRecipe
+	// Handover is the hand-over router's state: the workers' pairs and the
+	// connections in flight, open across the exec; nil: hand-over was off.
+	Handover *connpass.RouterState `json:",omitempty"`
 }
 
 // stateRecipe is a generation's recipe; its environment is the new
@@ -172,6 +176,9 @@ func (t *table) snapshot() (*upgradeState, error) {
 		}
 		st.Recipes = append(st.Recipes, sr)
 	}
+	if st.Handover, err = t.handoverSnapshot(); err != nil {
+		return nil, err
+	}
 	for _, sl := range t.slots {
 		st.Slots = append(st.Slots, stateSlot{Failures: sl.failures, Restarts: sl.restarts, Vetoed: sl.vetoed, LastExit: sl.lastExit})
 	}
@@ -247,6 +254,7 @@ func (t *table) resume(st *upgradeState) (err error) {
 			t.slots[i].lastExit = st.Slots[i].LastExit
 		}
 	}
+	t.handoverRestore(st.Handover) // before a worker placed nowhere retires
 	adopted := 0
 	// Ready workers first: a slot being recycled hands over its serving
 	// worker and the replacement starting beside it, in any order.
@@ -280,6 +288,7 @@ func (t *table) resume(st *upgradeState) (err error) {
 			t.retire(w, "no slot for it after the upgrade")
 		}
 	}
+	t.handoverForget(st.Handover)
 	if st.PendingRoll {
 		t.nextRoll = &roll{}
 	}

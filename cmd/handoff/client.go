@@ -305,6 +305,10 @@ func printStatus(w io.Writer, st *statusReport) {
 	fmt.Fprintf(w, "starts:     %d; %d restarts, %d start failures\n", st.Starts, st.Restarts, st.StartFailures)
 	fmt.Fprintf(w, "rolls:      %d completed, %d rolled back, %d failed; upgrades: %d completed, %d failed\n",
 		st.Rolls.Completed, st.Rolls.RolledBack, st.Rolls.Failed, st.Upgrades.Completed, st.Upgrades.Failed)
+	if h := st.Handover; h != (handoverReport{}) {
+		fmt.Fprintf(w, "hand-over:  %d connections handed, %d returned, %d failed; %d refused, %d in flight\n",
+			h.Handed, h.Returned, h.Failed, h.Refused, h.InFlight)
+	}
 	if d := st.NotifyDropped; d != (notifyReport{}) {
 		fmt.Fprintf(w, "notify:     dropped %d foreign, %d without credentials, %d oversized, %d malformed; %d fds closed, %d read errors\n",
 			d.Foreign, d.NoCredentials, d.Oversized, d.Malformed, d.FdsClosed, d.ReadErrors)

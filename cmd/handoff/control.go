@@ -186,6 +186,8 @@ type statusReport struct {
 	Rolls         rollsReport   `json:"rolls"`
 	Upgrades      upgradeReport `json:"upgrades"`
 	NotifyDropped notifyReport  `json:"notify_dropped"`
+	// Handover counts the connections draining workers handed over.
+	Handover handoverReport `json:"handover"`
 
 	// GenerationsAlive counts the distinct generations of live workers.
 	GenerationsAlive int `json:"generations_alive"`
@@ -261,6 +263,14 @@ type rollsReport struct {
 	Completed  uint64 `json:"completed"`
 	Failed     uint64 `json:"failed"`
 	RolledBack uint64 `json:"rolled_back"`
+}
+
+type handoverReport struct {
+	Handed   uint64 `json:"handed"`
+	Returned uint64 `json:"returned"`
+	Refused  uint64 `json:"refused"`
+	Failed   uint64 `json:"failed"`
+	InFlight uint64 `json:"in_flight"`
 }
 
 type upgradeReport struct {

@@ -288,6 +288,7 @@ func (c *controlServer) status() *statusReport {
 		Exits:    exitsReport(st.Exits),
 		Rolls:    rollsReport(st.Rolls),
 		Upgrades: upgradeReport(st.Upgrades),
+		Handover: handoverReport(st.Handover),
 		NotifyDropped: notifyReport{
 			Foreign: st.NotifyDropped.Foreign, NoCredentials: st.NotifyDropped.NoCredentials,
 			Oversized: st.NotifyDropped.Oversized, Malformed: st.NotifyDropped.Malformed,

@@ -46,6 +46,7 @@ type serveConfig struct {
 	cgroups      cgroupsFlag
 	metrics      string // -metrics ADDR; "" for none
 	notServed    time.Duration
+	handover     bool
 	version      bool
 	command      []string
 
@@ -119,6 +120,7 @@ func serveFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.Var(&cfg.cgroups, "cgroups", "")
 	fs.StringVar(&cfg.metrics, "metrics", "", "")
 	fs.DurationVar(&cfg.notServed, "not-served-after", 10*time.Second, "")
+	fs.BoolVar(&cfg.handover, "handover", true, "")
 	fs.BoolVar(&cfg.version, "version", false, "")
 	return fs
 }
@@ -680,6 +682,13 @@ Flags:
       it (a server that ignores LISTEN_FDS). status and the metrics show it
       too (default 10s; 0: off).
       e.g. -not-served-after 30s
+  -handover
+      Hand a draining worker's idle connections to a ready worker of the
+      newest generation instead of closing them: clients never reconnect.
+      Go workers using package worker's drain do it (plaintext HTTP/1.x);
+      others are unaffected. Each worker gets HANDOFF_HANDOVER_FD (default
+      true).
+      e.g. -handover=false
   -remap-exit FROM=TO
       Exit with TO where handoff would exit with FROM; repeatable (tini's -e,
       generalised). See Exit status below.

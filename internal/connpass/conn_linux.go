@@ -126,7 +126,9 @@ func wrapSys(call string, err error) error {
 const maxFds = 4
 
 // Recv waits for the next message. It returns io.EOF when the peer's end
-// is closed. A received descriptor is close-on-exec and the caller's to
+// is closed and every message it sent has been read: a peer that closed
+// (or died) with messages of this end unread makes the kernel report
+// ECONNRESET once, ahead of the messages still queued; Recv reads past it. A received descriptor is close-on-exec and the caller's to
 // close. A message that cannot be decoded, or whose descriptors do not
 // match its kind, is consumed: its descriptors are closed and the error
 // says what was wrong; the next Recv reads the next message.
@@ -141,6 +143,12 @@ func (c *Conn) Recv() (Msg, error) {
 	var rerr error
 	err = rc.Read(func(fd uintptr) bool {
 		n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if rerr == unix.ECONNRESET {
+			// The peer closed with messages of ours unread. The kernel
+			// reports that once, before the messages the peer sent,
+			// which are still queued: read on (an EOF follows them).
+			n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		}
 		return rerr != unix.EAGAIN && rerr != unix.EINTR
 	})
 	if err == nil {
@@ -208,3 +216,20 @@ func rights(oob []byte) ([]int, error) {
 	}
 	return fds, bad
 }
+
+// queued returns how many bytes of messages wait in c's receive queue.
+func (c *Conn) queued() (int, error) {
+	fd, err := c.Fd()
+	if err != nil {
+		return 0, err
+	}
+	n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	if err != nil {
+		return 0, os.NewSyscallError("ioctl SIOCINQ", err)
+	}
+	return n, nil
+}
+
+func closeFd(fd int) { unix.Close(fd) }
+
+func setCloexec(fd int) { unix.CloseOnExec(fd) }

@@ -39,7 +39,14 @@ func pair(t *testing.T) (*Conn, *Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewConn(int(remote.Fd()), "remote")
+	// A copy: remote's finalizer would close its descriptor, by then
+	// perhaps another's.
+	fd, err := unix.Dup(int(remote.Fd()))
+	remote.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewConn(fd, "remote")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +146,33 @@ func TestRecvEOF(t *testing.T) {
 	err := b.Send(Msg{Kind: KindDone, ID: 1, Fd: -1})
 	if !errors.Is(err, io.ErrClosedPipe) {
 		t.Fatalf("Send to a closed peer: %v, want io.ErrClosedPipe", err)
+	}
+}
+
+// TestRecvReadsPastReset: a peer that closes with messages of this end
+// unread makes the kernel report ECONNRESET first; the messages it sent
+// before closing are still read, then io.EOF.
+func TestRecvReadsPastReset(t *testing.T) {
+	checkFds(t)
+	a, b := pair(t)
+	defer b.Close()
+	if err := b.Send(Msg{Kind: KindDone, ID: 1, Fd: -1}); err != nil { // left unread by a
+		t.Fatal(err)
+	}
+	for id := uint64(10); id < 13; id++ {
+		if err := a.Send(Msg{Kind: KindAck, ID: id, Fd: -1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Close()
+	for id := uint64(10); id < 13; id++ {
+		m, err := b.Recv()
+		if err != nil || m.ID != id {
+			t.Fatalf("Recv = %+v, %v; want the ack of %d the peer sent before it closed", m, err, id)
+		}
+	}
+	if _, err := b.Recv(); err != io.EOF {
+		t.Fatalf("Recv after the queued messages: %v, want io.EOF", err)
 	}
 }
 

@@ -34,3 +34,9 @@ func (c *Conn) Recv() (Msg, error) { return Msg{Fd: -1}, notSupported() }
 
 // CheckConn returns an error wrapping handoff.ErrNotSupported.
 func CheckConn(int) error { return notSupported() }
+
+func (c *Conn) queued() (int, error) { return 0, notSupported() }
+
+func closeFd(fd int) { os.NewFile(uintptr(fd), "").Close() }
+
+func setCloexec(int) {}
