@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+)
+
+// connWatch counts, from the kernel's side, the TCP connections made to
+// one address: it reads /proc/net/tcp every so often and once more at the
+// end, and remembers every client port it saw connected to the address,
+// from either end and in any state. A connection closed since the last
+// read still shows at the end: whichever end closed first holds it in
+// TIME_WAIT for 60 s, with its ports. Only one that lived shorter than a
+// period and ended with a reset (no TIME_WAIT) can be missed.
+//
+// Ports seen before the load starts (a start-up probe's connection) are
+// left out; a port the kernel hands out twice within the run counts once.
+type connWatch struct {
+	target netip.AddrPort
+	stop   chan struct{}
+	done   chan struct{}
+
+	mu       sync.Mutex
+	baseline map[uint16]bool
+	ports    map[uint16]bool // client ports of connections to target
+	inodes   map[uint64]bool // the client ends' socket inodes, while open
+	reads    int             // reads of /proc/net/tcp
+	slowest  time.Duration   // the longest read, to judge the period
+	err      error           // the first read that failed
+	readFile func() ([]byte, error)
+}
+
+// watchConns reads the sockets once as the baseline, then every period
+// until finish.
+func watchConns(target netip.AddrPort, period time.Duration) *connWatch {
+	w := &connWatch{target: target, stop: make(chan struct{}), done: make(chan struct{}),
+		baseline: map[uint16]bool{}, ports: map[uint16]bool{}, inodes: map[uint64]bool{},
+		readFile: func() ([]byte, error) { return os.ReadFile("/proc/net/tcp") }}
+	w.sample(true)
+	go func() {
+		defer close(w.done)
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-t.C:
+				w.sample(false)
+			}
+		}
+	}()
+	return w
+}
+
+// sample reads the kernel's sockets once.
+func (w *connWatch) sample(baseline bool) {
+	begin := time.Now()
+	text, err := w.readFile()
+	var socks []tcpSocket
+	if err == nil {
+		socks, err = parseProcNetTCP(text)
+	}
+	took := time.Since(begin)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.reads++
+	w.slowest = max(w.slowest, took)
+	if err != nil && w.err == nil {
+		w.err = fmt.Errorf("reading /proc/net/tcp: %w", err)
+	}
+	for _, s := range socks {
+		var port uint16
+		switch {
+		case s.State == tcpListen:
+			continue
+		case s.Remote == w.target && s.Local != w.target:
+			port = s.Local.Port() // the client's end
+			if s.Inode != 0 && !baseline {
+				w.inodes[s.Inode] = true
+			}
+		case s.Local == w.target:
+			port = s.Remote.Port() // the server's end
+		default:
+			continue
+		}
+		switch {
+		case baseline:
+			w.baseline[port] = true
+		case !w.baseline[port]:
+			w.ports[port] = true
+		}
+	}
+}
+
+// finish stops the periodic reads, reads once more, and returns the counts.
+func (w *connWatch) finish() kernelCount {
+	close(w.stop)
+	<-w.done
+	w.sample(false)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	k := kernelCount{Conns: len(w.ports), Inodes: len(w.inodes), Reads: w.reads, Slowest: w.slowest}
+	if w.err != nil {
+		k.Err = w.err.Error()
+	}
+	return k
+}
