@@ -33,6 +33,10 @@ type kernelCount struct {
 	Reads   int           `json:"reads"`
 	Slowest time.Duration `json:"slowest_read"`
 	Err     string        `json:"error,omitempty"`
+	// Mode tls: the tunnel's connections the kernel was not seen to hold,
+	// and the longest-lived of them.
+	Missed        int           `json:"missed,omitempty"`
+	MissedLongest time.Duration `json:"missed_longest,omitempty"`
 }
 
 // reconnectRun is one subject's run of the reconnects scenario: clients
@@ -153,11 +157,15 @@ func writeReconnects(p printer, runs []*reconnectRun, cfg config) {
 	for _, r := range runs {
 		who := fmt.Sprintf("%s (%s, round %d)", r.Subject, r.Mode, r.Round)
 		if !r.agrees() {
-			who := "the clients counted"
+			counted := "the clients counted"
 			if r.Mode == rcTLS {
-				who = "the tunnel counted"
+				counted = "the tunnel counted"
 			}
-			why := fmt.Sprintf("%s %d dials, the kernel showed %d connections", who, r.watched(), r.Kernel.Conns)
+			why := fmt.Sprintf("%s %d dials, the kernel showed %d connections", counted, r.watched(), r.Kernel.Conns)
+			if r.Kernel.Missed > 0 {
+				why += fmt.Sprintf("; the %d it missed each lived %v or less (closed with a reset between two reads, which leaves no TIME_WAIT)",
+					r.Kernel.Missed, r.Kernel.MissedLongest.Round(time.Millisecond))
+			}
 			if r.Kernel.Err != "" {
 				why = r.Kernel.Err
 			}

@@ -100,6 +100,10 @@ func (h *harness) reconnectLoad(ctx context.Context, s subject, mode, addr strin
 	defer func() {
 		res := l.Stop()
 		r.Kernel = watch.finish()
+		if proxy != nil {
+			proxy.close() // every tunnel connection closed and noted
+			r.Kernel.Missed, r.Kernel.MissedLongest = proxy.unseen(watch.seen())
+		}
 		st := res.Stats()
 		r.Requests, r.Failed, r.Dials = st.Requests, st.Failed(), res.Dials
 		if len(res.Failures) > 0 {

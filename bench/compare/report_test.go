@@ -72,6 +72,12 @@ func fakeResults() *results {
 			&spawnRun{who: "handoff", round: round, n: 100, total: 500 * time.Millisecond, per: []time.Duration{time.Millisecond}},
 			&spawnRun{who: "raw os.StartProcess", round: round, n: 100, total: 250 * time.Millisecond, per: []time.Duration{time.Millisecond}})
 	}
+	for _, r := range res.restarts {
+		r.res.Dials = 4 // each client's one connection
+		if r.subject != "handoff" {
+			r.res.Dials += 4 * len(r.signals) // every signal closed every connection
+		}
+	}
 	res.reap = []*reapRun{{Mode: "reap: pidfd per child", Round: 1, PacedP50: 100 * time.Microsecond, Threads: 6}}
 	res.footprint = []*spawnRun{{who: "handoff", n: 1000, total: 4 * time.Second, threads: 9, rss: 20 << 20}}
 	return res
@@ -107,8 +113,10 @@ func TestReport(t *testing.T) {
 		}
 	}
 	for _, re := range []string{
-		`\| tableflip +\| +0 vs 4 \|`, // 2 failures per round, 2 rounds
-		`\| +1,000 \| +4000.00 ms \|`, // the footprint row
+		`\| tableflip +\| +0 vs 4 \|`,                                          // 2 failures per round, 2 rounds
+		`\| +1,000 \| +4000.00 ms \|`,                                          // the footprint row
+		`\| handoff +\| +1 \| +2 \| +2 \| [^\n]*\| +0\.00 \| +[0-9.]+ ms \|`,   // no reconnect
+		`\| tableflip +\| +1 \| +2 \| +2 \| [^\n]*\| +4\.00 \| +[0-9.]+ ms \|`, // 4 clients, each once per signal
 	} {
 		if !regexp.MustCompile(re).MatchString(md) {
 			t.Errorf("report does not match %s", re)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"sync"
@@ -79,7 +80,7 @@ func (w *connWatch) sample(baseline bool) {
 			continue
 		case s.Remote == w.target && s.Local != w.target:
 			port = s.Local.Port() // the client's end
-			if s.Inode != 0 && !baseline {
+			if s.Inode != 0 && !baseline && !w.baseline[port] {
 				w.inodes[s.Inode] = true
 			}
 		case s.Local == w.target:
@@ -94,6 +95,13 @@ func (w *connWatch) sample(baseline bool) {
 			w.ports[port] = true
 		}
 	}
+}
+
+// seen returns the client ports seen so far.
+func (w *connWatch) seen() map[uint16]bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps.Clone(w.ports)
 }
 
 // finish stops the periodic reads, reads once more, and returns the counts.
