@@ -53,7 +53,8 @@ type reconnectRun struct {
 	Requests       int           `json:"requests"`
 	Failed         int           `json:"failed"`
 	FirstFailure   string        `json:"first_failure,omitempty"`
-	Dials          int           `json:"dials"` // as the clients counted them, start included
+	Dials          int           `json:"dials"`     // as the clients counted them, start included
+	Connected      int           `json:"connected"` // TCP connections made: the clients' (plain) or the tunnel's to the subject (tls)
 	Kernel         kernelCount   `json:"kernel"`
 
 	// TLS only: handshakes and their CPU time from the first restart on
@@ -161,7 +162,7 @@ func writeReconnects(p printer, runs []*reconnectRun, cfg config) {
 			if r.Mode == rcTLS {
 				counted = "the tunnel counted"
 			}
-			why := fmt.Sprintf("%s %d dials, the kernel showed %d connections", counted, r.watched(), r.Kernel.Conns)
+			why := fmt.Sprintf("%s %d dials (%d connected), the kernel showed %d connections", counted, r.watched(), r.Connected, r.Kernel.Conns)
 			if r.Kernel.Missed > 0 {
 				why += fmt.Sprintf("; the %d it missed each lived %v or less (closed with a reset between two reads, which leaves no TIME_WAIT)",
 					r.Kernel.Missed, r.Kernel.MissedLongest.Round(time.Millisecond))

@@ -75,12 +75,18 @@ func (h *harness) reconnectLoad(ctx context.Context, s subject, mode, addr strin
 	target := addr
 	opts := h.loadOptions(h.cfg.warmup + time.Duration(h.cfg.reconnects)*restartBound + h.cfg.tail + time.Minute)
 	var proxy *tlsProxy
+	var conns *connLog // the connections the kernel should see
+	if mode == rcPlain {
+		conns = &connLog{}
+		opts = append(opts, load.WithDial(conns.dial))
+	}
 	if mode == rcTLS {
 		if proxy, err = startTLSProxy(addr); err != nil {
 			return err
 		}
 		defer proxy.close()
 		target = proxy.addr()
+		conns = &proxy.ups
 		opts = append(opts, load.WithDial(proxy.dial))
 	}
 	// The kernel watches the plaintext connections to the subject: the
@@ -102,8 +108,9 @@ func (h *harness) reconnectLoad(ctx context.Context, s subject, mode, addr strin
 		r.Kernel = watch.finish()
 		if proxy != nil {
 			proxy.close() // every tunnel connection closed and noted
-			r.Kernel.Missed, r.Kernel.MissedLongest = proxy.unseen(watch.seen())
 		}
+		r.Connected = conns.count()
+		r.Kernel.Missed, r.Kernel.MissedLongest = conns.unseen(watch.seen())
 		st := res.Stats()
 		r.Requests, r.Failed, r.Dials = st.Requests, st.Failed(), res.Dials
 		if len(res.Failures) > 0 {

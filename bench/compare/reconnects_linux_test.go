@@ -188,8 +188,8 @@ func TestReconnectRun(t *testing.T) {
 			if r.Err != "" || r.Restarts != 2 || r.Seen != 2 || r.Requests == 0 || r.Failed != 0 {
 				t.Fatalf("run: %+v", r)
 			}
-			if !r.agrees() || r.Dials < r.Clients {
-				t.Errorf("dials %d, upstream %d, kernel %+v", r.Dials, r.UpstreamDials, r.Kernel)
+			if !r.agrees() || r.Dials < r.Clients || r.Connected != r.watched() || r.Kernel.Missed != 0 {
+				t.Errorf("dials %d, upstream %d, connected %d, kernel %+v", r.Dials, r.UpstreamDials, r.Connected, r.Kernel)
 			}
 			if mode == rcTLS && (r.HandshakesAll != r.Dials || r.UpstreamDials != r.Dials || r.TLSParams == "") {
 				t.Errorf("tls: %d handshakes, %d upstream dials, %d dials, %q", r.HandshakesAll, r.UpstreamDials, r.Dials, r.TLSParams)

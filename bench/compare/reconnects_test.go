@@ -17,10 +17,10 @@ func fakeReconnects() *results {
 		{Subject: "handoff", Mode: rcPlain, Round: 1, Clients: 4, Restarts: 2, Seen: 2, Requests: 1000, Dials: 4,
 			Kernel: kernelCount{Conns: 4}},
 		{Subject: "handoff", Mode: rcTLS, Round: 1, Clients: 4, Restarts: 2, Seen: 2, Requests: 900, Dials: 4,
-			Kernel: kernelCount{Conns: 3, Missed: 1, MissedLongest: 2 * time.Millisecond}, UpstreamDials: 4, HandshakesAll: 4,
+			Kernel: kernelCount{Conns: 3, Missed: 1, MissedLongest: 2 * time.Millisecond}, UpstreamDials: 4, Connected: 4, HandshakesAll: 4,
 			TLSParams: "TLS 1.3, X, Y"},
 		{Subject: "tableflip", Mode: rcPlain, Round: 1, Clients: 4, Restarts: 2, Seen: 2, Requests: 1000, Failed: 8,
-			FirstFailure: "POST on a reused=true connection: EOF", Dials: 12, Kernel: kernelCount{Conns: 11, Reads: 9}},
+			FirstFailure: "POST on a reused=true connection: EOF", Dials: 12, Connected: 12, Kernel: kernelCount{Conns: 11, Reads: 9}},
 		{Subject: "tableflip", Mode: rcTLS, Round: 1, Clients: 4, Restarts: 2, Seen: 1, Requests: 800, Failed: 8, Dials: 12,
 			Kernel: kernelCount{Conns: 12}, UpstreamDials: 12, Handshakes: 8, HandshakesAll: 12,
 			ServerCPU: 8 * time.Millisecond, ClientCPU: 10 * time.Millisecond},
@@ -46,11 +46,11 @@ func TestReconnectsReport(t *testing.T) {
 		// 8 handshakes over 2 restarts: 4 per restart, 4 ms and 5 ms of CPU each, 1 ms per handshake
 		`\| tableflip +\| +1 \| +8 \| +4\.00 \| +4\.00 ms \| +5\.00 ms \| +1\.00 ms \| +12 \|`,
 		`\| handoff +\| +1 \| +0 \| +0\.00 \| +0\.00 ms \| +0\.00 ms \| +– \| +4 \|`,
-		regexp.QuoteMeta("tableflip (plain, round 1): the clients counted 12 dials, the kernel showed 11 connections"),
+		regexp.QuoteMeta("tableflip (plain, round 1): the clients counted 12 dials (12 connected), the kernel showed 11 connections"),
 		regexp.QuoteMeta("tableflip (plain, round 1): first failed request: POST on a reused=true connection: EOF."),
 		`\? \(plain, round 1\): error: no start at all\.`,
 		"TLS 1.3, X, Y",
-		regexp.QuoteMeta("handoff (tls, round 1): the tunnel counted 4 dials, the kernel showed 3 connections; the 1 it missed each lived 2ms or less"),
+		regexp.QuoteMeta("handoff (tls, round 1): the tunnel counted 4 dials (4 connected), the kernel showed 3 connections; the 1 it missed each lived 2ms or less"),
 		"-reconnect-restarts 2",
 	} {
 		if !regexp.MustCompile(re).MatchString(md) {

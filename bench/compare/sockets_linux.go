@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -116,4 +118,73 @@ func (w *connWatch) finish() kernelCount {
 		k.Err = w.err.Error()
 	}
 	return k
+}
+
+// connLog notes connections as they close: their local port, and how
+// long they lived. Compared with a connWatch's ports, it tells which
+// connections the kernel was not seen to hold, and how short they were.
+type connLog struct {
+	mu    sync.Mutex
+	conns []loggedConn
+}
+
+type loggedConn struct {
+	port  uint16
+	lived time.Duration
+}
+
+// add notes c, open since from, as closed now.
+func (l *connLog) add(c net.Conn, from time.Time) {
+	a, ok := c.LocalAddr().(*net.TCPAddr)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.conns = append(l.conns, loggedConn{port: uint16(a.Port), lived: time.Since(from)})
+}
+
+// count is how many connections were noted.
+func (l *connLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}
+
+// unseen returns how many noted connections have a port not in seen, and
+// the longest-lived of them.
+func (l *connLog) unseen(seen map[uint16]bool) (n int, longest time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		if !seen[c.port] {
+			n++
+			longest = max(longest, c.lived)
+		}
+	}
+	return n, longest
+}
+
+// dial is a plain TCP dial for load.WithDial, like the raw client's own,
+// whose connections are noted when they close.
+func (l *connLog) dial(ctx context.Context, addr string) (net.Conn, error) {
+	d := net.Dialer{KeepAlive: -1}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &noted{Conn: c, l: l, from: time.Now()}, nil
+}
+
+// noted is a connection that notes itself in its log when closed.
+type noted struct {
+	net.Conn
+	l    *connLog
+	from time.Time
+	once sync.Once
+}
+
+func (c *noted) Close() error {
+	c.once.Do(func() { c.l.add(c.Conn, c.from) })
+	return c.Conn.Close()
 }

@@ -50,15 +50,8 @@ type tlsProxy struct {
 	conns  map[net.Conn]struct{}
 	closed bool
 	wg     sync.WaitGroup
-	params string // the first handshake's version, suite and group
-	ups    []upConn
-}
-
-// upConn is one of the tunnel's connections to the subject: its local
-// port, and when it was dialled and closed.
-type upConn struct {
-	port     uint16
-	from, to time.Time
+	params string  // the first handshake's version, suite and group
+	ups    connLog // the connections to the subject
 }
 
 // handshakeLog records handshakes: when each ended and its CPU time.
@@ -179,9 +172,7 @@ func (p *tlsProxy) serve(c net.Conn) {
 	defer func() {
 		up.Close()
 		p.forget(up)
-		p.mu.Lock()
-		p.ups = append(p.ups, upConn{port: uint16(up.LocalAddr().(*net.TCPAddr).Port), from: from, to: time.Now()})
-		p.mu.Unlock()
+		p.ups.add(up, from)
 	}()
 	var once sync.Once
 	end := func() { once.Do(func() { tc.Close(); up.Close() }) }
@@ -198,20 +189,6 @@ func (p *tlsProxy) noteParams(st tls.ConnectionState) {
 	if p.params == "" {
 		p.params = fmt.Sprintf("%s, %s, %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), st.CurveID)
 	}
-}
-
-// unseen returns how many of the tunnel's closed connections to the
-// subject have a port not in seen, and the longest-lived of them.
-func (p *tlsProxy) unseen(seen map[uint16]bool) (n int, longest time.Duration) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, u := range p.ups {
-		if !seen[u.port] {
-			n++
-			longest = max(longest, u.to.Sub(u.from))
-		}
-	}
-	return n, longest
 }
 
 // negotiated describes the first handshake: version, suite, group.
