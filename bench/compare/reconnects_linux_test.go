@@ -70,6 +70,44 @@ func TestConnWatch(t *testing.T) {
 	}
 }
 
+// TestConnWatchPortReuse: two connections from one client port, the
+// first closed by the server (its TIME_WAIT at the server's end, which
+// does not keep the client from the port), count as two: the kernel's
+// count tells connections apart by their client inodes.
+func TestConnWatchPortReuse(t *testing.T) {
+	checkClean(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	w := watchConns(netip.MustParseAddrPort(ln.Addr().String()), time.Hour)
+	var port int
+	for range 2 {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}}
+		c, err := d.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			w.finish()
+			t.Skipf("dialling from port %d again: %v", port, err)
+		}
+		port = c.LocalAddr().(*net.TCPAddr).Port
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.sample(false) // seen open
+		s.Close()       // the server first: TIME_WAIT at its end
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("client read %v, want EOF", err)
+		}
+		c.Close()
+	}
+	if k := w.finish(); k.Conns != 2 || k.Inodes != 2 {
+		t.Errorf("kernel count %+v; want 2 connections from one port", k)
+	}
+}
+
 // TestTLSProxy: each client connection through the tunnel is one
 // handshake and one upstream connection; an upstream that closes makes
 // the client shake hands again; handshake CPU is counted on both sides.

@@ -13,14 +13,18 @@ import (
 
 // connWatch counts, from the kernel's side, the TCP connections made to
 // one address: it reads /proc/net/tcp every so often and once more at the
-// end, and remembers every client port it saw connected to the address,
-// from either end and in any state. A connection closed since the last
-// read still shows at the end: whichever end closed first holds it in
-// TIME_WAIT for 60 s, with its ports. Only one that lived shorter than a
-// period and ended with a reset (no TIME_WAIT) can be missed.
+// end. A connection is a client end's socket inode, seen while open; or,
+// for a connection never seen open, its client port, seen at either end
+// and in any state: one closed between two reads still shows at the end,
+// because whichever end closed first holds it in TIME_WAIT for 60 s. The
+// port alone does not name a connection: the kernel may give a client the
+// port of a connection whose TIME_WAIT is at the server's end. Only a
+// connection that lived shorter than a period and ended with a reset (no
+// TIME_WAIT), or one never seen open on a port another was seen open on,
+// can be missed.
 //
 // Ports seen before the load starts (a start-up probe's connection) are
-// left out; a port the kernel hands out twice within the run counts once.
+// left out.
 type connWatch struct {
 	target netip.AddrPort
 	stop   chan struct{}
@@ -28,11 +32,11 @@ type connWatch struct {
 
 	mu       sync.Mutex
 	baseline map[uint16]bool
-	ports    map[uint16]bool // client ports of connections to target
-	inodes   map[uint64]bool // the client ends' socket inodes, while open
-	reads    int             // reads of /proc/net/tcp
-	slowest  time.Duration   // the longest read, to judge the period
-	err      error           // the first read that failed
+	ports    map[uint16]bool   // client ports of connections to target, any state
+	inodes   map[uint64]uint16 // the client ends' socket inodes, seen open, and their ports
+	reads    int               // reads of /proc/net/tcp
+	slowest  time.Duration     // the longest read, to judge the period
+	err      error             // the first read that failed
 	readFile func() ([]byte, error)
 }
 
@@ -40,7 +44,7 @@ type connWatch struct {
 // until finish.
 func watchConns(target netip.AddrPort, period time.Duration) *connWatch {
 	w := &connWatch{target: target, stop: make(chan struct{}), done: make(chan struct{}),
-		baseline: map[uint16]bool{}, ports: map[uint16]bool{}, inodes: map[uint64]bool{},
+		baseline: map[uint16]bool{}, ports: map[uint16]bool{}, inodes: map[uint64]uint16{},
 		readFile: func() ([]byte, error) { return os.ReadFile("/proc/net/tcp") }}
 	w.sample(true)
 	go func() {
@@ -83,7 +87,7 @@ func (w *connWatch) sample(baseline bool) {
 		case s.Remote == w.target && s.Local != w.target:
 			port = s.Local.Port() // the client's end
 			if s.Inode != 0 && !baseline && !w.baseline[port] {
-				w.inodes[s.Inode] = true
+				w.inodes[s.Inode] = s.Local.Port()
 			}
 		case s.Local == w.target:
 			port = s.Remote.Port() // the server's end
@@ -113,7 +117,16 @@ func (w *connWatch) finish() kernelCount {
 	w.sample(false)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	k := kernelCount{Conns: len(w.ports), Inodes: len(w.inodes), Reads: w.reads, Slowest: w.slowest}
+	open := map[uint16]bool{}
+	for _, port := range w.inodes {
+		open[port] = true
+	}
+	k := kernelCount{Conns: len(w.inodes), Inodes: len(w.inodes), Reads: w.reads, Slowest: w.slowest}
+	for port := range w.ports {
+		if !open[port] {
+			k.Conns++ // never seen open: its port stands for it
+		}
+	}
 	if w.err != nil {
 		k.Err = w.err.Error()
 	}
