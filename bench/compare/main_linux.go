@@ -149,6 +149,8 @@ func (h *harness) scenarios(ctx context.Context, res *results) {
 				st.name, st.estimate.Round(time.Second), left.Round(time.Second), cfg.limit)
 			h.logf("%s", msg)
 			res.notes = append(res.notes, msg)
+			res.skipped = append(res.skipped, fmt.Sprintf("%s (needs about %v, %v was left)", st.name,
+				st.estimate.Round(time.Second), left.Round(time.Second)))
 			continue
 		}
 		if ctx.Err() != nil {
@@ -336,7 +338,8 @@ func commandLine() string {
 }
 
 // describeCommit names the commit the run was built from: the
-// repository's HEAD, with "+dirty" if the tree has changes.
+// repository's HEAD, with "+dirty" if the tree has changes outside the
+// results (which a run rewrites).
 func describeCommit(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -345,7 +348,8 @@ func describeCommit(ctx context.Context) string {
 		return ""
 	}
 	c := strings.TrimSpace(string(head))
-	if st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+	if st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no",
+		"--", ":/", ":(exclude)results").Output(); err == nil && len(st) > 0 {
 		c += "+dirty"
 	}
 	return c

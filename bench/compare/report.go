@@ -142,7 +142,12 @@ func writeReport(w io.Writer, res *results) {
 	}
 	p("- Rounds: %d; every subject runs once per round and rounds are interleaved (A B C … A B C …). Ratios compare means over rounds; failures are summed.\n",
 		cfg.rounds)
-	p("- Flags in effect: `%s`.\n\n", cfg.flags())
+	p("- Flags in effect: `%s`.\n", cfg.flags())
+	if len(res.skipped) > 0 {
+		p("- **Skipped, for want of time under -limit** (earlier scenarios ran longer than estimated; raise -limit or run them with -only): %s.\n",
+			strings.Join(res.skipped, "; "))
+	}
+	p("\n")
 
 	writeHeadline(p, res)
 	if cfg.runs(scThroughput) {

@@ -55,7 +55,7 @@ func fakeResults() *results {
 	res := &results{cfg: cfg, command: "go run ./compare", began: time.Now(), wall: 7 * time.Minute,
 		machine: machine{nproc: 2, cpu: "a CPU", kernel: "6.18", goVer: "go1.26"}, plots: map[string]string{scRestarts: "restarts.svg"},
 		peers: []peer{{name: "nginx", path: "/usr/sbin/nginx", version: "1.22.1", how: "already installed"}, {name: "gunicorn", how: "not installed"}},
-		notes: []string{"gunicorn was skipped: not installed."}}
+		notes: []string{"gunicorn was skipped: not installed."}, skipped: []string{"footprint (needs about 26s, 12s was left)"}}
 	eof, reset := load.EOFBeforeResponse, load.Reset
 	for round := 1; round <= 2; round++ {
 		res.restarts = append(res.restarts,
@@ -98,6 +98,7 @@ func TestReport(t *testing.T) {
 		"![Restarts: latency and failures over time](restarts.svg)",
 		"Spawn: handoff brings workers to ready at 200/s, raw os.StartProcess of the same binary plus an accepted request at 400/s: handoff ÷ raw ×0.50.",
 		"- gunicorn was skipped: not installed.",
+		"- **Skipped, for want of time under -limit** (earlier scenarios ran longer than estimated; raise -limit or run them with -only): footprint (needs about 26s, 12s was left).",
 		"nginx 1.22.1 (Debian; already installed)",
 		"20.0 MiB",
 		"tableflip's first failed request", // not there: only handoff's is listed

@@ -152,4 +152,5 @@ type results struct {
 	reconnects []*reconnectRun
 	plots      map[string]string // scenario → SVG file name
 	notes      []string          // skipped scenarios and peers, what went wrong
+	skipped    []string          // scenarios skipped because they would not fit in -limit
 }
