@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,36 +20,44 @@ const (
 	scReap       = "reap"
 	scFootprint  = "footprint"
 	scTraffic    = "traffic"
+	scReconnects = "reconnects"
 )
 
-var allScenarios = []string{scThroughput, scRestarts, scUpgrades, scSpawn, scReap, scFootprint, scTraffic}
+var allScenarios = []string{scThroughput, scRestarts, scUpgrades, scSpawn, scReap, scFootprint, scTraffic, scReconnects}
 
-// defaultScenarios run without -only; traffic (about 3 minutes more) is
-// asked for by name.
-var defaultScenarios = allScenarios[:len(allScenarios)-1]
+// optInScenarios are asked for by name: each takes minutes more than the
+// default run's -limit leaves. Run alone, each writes its report into a
+// directory of its own under results/, never over the main one.
+var optInScenarios = []string{scTraffic, scReconnects}
+
+// defaultScenarios run without -only.
+var defaultScenarios = slices.DeleteFunc(slices.Clone(allScenarios), func(s string) bool {
+	return slices.Contains(optInScenarios, s)
+})
 
 // config is the harness's flags.
 type config struct {
-	out       string
-	only      []string
-	rounds    int
-	clients   int
-	workers   int
-	window    time.Duration // throughput's measurement window
-	steady    time.Duration // steady window before restarts
-	restarts  int
-	upgrades  int
-	traffic   int // restarts per traffic run
-	every     time.Duration
-	spawn     int
-	footprint []int
-	paced     int
-	flood     int
-	limit     time.Duration
-	noInstall bool
-	verbose   bool
-	warmup    time.Duration // load before any window, not measured
-	tail      time.Duration // load after the last restart's window
+	out        string
+	only       []string
+	rounds     int
+	clients    int
+	workers    int
+	window     time.Duration // throughput's measurement window
+	steady     time.Duration // steady window before restarts
+	restarts   int
+	upgrades   int
+	traffic    int // restarts per traffic run
+	reconnects int // restarts per reconnects run
+	every      time.Duration
+	spawn      int
+	footprint  []int
+	paced      int
+	flood      int
+	limit      time.Duration
+	noInstall  bool
+	verbose    bool
+	warmup     time.Duration // load before any window, not measured
+	tail       time.Duration // load after the last restart's window
 }
 
 func (c config) runs(scenario string) bool { return slices.Contains(c.only, scenario) }
@@ -65,10 +74,14 @@ func (c config) flags() string {
 }
 
 func (c config) trafficFlags() string {
-	if !c.runs(scTraffic) {
-		return ""
+	var s string
+	if c.runs(scTraffic) {
+		s += fmt.Sprintf(" -traffic-restarts %d", c.traffic)
 	}
-	return fmt.Sprintf(" -traffic-restarts %d", c.traffic)
+	if c.runs(scReconnects) {
+		s += fmt.Sprintf(" -reconnect-restarts %d", c.reconnects)
+	}
+	return s
 }
 
 // parseFlags parses the command line; usage goes to w.
@@ -77,9 +90,9 @@ func parseFlags(args []string, w io.Writer) (config, error) {
 	fs.SetOutput(w)
 	c := config{warmup: 500 * time.Millisecond, tail: time.Second}
 	var only, footprint string
-	fs.StringVar(&c.out, "out", "results", "directory for BENCHMARKS.md and the plots")
+	fs.StringVar(&c.out, "out", "", "directory for BENCHMARKS.md and the plots (default results, or results/<scenario> for one opt-in scenario: "+strings.Join(optInScenarios, ", ")+")")
 	fs.StringVar(&only, "only", strings.Join(defaultScenarios, ","), "scenarios to run, comma-separated: "+strings.Join(allScenarios, ", "))
-	fs.IntVar(&c.rounds, "rounds", 2, "rounds: every subject runs once per round, rounds interleaved (A B A B)")
+	fs.IntVar(&c.rounds, "rounds", 2, "rounds: every subject runs once per round, rounds interleaved (A B A B); 1 unless given for -only reconnects")
 	fs.IntVar(&c.clients, "clients", 64, "concurrent keep-alive clients, one connection each, that never retry")
 	fs.IntVar(&c.workers, "workers", 2, "worker processes of handoff, gunicorn and nginx")
 	fs.DurationVar(&c.window, "window", 4*time.Second, "throughput: measurement window per run")
@@ -87,6 +100,7 @@ func parseFlags(args []string, w io.Writer) (config, error) {
 	fs.IntVar(&c.restarts, "restarts", 20, "restarts per run, one every -every")
 	fs.IntVar(&c.upgrades, "upgrades", 10, "upgrades per run, one every -every")
 	fs.IntVar(&c.traffic, "traffic-restarts", 5, "traffic: restarts per run (3 kinds of client × subjects × rounds)")
+	fs.IntVar(&c.reconnects, "reconnect-restarts", 10, "reconnects: restarts per run (2 modes × subjects × rounds)")
 	fs.DurationVar(&c.every, "every", time.Second, "pace of restarts and upgrades")
 	fs.IntVar(&c.spawn, "spawn", 100, "spawn: workers started at once, by handoff and by os.StartProcess")
 	fs.StringVar(&footprint, "footprint", "10,100,1000", "footprint: worker counts at which the supervisor's threads and RSS are read")
@@ -101,6 +115,8 @@ func parseFlags(args []string, w io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	for s := range strings.SplitSeq(only, ",") {
 		s = strings.TrimSpace(s)
 		if !slices.Contains(allScenarios, s) {
@@ -109,6 +125,15 @@ func parseFlags(args []string, w io.Writer) (config, error) {
 		if !slices.Contains(c.only, s) {
 			c.only = append(c.only, s)
 		}
+	}
+	if !set["out"] {
+		c.out = "results"
+		if len(c.only) == 1 && slices.Contains(optInScenarios, c.only[0]) {
+			c.out = filepath.Join("results", c.only[0])
+		}
+	}
+	if !set["rounds"] && slices.Equal(c.only, []string{scReconnects}) {
+		c.rounds = 1 // two minutes on 2 cores
 	}
 	for s := range strings.SplitSeq(footprint, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -130,8 +155,9 @@ func parseFlags(args []string, w io.Writer) (config, error) {
 		return c, fmt.Errorf("-window %v, -steady %v and -every %v must be positive", c.window, c.steady, c.every)
 	case c.every < 200*time.Millisecond:
 		return c, fmt.Errorf("-every %v: at least 200ms, so that a restart can complete", c.every)
-	case c.restarts < 1 || c.upgrades < 1 || c.traffic < 1 || c.traffic > 100:
-		return c, fmt.Errorf("-restarts %d and -upgrades %d must be at least 1, -traffic-restarts %d in [1, 100]", c.restarts, c.upgrades, c.traffic)
+	case c.restarts < 1 || c.upgrades < 1 || c.traffic < 1 || c.traffic > 100 || c.reconnects < 1 || c.reconnects > 1000:
+		return c, fmt.Errorf("-restarts %d and -upgrades %d must be at least 1, -traffic-restarts %d in [1, 100], -reconnect-restarts %d in [1, 1000]",
+			c.restarts, c.upgrades, c.traffic, c.reconnects)
 	case c.spawn < 1 || c.spawn > 5000:
 		return c, fmt.Errorf("-spawn %d out of range [1, 5000]", c.spawn)
 	case c.paced < 1 || c.flood < 1 || c.flood > 20000:

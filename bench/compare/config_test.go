@@ -21,10 +21,28 @@ func TestParseFlags(t *testing.T) {
 		cfg.every != 300*time.Millisecond || !cfg.noInstall || !cfg.runs(scSpawn) || cfg.runs(scReap) {
 		t.Errorf("parsed %+v, %v", cfg, err)
 	}
+	for _, c := range []struct {
+		args   []string
+		out    string
+		rounds int
+	}{
+		{nil, "results", 2},
+		{[]string{"-only", "restarts"}, "results", 2},
+		{[]string{"-only", "reconnects"}, "results/reconnects", 1},
+		{[]string{"-only", "reconnects", "-rounds", "3"}, "results/reconnects", 3},
+		{[]string{"-only", "traffic"}, "results/traffic", 2},
+		{[]string{"-only", "traffic,reconnects"}, "results", 2},
+		{[]string{"-only", "reconnects", "-out", "x"}, "x", 1},
+	} {
+		cfg, err := parseFlags(c.args, io.Discard)
+		if err != nil || cfg.out != c.out || cfg.rounds != c.rounds {
+			t.Errorf("parseFlags(%q): out %q, rounds %d, %v; want %q, %d", c.args, cfg.out, cfg.rounds, err, c.out, c.rounds)
+		}
+	}
 	for _, bad := range [][]string{
 		{"-only", "everything"}, {"-only", ""}, {"-footprint", "0"}, {"-footprint", "a"}, {"-rounds", "0"},
 		{"-clients", "0"}, {"-workers", "65"}, {"-window", "0s"}, {"-every", "100ms"}, {"-restarts", "0"},
-		{"-spawn", "0"}, {"-flood", "0"}, {"-paced", "0"}, {"-limit", "0s"}, {"-out", ""}, {"stray"}, {"-nope"},
+		{"-spawn", "0"}, {"-reconnect-restarts", "0"}, {"-flood", "0"}, {"-paced", "0"}, {"-limit", "0s"}, {"-out", ""}, {"stray"}, {"-nope"},
 	} {
 		if _, err := parseFlags(bad, io.Discard); err == nil {
 			t.Errorf("parseFlags(%q) succeeded", bad)

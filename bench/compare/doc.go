@@ -28,6 +28,17 @@
 //     pooled POSTers plus clients polling at periods over 0.5-3 s; Go's
 //     HTTP/2 client (h2c); 3 s streams, counted complete or cut. Failed
 //     requests per restart, min/median/max over rounds.
+//  6. reconnects (opt-in, -only reconnects, about 2 minutes): issue 20's
+//     figure. 64 raw keep-alive clients that dial again only when their
+//     connection ended, through 10 restarts of each subject of restarts:
+//     reconnects per restart = (dials - clients) / restarts, failed
+//     requests, and the same count from the kernel (/proc/net/tcp). Then
+//     the same through a TLS tunnel in the harness, one plaintext
+//     connection to the subject per client connection: handshakes per
+//     restart and their CPU time, each side's, on a locked thread.
+//
+// An opt-in scenario run alone writes into results/<scenario>/, never
+// over the main report; reconnects also writes reconnects.json.
 //
 // It builds what it runs (the example, bench/peers/goserver,
 // bench/peers/tableflip), installs gunicorn and nginx from Debian's packages

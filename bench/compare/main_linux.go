@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -58,8 +59,8 @@ func mainRun(cfg config) int {
 	if cfg.verbose {
 		h.echo = os.Stderr
 	}
-	res := &results{cfg: cfg, command: commandLine(), began: h.began, machine: describeMachine(),
-		plots: map[string]string{}}
+	res := &results{cfg: cfg, command: commandLine(), commit: describeCommit(ctx), began: h.began,
+		machine: describeMachine(), plots: map[string]string{}}
 
 	fatal := func(err error) int {
 		fmt.Fprintln(os.Stderr, "compare:", err)
@@ -87,7 +88,7 @@ func mainRun(cfg config) int {
 	if h.bins, err = build(ctx, h.tmp); err != nil {
 		return fatal(err)
 	}
-	if cfg.runs(scRestarts) || cfg.runs(scUpgrades) || cfg.runs(scTraffic) {
+	if cfg.runs(scRestarts) || cfg.runs(scUpgrades) || cfg.runs(scTraffic) || cfg.runs(scReconnects) {
 		for _, p := range h.ensurePeers(ctx) {
 			h.peers[p.name] = p
 			res.peers = append(res.peers, p)
@@ -136,6 +137,7 @@ func (h *harness) scenarios(ctx context.Context, res *results) {
 			func() { h.runReap(ctx, res) }},
 		{scFootprint, footprintEstimate(cfg.footprint), func() { h.runFootprint(ctx, res) }},
 		{scTraffic, h.trafficEstimate(), func() { h.runTraffic(ctx, res) }},
+		{scReconnects, h.reconnectsEstimate(), func() { h.runReconnects(ctx, res) }},
 	}
 	const reserve = 10 * time.Second // to write the results
 	for _, st := range steps {
@@ -147,6 +149,8 @@ func (h *harness) scenarios(ctx context.Context, res *results) {
 				st.name, st.estimate.Round(time.Second), left.Round(time.Second), cfg.limit)
 			h.logf("%s", msg)
 			res.notes = append(res.notes, msg)
+			res.skipped = append(res.skipped, fmt.Sprintf("%s (needs about %v, %v was left)", st.name,
+				st.estimate.Round(time.Second), left.Round(time.Second)))
 			continue
 		}
 		if ctx.Err() != nil {
@@ -293,6 +297,13 @@ func (h *harness) write(res *results) []error {
 		}
 		res.plots[sc.name] = file
 	}
+	if len(res.reconnects) > 0 {
+		if err := writeFile(filepath.Join(h.cfg.out, "reconnects.json"), func(w io.Writer) error {
+			return writeReconnectsJSON(w, res)
+		}); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	var md strings.Builder
 	writeReport(&md, res)
 	if err := os.WriteFile(filepath.Join(h.cfg.out, "BENCHMARKS.md"), []byte(md.String()), 0o644); err != nil {
@@ -324,6 +335,24 @@ func commandLine() string {
 		name = "go run ./compare"
 	}
 	return strings.TrimSpace(name + " " + strings.Join(os.Args[1:], " "))
+}
+
+// describeCommit names the commit the run was built from: the
+// repository's HEAD, with "+dirty" if the tree has changes outside the
+// results (which a run rewrites).
+func describeCommit(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	head, err := exec.CommandContext(ctx, "git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	c := strings.TrimSpace(string(head))
+	if st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no",
+		"--", ":/", ":(exclude)results").Output(); err == nil && len(st) > 0 {
+		c += "+dirty"
+	}
+	return c
 }
 
 func describeMachine() machine {

@@ -117,8 +117,12 @@ func writeReport(w io.Writer, res *results) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
 	cfg := res.cfg
 	p("# handoff side by side\n\n")
-	p("Measured in one invocation of `%s` (from `bench/`), started %s, wall time %s.\n\n",
-		res.command, res.began.UTC().Format("2006-01-02 15:04 MST"), res.wall.Round(time.Second))
+	at := ""
+	if res.commit != "" {
+		at = fmt.Sprintf(" at commit `%s`", res.commit)
+	}
+	p("Measured in one invocation of `%s` (from `bench/`)%s, started %s, wall time %s.\n\n",
+		res.command, at, res.began.UTC().Format("2006-01-02 15:04 MST"), res.wall.Round(time.Second))
 	p("- Machine: %d × %s, Linux %s, %s. The load generator shares the cores with the servers.\n",
 		res.machine.nproc, res.machine.cpu, res.machine.kernel, res.machine.goVer)
 	p("- Subjects: handoff's example (`example -listen 127.0.0.1:0 -workers %d`); the tableflip peer (`bench/peers/tableflip`, github.com/cloudflare/tableflip v1.2.3, its README's pattern)",
@@ -129,7 +133,7 @@ func writeReport(w io.Writer, res *results) {
 		}
 	}
 	p(". Every server answers like the example: status 200, X-Worker-Pid, a one-line body.\n")
-	if cfg.runs(scThroughput) || cfg.runs(scRestarts) || cfg.runs(scUpgrades) {
+	if cfg.runs(scThroughput) || cfg.runs(scRestarts) || cfg.runs(scUpgrades) || cfg.runs(scReconnects) {
 		p("- Load: %d keep-alive HTTP/1.1 clients of `bench/load`, one connection each, in raw mode: a client never retries and, like wrk, reuses its connection without checking for a FIN. GET and POST alternate. Traffic goes to 127.0.0.1 only.\n",
 			cfg.clients)
 	}
@@ -138,7 +142,12 @@ func writeReport(w io.Writer, res *results) {
 	}
 	p("- Rounds: %d; every subject runs once per round and rounds are interleaved (A B C … A B C …). Ratios compare means over rounds; failures are summed.\n",
 		cfg.rounds)
-	p("- Flags in effect: `%s`.\n\n", cfg.flags())
+	p("- Flags in effect: `%s`.\n", cfg.flags())
+	if len(res.skipped) > 0 {
+		p("- **Skipped, for want of time under -limit** (earlier scenarios ran longer than estimated; raise -limit or run them with -only): %s.\n",
+			strings.Join(res.skipped, "; "))
+	}
+	p("\n")
 
 	writeHeadline(p, res)
 	if cfg.runs(scThroughput) {
@@ -155,6 +164,9 @@ func writeReport(w io.Writer, res *results) {
 	}
 	if cfg.runs(scTraffic) {
 		writeTraffic(p, res.traffic, cfg)
+	}
+	if cfg.runs(scReconnects) {
+		writeReconnects(p, res.reconnects, cfg)
 	}
 	writeNotes(p, res)
 }
@@ -280,7 +292,7 @@ func writeRestarts(p printer, scenario string, runs []*loadRun, plot string, cfg
 	for _, k := range kinds {
 		header = append(header, k.String())
 	}
-	header = append(header, "p50 during", "p99 during", "max during", "req/s steady", "req/s during", "kept")
+	header = append(header, "reconnects per signal", "p50 during", "p99 during", "max during", "req/s steady", "req/s during", "kept")
 	t := mdtable.New(header...)
 	for i := 1; i < len(header); i++ {
 		t.Right(i)
@@ -304,12 +316,12 @@ func writeRestarts(p printer, scenario string, runs []*loadRun, plot string, cfg
 		if st.RPS > 0 {
 			kept = du.RPS / st.RPS
 		}
-		row = append(row, mdtable.Ms(du.P50), mdtable.Ms(du.P99), mdtable.Ms(du.Max), mdtable.Rate(st.RPS),
+		row = append(row, ratef(r.reconnectsPerSignal()), mdtable.Ms(du.P50), mdtable.Ms(du.P99), mdtable.Ms(du.Max), mdtable.Rate(st.RPS),
 			mdtable.Rate(du.RPS), pct(kept))
 		t.Row(row...)
 	}
 	table(p, t)
-	p("\"took\" is from a signal to its completion seen in the subject's log, as read by the harness. \"failed\" and its kinds count the whole run (old processes keep draining after the last signal); latency and req/s \"during\" count requests that started between the first signal and one pace after the last; \"kept\" is req/s during ÷ req/s steady. The machine is shared and noisy: compare the rounds before trusting a small difference.\n\n")
+	p("\"took\" is from a signal to its completion seen in the subject's log, as read by the harness. \"reconnects per signal\" is (connections the clients dialled − clients) ÷ signals: about 1 per client when every restart closes every connection, 0 when connections outlive restarts. \"failed\" and its kinds count the whole run (old processes keep draining after the last signal); latency and req/s \"during\" count requests that started between the first signal and one pace after the last; \"kept\" is req/s during ÷ req/s steady. The machine is shared and noisy: compare the rounds before trusting a small difference.\n\n")
 
 	gs := groups(runs)
 	h, ok := find(gs, "handoff")

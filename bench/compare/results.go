@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"time"
 
 	"github.com/handoff-dev/handoff/bench/load"
@@ -23,6 +24,14 @@ type loadRun struct {
 	err      error           // what ended the run early, or went wrong stopping it
 
 	cache map[string]load.Stats // by window name; summarising a run sorts its latencies
+}
+
+// reconnectsPerSignal is (dials − clients) ÷ signals; NaN without both.
+func (r *loadRun) reconnectsPerSignal() float64 {
+	if r.res == nil || len(r.signals) == 0 {
+		return math.NaN()
+	}
+	return float64(r.res.Dials-r.res.Clients) / float64(len(r.signals))
 }
 
 // all summarises the whole run.
@@ -128,6 +137,7 @@ type machine struct {
 type results struct {
 	cfg        config
 	command    string
+	commit     string // the repository's HEAD, "+dirty" with changes; empty if unknown
 	began      time.Time
 	wall       time.Duration
 	machine    machine
@@ -139,6 +149,8 @@ type results struct {
 	footprint  []*spawnRun
 	reap       []*reapRun
 	traffic    []*trafficRun
+	reconnects []*reconnectRun
 	plots      map[string]string // scenario → SVG file name
 	notes      []string          // skipped scenarios and peers, what went wrong
+	skipped    []string          // scenarios skipped because they would not fit in -limit
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -542,4 +543,41 @@ func TestIPv6Loopback(t *testing.T) {
 	defer srv.Close()
 	res := run(t, ln.Addr().String(), load.WithRequests(5))
 	expect(t, res, map[load.Kind]int{load.OK: 5})
+}
+
+// TestWithDial runs both clients over TLS through WithDial: every
+// connection is made by the dial function, and counted once.
+func TestWithDial(t *testing.T) {
+	const clients, perClient = 3, 20
+	for _, mode := range []load.Mode{load.Raw, load.NetHTTP} {
+		t.Run(mode.String(), func(t *testing.T) {
+			checkFDs(t)
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				if r.TLS == nil {
+					w.WriteHeader(http.StatusBadRequest)
+				}
+			}))
+			srv.StartTLS()
+			t.Cleanup(srv.Close)
+			var calls atomic.Int64
+			dial := func(ctx context.Context, addr string) (net.Conn, error) {
+				calls.Add(1)
+				d := tls.Dialer{Config: srv.Client().Transport.(*http.Transport).TLSClientConfig}
+				return d.DialContext(ctx, "tcp", addr)
+			}
+			res, err := load.Run(testContext(t), srv.Listener.Addr().String(), load.WithClients(clients),
+				load.WithRequests(perClient), load.WithMode(mode), load.WithMethod(load.Mixed),
+				load.WithDial(dial), load.WithDuration(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := res.Stats(); st.OK() != clients*perClient {
+				t.Errorf("ok %d of %d requests (failures %v)", st.OK(), clients*perClient, res.Failures)
+			}
+			if res.Dials != clients || calls.Load() != clients {
+				t.Errorf("dials %d, dial calls %d; want %d", res.Dials, calls.Load(), clients)
+			}
+		})
+	}
 }

@@ -33,7 +33,7 @@ func newNetClient(addr string, o *options) *netClient {
 	dialer := &net.Dialer{Timeout: o.timeout, KeepAlive: -1}
 	c.tr = &http.Transport{
 		Proxy:               nil, // never a proxy: the traffic stays on loopback
-		DialContext:         c.dial(dialer),
+		DialContext:         c.dial(dialer, o.dial),
 		MaxIdleConns:        1,
 		MaxIdleConnsPerHost: 1,
 		MaxConnsPerHost:     1,
@@ -55,10 +55,16 @@ func newNetClient(addr string, o *options) *netClient {
 func (c *netClient) dials() int { return int(c.ndials.Load()) }
 
 // dial counts and tracks the transport's connections.
-func (c *netClient) dial(d *net.Dialer) func(ctx context.Context, network, address string) (net.Conn, error) {
+func (c *netClient) dial(d *net.Dialer, f DialFunc) func(ctx context.Context, network, address string) (net.Conn, error) {
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
 		c.ndials.Add(1)
-		conn, err := d.DialContext(ctx, network, address)
+		var conn net.Conn
+		var err error
+		if f != nil {
+			conn, err = f(ctx, address)
+		} else {
+			conn, err = d.DialContext(ctx, network, address)
+		}
 		if err != nil {
 			return nil, err
 		}

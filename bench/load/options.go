@@ -1,7 +1,9 @@
 package load
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 )
@@ -102,6 +104,7 @@ type options struct {
 	path           string
 	body           []byte
 	failureDetails int
+	dial           DialFunc // nil: a plain TCP dial
 }
 
 func defaultOptions() options {
@@ -164,6 +167,15 @@ func WithBody(b []byte) Option {
 func WithFailureDetails(n int) Option {
 	return optionFunc(func(o *options) { o.failureDetails = n })
 }
+
+// DialFunc makes a client's connection to addr. It must honour ctx, whose
+// deadline is the request's.
+type DialFunc func(ctx context.Context, addr string) (net.Conn, error)
+
+// WithDial replaces the plain TCP dial of both clients, for instance with
+// one that wraps the connection in TLS (the requests stay HTTP/1.1 over
+// whatever it returns). Every call counts as a dial in Result.Dials.
+func WithDial(f DialFunc) Option { return optionFunc(func(o *options) { o.dial = f }) }
 
 func (o *options) validate() error {
 	switch {

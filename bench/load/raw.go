@@ -45,6 +45,7 @@ type rawClient struct {
 	br        *bufio.Reader
 	served    int // complete responses on the current connection
 	ndials    int
+	dialf     DialFunc // nil: net.Dialer
 	stopAbort func() bool
 
 	mu      sync.Mutex // guards conn and aborted against abort
@@ -57,6 +58,7 @@ func newRawClient(ctx context.Context, addr string, o *options) *rawClient {
 		addr:    addr,
 		timeout: o.timeout,
 		br:      bufio.NewReaderSize(nil, readBufferSize),
+		dialf:   o.dial,
 	}
 	c.requests[GET] = []byte("GET " + o.path + " HTTP/1.1\r\nHost: " + addr +
 		"\r\nUser-Agent: handoff-bench\r\n\r\n")
@@ -96,8 +98,16 @@ func (c *rawClient) closeConn() {
 
 func (c *rawClient) dial(ctx context.Context, deadline time.Time) error {
 	c.ndials++
-	d := net.Dialer{Deadline: deadline, KeepAlive: -1}
-	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	var conn net.Conn
+	var err error
+	if c.dialf != nil {
+		dctx, cancel := context.WithDeadline(ctx, deadline)
+		conn, err = c.dialf(dctx, c.addr)
+		cancel()
+	} else {
+		d := net.Dialer{Deadline: deadline, KeepAlive: -1}
+		conn, err = d.DialContext(ctx, "tcp", c.addr)
+	}
 	if err != nil {
 		return err
 	}
