@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // What hand-over relies on in net/http's HTTP/1.x server, pinned here so
@@ -21,19 +22,20 @@ type recConn struct {
 	net.Conn
 	reads   chan int
 	timeout atomic.Bool
-	// failLong: the second Read of more than a byte from now on, and all
-	// after it, time out.
-	failLong  atomic.Bool
-	longReads atomic.Int64
-	writes    atomic.Int64 // bytes written
-	wAfter    atomic.Int64 // bytes written after the timeout
-	closed    chan struct{}
-	once      sync.Once
+	// failLong: from now on, a Read of more than a byte that starts after
+	// the server wrote (the idle read after a response) times out. Counting
+	// reads instead raced the server's first Read, already waiting when the
+	// test set failLong (the test then hung).
+	failLong atomic.Bool
+	writes   atomic.Int64 // bytes written
+	wAfter   atomic.Int64 // bytes written after the timeout
+	closed   chan struct{}
+	once     sync.Once
 }
 
 func (c *recConn) Read(p []byte) (int, error) {
 	c.reads <- len(p)
-	if len(p) > 1 && c.failLong.Load() && c.longReads.Add(1) > 1 {
+	if len(p) > 1 && c.failLong.Load() && c.writes.Load() > 0 {
 		c.timeout.Store(true)
 	}
 	if c.timeout.Load() {
@@ -171,8 +173,8 @@ func TestNetHTTPTimeoutClosesSilently(t *testing.T) {
 	defer func() { <-drained }()
 	select {
 	case <-rc.closed:
-	case <-t.Context().Done():
-		t.Fatal("not closed")
+	case <-time.After(time.Until(deadline(t))):
+		t.Fatal("net/http did not close the connection whose idle Read timed out")
 	}
 	if n := rc.wAfter.Load(); n != 0 {
 		t.Errorf("net/http wrote %d bytes after the idle Read timed out, want none", n)
