@@ -40,6 +40,7 @@ type logLine struct {
 	From       int     `json:"from"`
 	To         int     `json:"to"`
 	GoAway     int     `json:"http2_goaway"` // a worker's drain start: HTTP/2 connections sent GOAWAY
+	Handed     int     `json:"handed_over"`  // "worker: drain ended": connections handed to the next generation
 }
 
 // startExample starts the example's supervisor with args and waits until it
