@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +26,47 @@ type traffic struct {
 	failed int
 	errs   []string
 	cond   *sync.Cond // signalled on every success
+
+	dials  atomic.Int64 // connections its transports dialled
+	closed atomic.Int64 // of them, closed by the server: a read ended before the client closed it, or a response said "Connection: close"
+}
+
+// transport returns a keep-alive transport whose connections are counted
+// in tr.dials and tr.closed.
+func (tr *traffic) transport(maxIdle int) *http.Transport {
+	var d net.Dialer
+	return &http.Transport{MaxIdleConnsPerHost: maxIdle, DisableCompression: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tr.dials.Add(1)
+			return &countedConn{Conn: c, tr: tr}, nil
+		}}
+}
+
+// countedConn tells a connection the server closed from one the client
+// closed: the transport's reader sees the server's close (EOF or a reset)
+// before the client calls Close.
+type countedConn struct {
+	net.Conn
+	tr     *traffic
+	client atomic.Bool // the client closed it
+	once   sync.Once
+}
+
+func (c *countedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil && !c.client.Load() {
+		c.once.Do(func() { c.tr.closed.Add(1) })
+	}
+	return n, err
+}
+
+func (c *countedConn) Close() error {
+	c.client.Store(true)
+	return c.Conn.Close()
 }
 
 func newTraffic() *traffic {
@@ -36,6 +79,9 @@ func newTraffic() *traffic {
 func (tr *traffic) do(c *http.Client, req *http.Request, what string) {
 	resp, err := c.Do(req)
 	if err == nil {
+		if resp.Close {
+			tr.closed.Add(1) // the transport closes it: the client's Close, asked for by the server
+		}
 		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
@@ -126,7 +172,7 @@ func TestPooledAndPollingClients(t *testing.T) {
 
 	// Pooled: 32 goroutines share one transport, pausing 0–1.2 s between
 	// POSTs, so that connections sit idle in the pool for every length.
-	pool := &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}
+	pool := tr.transport(32)
 	defer pool.CloseIdleConnections()
 	pooled := &http.Client{Transport: pool, Timeout: 20 * time.Second}
 	for i := range 32 {
@@ -148,7 +194,7 @@ func TestPooledAndPollingClients(t *testing.T) {
 	// with its own keep-alive connection.
 	for period := 500 * time.Millisecond; period <= 3*time.Second; period += 2 * time.Millisecond {
 		clients.Go(func() {
-			tp := &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}
+			tp := tr.transport(1)
 			defer tp.CloseIdleConnections()
 			c := &http.Client{Transport: tp, Timeout: 20 * time.Second}
 			select { // spread the first polls over one period
@@ -170,6 +216,7 @@ func TestPooledAndPollingClients(t *testing.T) {
 		})
 	}
 	tr.waitMore(t, 500)
+	dials, closed := tr.dials.Load(), tr.closed.Load()
 
 	for gen := uint64(2); gen <= 21; gen++ {
 		sup.signal(syscall.SIGHUP)
@@ -180,9 +227,15 @@ func TestPooledAndPollingClients(t *testing.T) {
 	clients.Wait()
 	pool.CloseIdleConnections()
 	ok, failed, errs := tr.counts()
-	t.Logf("%d requests across 20 rolls, %d failed", ok+failed, failed)
+	redials, closes := tr.dials.Load()-dials, tr.closed.Load()-closed
+	t.Logf("%d requests across 20 rolls, %d failed; %d connections closed by the server, %d dialled", ok+failed, failed, closes, redials)
 	if failed > 0 || ok == 0 {
 		t.Errorf("%d of %d requests failed: %q", failed, ok+failed, errs)
+	}
+	// Hand-over: a roll moves every idle connection to the new generation,
+	// so no client sees its connection closed.
+	if closes > 0 {
+		t.Errorf("%d connections closed by the server during the rolls, want 0 (hand-over)", closes)
 	}
 	sup.signal(syscall.SIGTERM)
 	if err := sup.wait(); err != nil {
