@@ -312,3 +312,55 @@ func TestHandoverNoReconnect(t *testing.T) {
 	}
 	stopClean(t, sup.cmd.Process, sup.wait)
 }
+
+// TestHandoverAcrossUpgrade: the supervisor upgraded in place keeps
+// handing over: the adopted workers' socket pairs travel in the upgrade
+// state, so the rolls after two upgrades cost the clients no reconnect.
+func TestHandoverAcrossUpgrade(t *testing.T) {
+	const workers, clients, busy = 2, 32, 24
+	sup := startExample(t, "-listen", "127.0.0.1:0", "-workers", strconv.Itoa(workers))
+	for range workers {
+		sup.next("worker ready")
+	}
+	l := startRawLoad(t, sup.addr, clients, busy)
+	l.waitRequests(t, 2*clients)
+	handed, ended, gen := 0, 0, uint64(1)
+	see := func(lines []logLine) {
+		for _, ll := range lines {
+			if ll.Msg == "worker: drain ended" {
+				ended++
+				handed += ll.Handed
+			}
+		}
+	}
+	for range 2 {
+		sup.signal(syscall.SIGUSR2)
+		see(sup.until("supervisor upgraded in place", nil))
+		l.waitRequests(t, busy)
+		for range 2 {
+			gen++
+			sup.signal(syscall.SIGHUP)
+			see(sup.until("roll complete", func(ll logLine) bool { return ll.Generation == gen }))
+			l.waitRequests(t, busy)
+		}
+	}
+	// Every retired worker reports its drain's end.
+	for ended < 4*workers {
+		see(sup.until("worker: drain ended", nil))
+	}
+	l.finish()
+	l.mu.Lock()
+	fails := l.fails
+	l.mu.Unlock()
+	t.Logf("2 upgrades, 4 rolls: %d failed, %d dials, %d handed over", len(fails), l.dials.Load(), handed)
+	if len(fails) > 0 {
+		t.Errorf("%d requests failed: %q", len(fails), fails)
+	}
+	if d := l.dials.Load(); d != clients {
+		t.Errorf("%d dials for %d clients: %d reconnects", d, clients, d-clients)
+	}
+	if handed == 0 {
+		t.Error("no worker reported a connection handed over")
+	}
+	stopClean(t, sup.cmd.Process, sup.wait)
+}
