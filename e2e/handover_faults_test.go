@@ -89,7 +89,7 @@ type rig struct {
 func startRig(t *testing.T) *rig {
 	t.Helper()
 	r := &rig{t: t, started: map[int]int{}}
-	r.sup = startExample(t, "-listen", "127.0.0.1:0", "-workers", "2", "-min-uptime", "0")
+	r.sup = startExample(t, "-listen", "127.0.0.1:0", "-workers", "2", "-min-uptime", "0", "-handover")
 	var pid int
 	for range 2 {
 		pid = r.sup.next("worker ready").Pid

@@ -229,7 +229,7 @@ func established(t *testing.T) map[int]uint64 {
 // worker exits without waiting for its clients to come back.
 func TestHandoverNoReconnect(t *testing.T) {
 	const workers, clients, busy, rolls = 2, 64, 48, 100
-	sup := startExample(t, "-listen", "127.0.0.1:0", "-workers", strconv.Itoa(workers))
+	sup := startExample(t, "-listen", "127.0.0.1:0", "-workers", strconv.Itoa(workers), "-handover")
 	started := map[int]uint64{} // pid → generation
 	for range workers {
 		for _, ll := range sup.until("worker ready", nil) {
@@ -318,7 +318,7 @@ func TestHandoverNoReconnect(t *testing.T) {
 // state, so the rolls after two upgrades cost the clients no reconnect.
 func TestHandoverAcrossUpgrade(t *testing.T) {
 	const workers, clients, busy = 2, 32, 24
-	sup := startExample(t, "-listen", "127.0.0.1:0", "-workers", strconv.Itoa(workers))
+	sup := startExample(t, "-listen", "127.0.0.1:0", "-workers", strconv.Itoa(workers), "-handover")
 	for range workers {
 		sup.next("worker ready")
 	}

@@ -225,7 +225,7 @@ func TestHandoverRoutes(t *testing.T) {
 		}
 	})
 	ctx := deadline(t)
-	f := newFixture(t, "handover", nil, supervisor.WithAcceptWindow(100*time.Millisecond),
+	f := newFixture(t, "handover", nil, supervisor.WithHandover(true), supervisor.WithAcceptWindow(100*time.Millisecond),
 		supervisor.WithReadiness(supervisor.ReadyOnNotify()))
 	exits := make(chan supervisor.ExitEvent, 8)
 	f.extra.AfterExit = func(e supervisor.ExitEvent) { exits <- e }
