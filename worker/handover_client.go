@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,14 +49,12 @@ func processHandClient() (*handClient, error) {
 // handClientFromEnv makes the client of the descriptor EnvHandoverFd
 // names, and unsets the variable.
 func handClientFromEnv() (*handClient, error) {
-	v, ok := os.LookupEnv(EnvHandoverFd)
-	if !ok {
-		return nil, nil
-	}
-	os.Unsetenv(EnvHandoverFd)
-	fd, err := strconv.Atoi(v)
-	if err != nil || fd < 3 {
-		return nil, fmt.Errorf("worker: %s=%q is not a descriptor", EnvHandoverFd, v)
+	fd, ok, err := inheritedFd(EnvHandoverFd)
+	if !ok || err != nil {
+		if err != nil {
+			err = fmt.Errorf("worker: %w", err)
+		}
+		return nil, err
 	}
 	if !handoverSupported {
 		os.NewFile(uintptr(fd), "handover").Close()

@@ -185,14 +185,9 @@ const LivenessGrace = 500 * time.Millisecond
 // livenessPipe returns the read end of the supervisor's liveness pipe, or
 // nil when the process was not started by a handoff supervisor.
 func livenessPipe() (*os.File, error) {
-	v, ok := os.LookupEnv(EnvLivenessFd)
-	if !ok {
-		return nil, nil
-	}
-	os.Unsetenv(EnvLivenessFd)
-	fd, err := strconv.Atoi(v)
-	if err != nil || fd < 3 {
-		return nil, fmt.Errorf("%s=%q is not a descriptor", EnvLivenessFd, v)
+	fd, ok, err := inheritedFd(EnvLivenessFd)
+	if !ok || err != nil {
+		return nil, err
 	}
 	f := os.NewFile(uintptr(fd), "liveness")
 	if err := cloexec.Set(f); err != nil {
@@ -200,6 +195,22 @@ func livenessPipe() (*os.File, error) {
 		return nil, fmt.Errorf("%s=%d: %w", EnvLivenessFd, fd, err)
 	}
 	return f, nil
+}
+
+// inheritedFd takes the descriptor the environment variable name gives
+// (ok false when it is unset) and unsets the variable, so that the
+// worker's own children do not take it too.
+func inheritedFd(name string) (fd int, ok bool, err error) {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return -1, false, nil
+	}
+	os.Unsetenv(name)
+	fd, err = strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return -1, true, fmt.Errorf("%s=%q is not a descriptor", name, v)
+	}
+	return fd, true, nil
 }
 
 // watchLiveness waits for end-of-file on the liveness pipe: the supervisor
