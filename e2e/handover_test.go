@@ -145,20 +145,10 @@ func (l *rawLoad) record(i int, conn net.Conn, err error) {
 // waitRequests waits until n more requests have succeeded.
 func (l *rawLoad) waitRequests(t *testing.T, n int) {
 	t.Helper()
-	stop := time.AfterFunc(time.Until(deadline(t)), func() {
-		l.mu.Lock()
-		l.more.Broadcast()
-		l.mu.Unlock()
+	var want int
+	waitCond(t, l.more, func() { want = l.ok + n }, func() bool { return l.ok >= want }, func() string {
+		return fmt.Sprintf("load stalled: %d successes, %d failures %q", l.ok, len(l.fails), l.fails)
 	})
-	defer stop.Stop()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for want := l.ok + n; l.ok < want; {
-		if time.Now().After(deadline(t)) {
-			t.Fatalf("load stalled: %d successes, %d failures %q", l.ok, len(l.fails), l.fails)
-		}
-		l.more.Wait()
-	}
 }
 
 func (l *rawLoad) finish() {

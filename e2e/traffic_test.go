@@ -113,20 +113,30 @@ func (tr *traffic) record(err error, resp *http.Response, ctx context.Context, w
 // its deadline.
 func (tr *traffic) waitMore(t *testing.T, n int) {
 	t.Helper()
+	var want int
+	waitCond(t, tr.cond, func() { want = tr.ok + n }, func() bool { return tr.ok >= want }, func() string {
+		return fmt.Sprintf("traffic stalled: %d successes, %d failures: %q", tr.ok, tr.failed, tr.errs)
+	})
+}
+
+// waitCond waits on c until done, with c.L held: start runs first, done
+// after each wake-up; at the test's deadline it fails with stalled's
+// message.
+func waitCond(t *testing.T, c *sync.Cond, start func(), done func() bool, stalled func() string) {
+	t.Helper()
 	stop := time.AfterFunc(time.Until(deadline(t)), func() {
-		tr.mu.Lock()
-		tr.cond.Broadcast()
-		tr.mu.Unlock()
+		c.L.Lock()
+		c.Broadcast()
+		c.L.Unlock()
 	})
 	defer stop.Stop()
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	want := tr.ok + n
-	for tr.ok < want {
+	c.L.Lock()
+	defer c.L.Unlock()
+	for start(); !done(); {
 		if time.Now().After(deadline(t)) {
-			t.Fatalf("traffic stalled: %d successes, %d failures: %q", tr.ok, tr.failed, tr.errs)
+			t.Fatal(stalled())
 		}
-		tr.cond.Wait()
+		c.Wait()
 	}
 }
 
