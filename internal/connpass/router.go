@@ -17,12 +17,16 @@ import (
 // another worker (see doc.go and HANDOVER.md's step 4).
 //
 // One goroutine owns the routing state; a reader goroutine per worker
-// feeds it what it receives, and the public methods send it requests. A
+// feeds it what it receives, through an inbox that never makes a reader
+// wait, and the public methods send it requests. The owner sends to the
+// workers itself: a reader that waited for it could stop reading the
+// acknowledgements of the very worker it is sending to, whose reading
+// stops in turn once its acknowledgements fill the pair. A
 // descriptor the router holds is either waiting for a worker's Ack, or
 // closed: every KindConn sent that is not Returned is acknowledged before
 // the router's copy is closed.
 type Router struct {
-	events  chan event
+	inbox   inbox
 	reqs    chan func(*routing)
 	done    chan struct{} // closed when the owner has returned
 	closing chan struct{} // closed by Close
@@ -102,7 +106,8 @@ func (st *RouterState) Fds() []int {
 var ErrRouterClosed = errors.New("connpass: router closed")
 
 // SendTimeout bounds a message to a worker whose queue is full: a worker
-// that does not read its pair for that long is not waited for.
+// that does not read its pair for that long is not waited for, and is
+// given no connection until it sends something again (it is stalled).
 const SendTimeout = time.Second
 
 // NewRouter returns a running router. onError, unless nil, is told of
@@ -112,7 +117,7 @@ func NewRouter(onError func(pid int, err error)) *Router { return newRouter(onEr
 
 func newRouter(onError func(pid int, err error), changed chan struct{}) *Router {
 	r := &Router{
-		events:  make(chan event),
+		inbox:   inbox{ready: make(chan struct{}, 1)},
 		reqs:    make(chan func(*routing)),
 		done:    make(chan struct{}),
 		closing: make(chan struct{}),
@@ -242,6 +247,33 @@ type event struct {
 	stopped bool
 }
 
+// inbox holds the events the readers put and the owner has not taken, in
+// their order. put never waits.
+type inbox struct {
+	mu    sync.Mutex
+	q     []event
+	ready chan struct{} // holds a token while q may not be empty
+}
+
+func (b *inbox) put(e event) {
+	b.mu.Lock()
+	b.q = append(b.q, e)
+	b.mu.Unlock()
+	select {
+	case b.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take returns every event put and not yet taken.
+func (b *inbox) take() []event {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.q
+	b.q = nil
+	return q
+}
+
 // reader modes, set before the reader is kicked (a read deadline in the
 // past).
 const (
@@ -257,6 +289,7 @@ type rworker struct {
 	ready    bool
 	stopping bool
 	gone     bool   // its end read EOF or failed: nothing more is sent to it
+	stalled  bool   // a send to it timed out: given no connection until it sends again
 	used     uint64 // when it was last given a connection (least recently used first)
 	sent     map[uint64]*flight
 	kick     chan int      // the reader's mode, before a kick
@@ -292,12 +325,14 @@ func (rt *routing) run() {
 	defer close(r.done)
 	for {
 		select {
-		case e := <-r.events:
-			rt.onEvent(e)
-			if r.changed != nil {
-				select {
-				case r.changed <- struct{}{}:
-				default:
+		case <-r.inbox.ready:
+			for _, e := range r.inbox.take() {
+				rt.onEvent(e)
+				if r.changed != nil {
+					select {
+					case r.changed <- struct{}{}:
+					default:
+					}
 				}
 			}
 		case f := <-r.reqs:
@@ -345,21 +380,13 @@ func (rt *routing) startReader(w *rworker) {
 }
 
 // read is a worker's reader: it hands each message to the owner until EOF,
-// an error, or a kick.
+// an error, or a kick. It never waits for the owner.
 func read(r *Router, w *rworker) {
-	send := func(e event) bool {
-		select {
-		case r.events <- e:
-			return true
-		case <-r.done:
-			return false
-		}
-	}
 	drain := false
 	for {
 		if drain {
 			if n, err := w.c.queued(); err != nil || n == 0 {
-				send(event{w: w, m: Msg{Fd: -1}, stopped: true})
+				r.inbox.put(event{w: w, m: Msg{Fd: -1}, stopped: true})
 				return
 			}
 		}
@@ -367,7 +394,7 @@ func read(r *Router, w *rworker) {
 		if errors.Is(err, os.ErrDeadlineExceeded) && !drain {
 			switch <-w.kick {
 			case kickPause:
-				send(event{w: w, m: Msg{Fd: -1}, stopped: true})
+				r.inbox.put(event{w: w, m: Msg{Fd: -1}, stopped: true})
 				return
 			case kickDrain:
 				drain = true
@@ -375,14 +402,9 @@ func read(r *Router, w *rworker) {
 				continue
 			}
 		}
-		if !send(event{w: w, m: m, err: err}) {
-			if m.Fd >= 0 {
-				closeFd(m.Fd)
-			}
-			return
-		}
+		r.inbox.put(event{w: w, m: m, err: err})
 		if err != nil && !isMsgError(err) {
-			send(event{w: w, m: Msg{Fd: -1}, stopped: true})
+			r.inbox.put(event{w: w, m: Msg{Fd: -1}, stopped: true})
 			return
 		}
 	}
@@ -410,6 +432,7 @@ func (rt *routing) onEvent(e event) {
 		rt.readerStopped(w)
 		return
 	}
+	w.stalled = false // it reads its end again: its acknowledgements come
 	if e.err != nil {
 		if !isMsgError(e.err) {
 			if e.err != io.EOF {
@@ -488,13 +511,13 @@ func (rt *routing) route(f *flight) {
 	rt.finish(f)
 }
 
-// pick returns the worker f goes to: ready, not stopping, not tried, its
-// last Serve naming f's address; of the newest generation; the least
-// recently given one. Nil if there is none.
+// pick returns the worker f goes to: ready, not stopping, not stalled, not
+// tried, its last Serve naming f's address; of the newest generation; the
+// least recently given one. Nil if there is none.
 func (rt *routing) pick(f *flight) *rworker {
 	var best *rworker
 	for _, w := range rt.workers {
-		if w.gone || !w.ready || w.stopping || f.tried[w.pid] || !w.addrs[f.addr] {
+		if w.gone || w.stalled || !w.ready || w.stopping || f.tried[w.pid] || !w.addrs[f.addr] {
 			continue
 		}
 		if best == nil || w.gen > best.gen || w.gen == best.gen && (w.used < best.used || w.used == best.used && w.pid < best.pid) {
@@ -523,8 +546,11 @@ func (rt *routing) send(w *rworker, m Msg) error {
 	err := w.c.Send(m)
 	if err != nil {
 		rt.onError(w.pid, err)
-		if errors.Is(err, io.ErrClosedPipe) {
+		switch {
+		case errors.Is(err, io.ErrClosedPipe):
 			w.gone = true
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			w.stalled = true // not waited for again on every hand
 		}
 	}
 	return err
@@ -725,11 +751,10 @@ func (rt *routing) closeAll() {
 			w.c.SetReadDeadline(time.Unix(1, 0))
 		}
 	}
-	// The readers' last events are taken here (r.done is not closed yet)
-	// and their descriptors closed.
-	events := rt.r.events
-	go func() { rt.r.readers.Wait(); close(events) }()
-	for e := range events {
+	// The readers' last events are taken here, and their descriptors
+	// closed.
+	rt.r.readers.Wait()
+	for _, e := range rt.r.inbox.take() {
 		if e.m.Fd >= 0 {
 			closeFd(e.m.Fd)
 		}

@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -682,4 +684,198 @@ func closedNow(c net.Conn) bool {
 	c.SetReadDeadline(time.Now().Add(time.Second))
 	_, err := c.Read(make([]byte, 1))
 	return errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET)
+}
+
+// TestRouterManySenders: several workers hand connections as fast as they
+// can to one that takes each and acknowledges it. The router's goroutine
+// sends while it routes; it must never wait on itself: a router whose
+// readers wait for it while it waits, in a send, for a worker whose
+// acknowledgements those readers do not read, stalls every hand by the
+// send timeout (seen in a loaded e2e run: clients timed out after 20 s,
+// and the supervisor's loop hung in Remove).
+func TestRouterManySenders(t *testing.T) {
+	checkFds(t)
+	l := listen(t)
+	var timeouts atomic.Int64
+	changed := make(chan struct{}, 1)
+	rr := newRouter(func(pid int, err error) {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			timeouts.Add(1)
+		}
+	}, changed)
+	r := &testRouter{Router: rr, t: t, changed: changed, ctx: testCtx(t, 30*time.Second)}
+	defer r.Close()
+	const addr, senders, hands = "x:1", 4, 1500
+	taker := r.addWorker(100, 2)
+	defer taker.Close()
+	r.serve(100, taker, addr)
+	r.Ready(100)
+	client, fd := newConn(t, l)
+	defer client.Close()
+	defer unix.Close(fd)
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { // the taker: each connection taken and acknowledged
+		dl, _ := r.ctx.Deadline()
+		taker.SetWriteDeadline(dl)
+		for range senders * hands {
+			m, err := recvCtx(r.ctx, taker)
+			if err != nil {
+				t.Errorf("taker: %v", err)
+				return
+			}
+			unix.Close(m.Fd)
+			if err := taker.Send(Msg{Kind: KindAck, ID: m.ID, OK: true, Fd: -1}); err != nil {
+				t.Errorf("taker: %v", err)
+				return
+			}
+		}
+	})
+	for i := range senders {
+		w := r.addWorker(1+i, 1)
+		defer w.Close()
+		wg.Go(func() { // hands, as fast as the pair takes them
+			dl, _ := r.ctx.Deadline()
+			w.SetWriteDeadline(dl)
+			for id := range uint64(hands) {
+				if err := w.Send(Msg{Kind: KindHand, ID: id, Addr: addr, Fd: fd}); err != nil {
+					t.Errorf("sender %d: %v", i, err)
+					return
+				}
+			}
+		})
+		wg.Go(func() { // and reads what it is told
+			for range hands {
+				m, err := recvCtx(r.ctx, w)
+				if err != nil {
+					t.Errorf("sender %d: %v", i, err)
+					return
+				}
+				if m.Kind != KindDone {
+					t.Errorf("sender %d got %+v, want a done", i, m)
+					unix.Close(m.Fd)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if s := r.Stats(); s.Handed != senders*hands || s.InFlight != 0 || timeouts.Load() != 0 {
+		t.Errorf("%+v, %d sends timed out; want %d handed, none timed out", s, timeouts.Load(), senders*hands)
+	}
+}
+
+// recvCtx receives w's next message before ctx's end.
+func recvCtx(ctx context.Context, w *Conn) (Msg, error) {
+	dl, _ := ctx.Deadline()
+	w.SetReadDeadline(dl)
+	return w.Recv()
+}
+
+// TestRouterSkipsStalled: a worker that stops reading its end is waited
+// for once (SendTimeout), not on every hand: the hands go to the other
+// worker meanwhile, and to it again once it reads and acknowledges.
+func TestRouterSkipsStalled(t *testing.T) {
+	checkFds(t)
+	l := listen(t)
+	var timeouts atomic.Int64
+	changed := make(chan struct{}, 1)
+	rr := newRouter(func(pid int, err error) {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			timeouts.Add(1)
+		}
+	}, changed)
+	r := &testRouter{Router: rr, t: t, changed: changed, ctx: testCtx(t, time.Minute)}
+	defer r.Close()
+	const addr = "x:1"
+	sender := r.addWorker(1, 1)
+	defer sender.Close()
+	stuck := r.addWorker(2, 2) // reads nothing until the end
+	defer stuck.Close()
+	taker := r.addWorker(3, 2)
+	defer taker.Close()
+	for pid, w := range map[int]*Conn{2: stuck, 3: taker} {
+		r.serve(pid, w, addr)
+		r.Ready(pid)
+	}
+	client, fd := newConn(t, l)
+	defer client.Close()
+	defer unix.Close(fd)
+
+	// Hands until the stuck worker's end is full and a send to it timed
+	// out; the taker acknowledges what it gets.
+	var takerGot atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			m, err := recvCtx(r.ctx, taker)
+			if err != nil {
+				return // closed at the end
+			}
+			unix.Close(m.Fd)
+			takerGot.Add(1)
+			taker.Send(Msg{Kind: KindAck, ID: m.ID, OK: true, Fd: -1})
+		}
+	})
+	wg.Go(func() { // the sender reads its dones
+		for {
+			m, err := recvCtx(r.ctx, sender)
+			if err != nil {
+				return // closed at the end
+			}
+			unix.Close(m.Fd)
+		}
+	})
+	sent := 0
+	for timeouts.Load() == 0 {
+		if r.ctx.Err() != nil {
+			t.Fatalf("no send timed out after %d hands", sent)
+		}
+		sent++
+		hand(t, sender, uint64(sent), addr, mustDup(t, fd))
+		r.waitFor("the hand routed", func(*routing) bool { return r.hands.Load() == uint64(sent) })
+	}
+	// Stalled: the next hands all go to the taker, with no wait.
+	before := takerGot.Load()
+	for range 50 {
+		sent++
+		hand(t, sender, uint64(sent), addr, mustDup(t, fd))
+	}
+	r.waitFor(fmt.Sprintf("50 more taken (%d before)", before), func(*routing) bool { return takerGot.Load() >= before+50 })
+	t.Logf("sent %d, taker got %d (%d before), %d timeouts, stats %+v", sent, takerGot.Load(), before, timeouts.Load(), r.Stats())
+	if n := timeouts.Load(); n != 1 {
+		t.Errorf("%d sends timed out, want 1: the stalled worker was waited for again", n)
+	}
+	// It reads again: what it holds is acknowledged, and it is given
+	// connections again.
+	held := 0
+	for {
+		if n, _ := stuck.queued(); n == 0 {
+			break
+		}
+		m := recvMsg(r.ctx, t, stuck, "what the stalled worker holds")
+		unix.Close(m.Fd)
+		stuck.Send(Msg{Kind: KindAck, ID: m.ID, OK: true, Fd: -1})
+		held++
+	}
+	r.waitFor("its acknowledgements", func(rt *routing) bool { return !rt.workers[2].stalled })
+	sent++
+	hand(t, sender, uint64(sent), addr, mustDup(t, fd))
+	m := recvMsg(r.ctx, t, stuck, "a connection after the stall")
+	unix.Close(m.Fd)
+	stuck.Send(Msg{Kind: KindAck, ID: m.ID, OK: true, Fd: -1})
+	r.waitFor("every hand done", func(*routing) bool { return r.Stats().Handed == uint64(sent) })
+	taker.Close()
+	sender.Close()
+	wg.Wait()
+	t.Logf("%d hands; the stalled worker held %d", sent, held)
+}
+
+func mustDup(t *testing.T, fd int) int {
+	t.Helper()
+	d, err := unix.Dup(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
