@@ -79,13 +79,16 @@ func TestStartPinned(t *testing.T) {
 	}
 	defer extraR.Close()
 	defer extraW.Close()
+	// Written before the start: os.Pipe's ends are non-blocking, and the
+	// child's read end is too (its mode is the pipe's, not the process's),
+	// so a read that comes before the write gets EAGAIN, not the line.
+	io.WriteString(extraW, "fd3\n")
 	proc, err := Start[*listener.Socket](rp, nil, Spec{Path: sh, Args: []string{"sh", "-c", `read v <&3; echo "$X $v"`},
 		Env: []string{"X=pinned"}, Stdio: [3]*os.File{devnull, w, w}, ExtraFiles: []*os.File{extraR}, Exe: exe})
 	w.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.WriteString(extraW, "fd3\n")
 	out, _ := io.ReadAll(r)
 	ctx := context.Background()
 	if d, ok := t.Deadline(); ok {
