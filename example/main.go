@@ -85,7 +85,7 @@ func main() {
 	h2c := flag.Bool("h2c", false, "serve cleartext HTTP/2 (prior knowledge) beside HTTP/1.1")
 	maxDraining := flag.Int("max-draining", 8, "how many generations may drain at once before the oldest is hurried (0: no cap)")
 	readyTimeout := flag.Duration("ready-timeout", 60*time.Second, "how long a new worker may take to be ready (to accept)")
-	handover := flag.Bool("handover", false, "hand draining workers' idle connections to the new generation (issue 20)")
+	handover := flag.Bool("handover", true, "hand draining workers' idle connections to the new generation instead of closing them")
 	acceptWindow := flag.Duration("accept-window", time.Second, "how long a roll's canary must stay up before its generation is accepted")
 	flag.Parse()
 	if len(listen) == 0 {

@@ -14,9 +14,8 @@ import (
 	"github.com/handoff-dev/handoff/worker"
 )
 
-// WithHandover turns connection hand-over on or off (default off; Linux
-// only: under CI load some hand-overs stalled clients to their timeout,
-// see issue 20). On, each worker gets one end of a socket pair with the
+// WithHandover turns connection hand-over on or off (default on, on
+// Linux). On, each worker gets one end of a socket pair with the
 // supervisor, its number in HANDOFF_HANDOVER_FD (worker.EnvHandoverFd),
 // right after the liveness pipe's; a draining worker of package worker
 // gives its idle connections back through it, and the supervisor passes

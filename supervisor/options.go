@@ -70,6 +70,7 @@ func defaultOptions() options {
 		stopSignal:  syscall.SIGTERM,
 		stopTimeout: 30 * time.Second,
 		maxDraining: defaultMaxDraining,
+		handover:    true,
 
 		readiness:    ReadyOnStart(),
 		readyTimeout: 60 * time.Second,

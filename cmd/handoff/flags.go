@@ -120,7 +120,7 @@ func serveFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.Var(&cfg.cgroups, "cgroups", "")
 	fs.StringVar(&cfg.metrics, "metrics", "", "")
 	fs.DurationVar(&cfg.notServed, "not-served-after", 10*time.Second, "")
-	fs.BoolVar(&cfg.handover, "handover", false, "")
+	fs.BoolVar(&cfg.handover, "handover", true, "")
 	fs.BoolVar(&cfg.version, "version", false, "")
 	return fs
 }
@@ -687,8 +687,8 @@ Flags:
       newest generation instead of closing them: clients never reconnect.
       Go workers using package worker's drain do it (plaintext HTTP/1.x);
       others are unaffected. Each worker gets HANDOFF_HANDOVER_FD (default
-      false while a stall under load is open).
-      e.g. -handover
+      true).
+      e.g. -handover=false
   -remap-exit FROM=TO
       Exit with TO where handoff would exit with FROM; repeatable (tini's -e,
       generalised). See Exit status below.
