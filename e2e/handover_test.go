@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -237,14 +238,21 @@ func TestHandoverNoReconnect(t *testing.T) {
 
 	exited := map[int]bool{}
 	handed := 0
+	// When each retired worker started its drain, ended it (its last hand
+	// done) and exited: figures for the log, not for pass or fail.
+	drainStart, drainEnd, exitAt := map[int]epoch{}, map[int]epoch{}, map[int]epoch{}
 	see := func(ll logLine) {
 		switch ll.Msg {
 		case "worker started":
 			started[ll.Pid] = ll.Generation
 		case "worker exited":
 			exited[ll.Pid] = true
+			exitAt[ll.Pid] = ll.Ts
+		case "worker: drain started":
+			drainStart[ll.Pid] = ll.Ts
 		case "worker: drain ended":
 			handed += ll.Handed
+			drainEnd[ll.Pid] = ll.Ts
 		}
 	}
 	for gen := uint64(2); gen <= rolls+1; gen++ {
@@ -281,6 +289,17 @@ func TestHandoverNoReconnect(t *testing.T) {
 	l.mu.Unlock()
 	t.Logf("%d rolls: %d requests, %d failed, %d dials, %d responses with Connection: close, %d connections handed over",
 		rolls, ok+len(fails), len(fails), l.dials.Load(), l.closedBy.Load(), handed)
+	var startToExit, endToExit []float64
+	for pid, x := range exitAt {
+		if s, ok := drainStart[pid]; ok {
+			startToExit = append(startToExit, float64(x-s)*1000)
+		}
+		if e, ok := drainEnd[pid]; ok {
+			endToExit = append(endToExit, float64(x-e)*1000)
+		}
+	}
+	t.Logf("retired workers: drain start → exit %s ms; last hand done → exit %s ms (median, p90, max over %d)",
+		spread(startToExit), spread(endToExit), len(startToExit))
 	if len(fails) > 0 {
 		t.Errorf("%d requests failed: %q", len(fails), fails)
 	}
@@ -353,4 +372,14 @@ func TestHandoverAcrossUpgrade(t *testing.T) {
 		t.Error("no worker reported a connection handed over")
 	}
 	stopClean(t, sup.cmd.Process, sup.wait)
+}
+
+// spread formats the median, 90th percentile and maximum of xs.
+func spread(xs []float64) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	slices.Sort(xs)
+	at := func(q float64) float64 { return xs[min(len(xs)-1, int(q*float64(len(xs))))] }
+	return fmt.Sprintf("%.0f, %.0f, %.0f", at(0.5), at(0.9), xs[len(xs)-1])
 }
