@@ -721,3 +721,80 @@ func waitLog(t *testing.T, w *hoWorker, msg string) {
 		}
 	}
 }
+
+// TestHandoverMidHeaders: a request whose first header lines fill
+// net/http's read buffer exactly is read in two full-buffer Reads with the connection
+// still in StateNew (net/http says Active only once the header is read),
+// so the state alone would take the second Read for an idle point. The
+// drain starts while the server waits in it: the connection must not be
+// handed with half a request consumed; the old worker serves the request,
+// and hands the connection at its next idle point.
+func TestHandoverMidHeaders(t *testing.T) {
+	checkFdLeak(t)
+	addr, lf := sharedSocket(t)
+	rt := newRouter(t)
+	a := startHoWorker(t, 1, lf, false)
+	rt.add(a)
+	a.waitServe(t, true)
+	c := dialHo(t, addr)
+	// Header lines ending exactly at the buffer's end: net/http consumes
+	// them all and reads the next bytes into the whole buffer again.
+	head := "GET / HTTP/1.1\r\nHost: test\r\nX-Long: "
+	if _, err := io.WriteString(c.c, head+strings.Repeat("x", 4096-len(head)-2)+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitRead(t, c.c) // the server read the 4096 bytes and waits for more
+	b := startHoWorker(t, 2, lf, false)
+	rt.add(b)
+	b.waitServe(t, true)
+	a.proc.Signal(syscall.SIGTERM)
+	waitLog(t, a, "worker: drain started")
+	if _, err := io.WriteString(c.c, "X-More: y\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := c.read()
+	if err != nil || ans.server != 1 || ans.body != "hello" {
+		t.Fatalf("the request split at the buffer's length got %+v, %v; want \"hello\" from 1", ans, err)
+	}
+	a.wait(t)
+	if ans := c.mustGet(t, "/"); ans.server != 2 || ans.close {
+		t.Errorf("the next request: %+v, want served by 2, kept open", ans)
+	}
+	if got := a.line(t, "worker: drain ended")["handed_over"]; got != 1.0 {
+		t.Errorf("handed_over %v, want 1", got)
+	}
+	c.c.Close()
+	b.stop(t)
+}
+
+// waitRead waits until the server side of the client connection c has
+// read everything c sent: its receive queue in /proc/net/tcp is empty.
+func waitRead(t *testing.T, c net.Conn) {
+	t.Helper()
+	local, remote := c.LocalAddr().(*net.TCPAddr), c.RemoteAddr().(*net.TCPAddr)
+	// The server's socket: local address the client's remote, and back.
+	want := fmt.Sprintf("%08X:%04X %08X:%04X", hostOrder(remote.IP), remote.Port, hostOrder(local.IP), local.Port)
+	for {
+		b, err := os.ReadFile("/proc/net/tcp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 4 && f[1]+" "+f[2] == want && strings.HasSuffix(f[4], ":00000000") {
+				return
+			}
+		}
+		if time.Now().After(deadline(t)) {
+			t.Fatalf("the server never read what the client sent (%s)", want)
+		}
+		time.Sleep(time.Millisecond) // the kernel says nothing when a queue empties
+	}
+}
+
+// hostOrder is an IPv4 address as /proc/net/tcp prints it (the 32-bit
+// number in the host's byte order, little-endian here).
+func hostOrder(ip net.IP) uint32 {
+	v4 := ip.To4()
+	return uint32(v4[0]) | uint32(v4[1])<<8 | uint32(v4[2])<<16 | uint32(v4[3])<<24
+}
