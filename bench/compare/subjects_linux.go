@@ -455,6 +455,9 @@ func (s *nginxSubject) restart(ctx context.Context) (time.Time, time.Duration, e
 	c := s.p.log.cursorEnd()
 	sent := time.Now()
 	if out, err := exec.CommandContext(ctx, s.bin, append(s.n.Args(), "-s", "reload")...).CombinedOutput(); err != nil {
+		if ctx.Err() != nil { // the pace ran out first (a loaded host): killed, not failed
+			return sent, 0, errIncomplete
+		}
 		return sent, 0, fmt.Errorf("nginx -s reload: %w: %s", err, out)
 	}
 	ln, err := s.startedWorkers(ctx, c)
