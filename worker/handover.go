@@ -66,7 +66,7 @@ func (h *drainHand) listen(ls []net.Listener) []net.Listener {
 // serve tells the supervisor which addresses this process takes
 // connections for (none once it drains).
 func (h *drainHand) serve(addrs []string) {
-	if err := h.client.send(connpass.Msg{Kind: connpass.KindServe, Addrs: addrs, Fd: -1}); err != nil && h.d.opts.logger != nil {
+	if err := h.client.send(connpass.Msg{Kind: connpass.KindServe, Addrs: addrs, Fd: -1}, handSendTimeout); err != nil && h.d.opts.logger != nil {
 		h.d.opts.logger.Warn("worker: hand-over: telling the supervisor", slog.Int("pid", os.Getpid()), slog.Any("error", err))
 	}
 }

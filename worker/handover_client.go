@@ -86,9 +86,24 @@ type connTaker interface {
 // errPairBroken is what a send returns once the pair is known broken.
 var errPairBroken = errors.New("worker: hand-over: the socket pair with the supervisor is broken")
 
+// errDeaf is what a bounded send returns while the supervisor does not
+// read the pair: one send waited handSendTimeout, and nothing came from
+// the supervisor since.
+var errDeaf = errors.New("worker: hand-over: the supervisor does not read the socket pair")
+
+// handSendTimeout bounds the send of a hand (and of a Serve): a
+// supervisor that has not read the pair for that long (stopped, hung) is
+// not waited for, and the connection is served here again, the drain's old
+// way, instead of holding a net/http goroutine in Close. An Ack waits
+// without a bound: a lost one would make the supervisor route again a
+// connection this process already serves.
+var handSendTimeout = 10 * time.Second
+
 // handClient is the process's end of its socket pair.
 type handClient struct {
 	conn     *connpass.Conn
+	sendMu   sync.Mutex   // one send at a time, so that each has its own write deadline
+	deaf     atomic.Bool  // a bounded send timed out; cleared by the next message read
 	received atomic.Int64 // connections taken over, in the process's life
 	brokenCh chan struct{}
 
@@ -183,12 +198,27 @@ func (hc *handClient) isBroken() bool {
 	}
 }
 
-// send sends m; a peer gone marks the pair broken.
-func (hc *handClient) send(m connpass.Msg) error {
+// send sends m, waiting at most timeout for room in the pair (0: no
+// bound); a peer gone marks the pair broken.
+func (hc *handClient) send(m connpass.Msg, timeout time.Duration) error {
 	if hc.isBroken() {
 		return errPairBroken
 	}
+	var dl time.Time
+	if timeout > 0 {
+		dl = time.Now().Add(timeout)
+	}
+	hc.sendMu.Lock()
+	if timeout > 0 && hc.deaf.Load() {
+		hc.sendMu.Unlock()
+		return errDeaf // not a wait of its own for each hand queued behind the first
+	}
+	hc.conn.SetWriteDeadline(dl)
 	err := hc.conn.Send(m)
+	if timeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		hc.deaf.Store(true)
+	}
+	hc.sendMu.Unlock()
 	if errors.Is(err, io.ErrClosedPipe) {
 		hc.fail()
 	}
@@ -207,7 +237,7 @@ func (hc *handClient) hand(addr string, fd int, o handOwner) (uint64, error) {
 	id := hc.nextID
 	hc.hands[id] = o // before the send: its Done can come before Send returns
 	hc.mu.Unlock()
-	if err := hc.send(connpass.Msg{Kind: connpass.KindHand, ID: id, Addr: addr, Fd: fd}); err != nil {
+	if err := hc.send(connpass.Msg{Kind: connpass.KindHand, ID: id, Addr: addr, Fd: fd}, handSendTimeout); err != nil {
 		hc.mu.Lock()
 		delete(hc.hands, id)
 		hc.mu.Unlock()
@@ -249,6 +279,7 @@ func (hc *handClient) read(done chan struct{}) {
 		switch {
 		case err == nil:
 			bad = 0
+			hc.deaf.Store(false) // the supervisor reads again
 			hc.dispatch(m)
 			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -336,7 +367,7 @@ func (hc *handClient) dispatch(m connpass.Msg) {
 		if ok {
 			hc.received.Add(1)
 		}
-		hc.send(connpass.Msg{Kind: connpass.KindAck, ID: m.ID, OK: ok, Fd: -1})
+		hc.send(connpass.Msg{Kind: connpass.KindAck, ID: m.ID, OK: ok, Fd: -1}, 0)
 	default:
 		closeFd(m.Fd) // not a message for a worker
 	}

@@ -41,7 +41,14 @@ func init() {
 	}
 	os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	opts := []DrainOption{WithDrainLogger(logger), WithDrainTimeout(20 * time.Second)}
+	drainTimeout := 20 * time.Second
+	if d, err := time.ParseDuration(os.Getenv("HANDOFF_TEST_DRAIN_TIMEOUT")); err == nil {
+		drainTimeout = d
+	}
+	if d, err := time.ParseDuration(os.Getenv("HANDOFF_TEST_HAND_SEND_TIMEOUT")); err == nil {
+		handSendTimeout = d
+	}
+	opts := []DrainOption{WithDrainLogger(logger), WithDrainTimeout(drainTimeout)}
 	if os.Getenv("HANDOFF_TEST_HANDOVER_OFF") != "" {
 		opts = append(opts, WithHandover(false))
 	}
@@ -127,6 +134,11 @@ func (w *hoWorker) line(t *testing.T, msg string) map[string]any {
 
 // startHoWorker starts worker id on the listening socket lf, with a
 // socket pair unless noPair.
+// pairSndbufEnv, in startHoWorker's env, sets the send buffer of the
+// worker's end of its pair (the kernel's minimum, for a small number), so
+// that a few unread messages fill it.
+const pairSndbufEnv = "HANDOFF_TEST_PAIR_SNDBUF"
+
 func startHoWorker(t *testing.T, id int, lf *os.File, noPair bool, env ...string) *hoWorker {
 	t.Helper()
 	exe, err := os.Executable()
@@ -153,6 +165,14 @@ func startHoWorker(t *testing.T, id int, lf *os.File, noPair bool, env ...string
 		}
 		files = append(files, rawFd(t, remote))
 		env = append(env, EnvHandoverFd+"=4")
+		for _, kv := range env {
+			if v, ok := strings.CutPrefix(kv, pairSndbufEnv+"="); ok {
+				n, _ := strconv.Atoi(v)
+				if err := syscall.SetsockoptInt(int(rawFd(t, remote)), syscall.SOL_SOCKET, syscall.SO_SNDBUF, n); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 	}
 	pid, _, err := syscall.StartProcess(exe, []string{exe, "-test.run=^$"}, &syscall.ProcAttr{
 		Env:   env,
@@ -230,11 +250,13 @@ func (w *hoWorker) waitServe(t *testing.T, some bool) {
 }
 
 // router plays the supervisor: hands from workers[i] go to workers[i+1];
-// with giveBack, every hand is returned to its sender.
+// with giveBack, every hand is returned to its sender; deaf, it stops
+// reading a worker's pair once the worker drains (Serve with no address).
 type router struct {
 	t        *testing.T
 	workers  []*hoWorker
 	giveBack bool
+	deaf     bool
 	wg       sync.WaitGroup
 
 	mu      sync.Mutex
@@ -284,6 +306,9 @@ func (r *router) read(w *hoWorker, i int) {
 		switch m.Kind {
 		case connpass.KindServe:
 			w.serves <- m.Addrs
+			if len(m.Addrs) == 0 && r.deaf {
+				return // a supervisor that stops reading this worker's pair
+			}
 		case connpass.KindHand:
 			r.mu.Lock()
 			var to *hoWorker
@@ -797,4 +822,64 @@ func waitRead(t *testing.T, c net.Conn) {
 func hostOrder(ip net.IP) uint32 {
 	v4 := ip.To4()
 	return uint32(v4[0]) | uint32(v4[1])<<8 | uint32(v4[2])<<16 | uint32(v4[3])<<24
+}
+
+// TestHandoverSupervisorDeaf: a supervisor that stops reading a worker's
+// pair (stopped, hung) holds no net/http goroutine of the worker in
+// Close: once the pair is full, each hand gives up after the send timeout
+// and its connection is served here again; the worker ends its drain at
+// its deadline and exits. What the supervisor got before it stopped
+// reading stays with it (in flight).
+func TestHandoverSupervisorDeaf(t *testing.T) {
+	checkFdLeak(t)
+	addr, lf := sharedSocket(t)
+	rt := newRouter(t)
+	rt.deaf = true
+	a := startHoWorker(t, 1, lf, false, pairSndbufEnv+"=1", "HANDOFF_TEST_HAND_SEND_TIMEOUT=200ms", "HANDOFF_TEST_DRAIN_TIMEOUT=2s")
+	rt.add(a)
+	a.waitServe(t, true)
+	const n = 24
+	var clients []*hoClient
+	for range n {
+		c := dialHo(t, addr)
+		c.mustGet(t, "/")
+		clients = append(clients, c)
+	}
+	b := startHoWorker(t, 2, lf, false)
+	rt.add(b)
+	b.waitServe(t, true)
+	a.proc.Signal(syscall.SIGTERM)
+	select {
+	case <-a.exited:
+	case <-time.After(time.Until(deadline(t))):
+		t.Fatalf("the worker did not exit: its drain waits on the deaf supervisor\n%s", a.stderr.String())
+	}
+	ended := a.line(t, "worker: drain ended")
+	failed, inFlight := ended["hand_failed"].(float64), ended["in_flight"].(float64)
+	if failed < 1 || inFlight < 1 || failed+inFlight != n || ended["handed_over"] != 0.0 {
+		t.Errorf("drain ended %v; want every one of the %d connections failed or in flight, some of each", ended, n)
+	}
+	// Those served here again were closed at the drain's deadline; those
+	// the supervisor holds are still open.
+	closed := 0
+	for _, c := range clients {
+		if closedNow(c.c) {
+			closed++
+		}
+	}
+	if closed != int(failed) {
+		t.Errorf("%d client connections closed, want %d (the failed hands)", closed, int(failed))
+	}
+	for _, c := range clients {
+		c.c.Close()
+	}
+	b.stop(t)
+}
+
+// closedNow reports whether c's peer has closed: it reads EOF at once (its
+// process has exited).
+func closedNow(c net.Conn) bool {
+	c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	_, err := c.Read(make([]byte, 1))
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
 }
