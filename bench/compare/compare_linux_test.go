@@ -146,6 +146,9 @@ func TestRestarts(t *testing.T) {
 				if len(r.took)+r.pending+len(r.failed) != 2 {
 					t.Errorf("2 signals, but %d seen complete, %d pending, %d failed", len(r.took), r.pending, len(r.failed))
 				}
+				if s.name() == "handoff" && sc == scRestarts && (r.rolls == nil || r.rolls.folded(2) != 0 || len(r.took) != 2) {
+					t.Errorf("paced by completion, handoff's 2 signals: rolls %+v, took %v; want 2 rolls, none folded", r.rolls, r.took)
+				}
 				if f := r.res.Stats().Failed(); s.name() == "handoff" && f > 0 {
 					t.Errorf("handoff failed %d requests; first: %+v", f, r.res.Failures[0])
 				}
@@ -154,6 +157,38 @@ func TestRestarts(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestRollsTimedFromTheirStart paces SIGHUPs by the clock faster than
+// handoff rolls (a roll lasts at least its canary's accept window, 1 s):
+// signals that land during a roll are folded, and each roll is still timed
+// from its own start, never shorter than the accept window. The first
+// `roll complete` after a signal (the previous roll's) would be.
+func TestRollsTimedFromTheirStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the example")
+	}
+	checkClean(t)
+	h := testHarness(t)
+	h.cfg.pace = paceClock
+	const signals = 6
+	s := &handoffSubject{bin: h.bins.example, workers: 2}
+	r := h.restartRun(testContext(t), scRestarts, s, 1, signals)
+	if r.err != nil || r.res == nil || r.rolls == nil {
+		t.Fatalf("run: err %v, result %v, rolls %v", r.err, r.res != nil, r.rolls)
+	}
+	if r.rolls.started >= signals || r.rolls.folded(signals) == 0 {
+		t.Errorf("%d signals %v apart started %d rolls: none folded", signals, h.cfg.every, r.rolls.started)
+	}
+	if len(r.took) == 0 {
+		t.Fatal("no roll completed")
+	}
+	for _, d := range r.took {
+		if d < time.Second {
+			t.Errorf("a roll took %v, less than the canary's accept window: %v", d, r.took)
+		}
+	}
+	t.Logf("%d signals: %d rolls started, %d folded, took %v", signals, r.rolls.started, r.rolls.folded(signals), r.took)
 }
 
 // TestThroughput runs the throughput subjects briefly.

@@ -66,6 +66,14 @@ func mainRun(cfg config) int {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		return 1
 	}
+	if cfg.out == "" {
+		cfg.out = cfg.freshOut(h.began, res.commit)
+		h.cfg.out, res.cfg.out = cfg.out, cfg.out
+	}
+	if err := cfg.checkOut(); err != nil {
+		return fatal(err)
+	}
+	h.logf("writing into %s", cfg.out)
 	// Whatever a subject leaves behind becomes our child, to be swept.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fatal(os.NewSyscallError("prctl(PR_SET_CHILD_SUBREAPER)", err))
@@ -127,9 +135,9 @@ func (h *harness) scenarios(ctx context.Context, res *results) {
 		run      func()
 	}{
 		{scThroughput, time.Duration(cfg.rounds*3) * loadRun(cfg.window), func() { h.runThroughput(ctx, res) }},
-		{scRestarts, time.Duration(cfg.rounds*len(h.restartSubjects(false))) * loadRun(cfg.steady+time.Duration(cfg.restarts)*cfg.every),
+		{scRestarts, time.Duration(cfg.rounds*len(h.restartSubjects(false))) * loadRun(cfg.steady+cfg.pacedFor(cfg.restarts)),
 			func() { h.runRestarts(ctx, res, scRestarts) }},
-		{scUpgrades, time.Duration(cfg.rounds*len(h.restartSubjects(true))) * loadRun(cfg.steady+time.Duration(cfg.upgrades)*cfg.every),
+		{scUpgrades, time.Duration(cfg.rounds*len(h.restartSubjects(true))) * loadRun(cfg.steady+cfg.pacedFor(cfg.upgrades)),
 			func() { h.runRestarts(ctx, res, scUpgrades) }},
 		{scSpawn, time.Duration(cfg.rounds*2) * (2*time.Second + time.Duration(cfg.spawn)*10*time.Millisecond),
 			func() { h.runSpawn(ctx, res) }},

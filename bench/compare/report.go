@@ -281,14 +281,14 @@ func writeRestarts(p printer, scenario string, runs []*loadRun, plot string, cfg
 	}
 	p("## %s. %s under load\n\n", n, scenarioTitle(scenario))
 	if scenario == scRestarts {
-		p("A restart every %v, %d in all, under load, after a steady window of %v: handoff rolls its workers (SIGHUP), tableflip upgrades itself (SIGHUP; a new process inherits the socket, the old one calls http.Server.Shutdown), gunicorn reloads (SIGHUP: new gthread workers, the old ones shut down gracefully), nginx reloads (`nginx -s reload`, a foreground master). \"Seen complete\" is a new generation ready (handoff: `roll complete`; tableflip: the new process ready; gunicorn: its workers booted; nginx: its new workers started) before the next signal was due.\n\n",
-			cfg.every, count, cfg.steady)
+		p("%d restarts under load, after a steady window of %v: handoff rolls its workers (SIGHUP), tableflip upgrades itself (SIGHUP; a new process inherits the socket, the old one calls http.Server.Shutdown), gunicorn reloads (SIGHUP: new gthread workers, the old ones shut down gracefully), nginx reloads (`nginx -s reload`, a foreground master). A restart is complete when a new generation is ready (handoff: `roll complete`; tableflip: the new process ready; gunicorn: its workers booted; nginx: its new workers started).\n\n",
+			count, cfg.steady)
 	} else {
-		p("An in-place upgrade of the supervisor every %v, %d in all, under the same load: handoff's supervisor re-executes itself (SIGUSR2; same pid, workers kept; the binary on disk is the same build), tableflip's upgrade is the same as its restart (SIGHUP), nginx's binary upgrade is USR2 to the master (a new master starts with new workers), then WINCH and QUIT to the old master. For that, nginx runs as a daemon under the harness (a subreaper): a foreground master refuses USR2, since its parent never changes. gunicorn's USR2 upgrade was not measured.\n\n",
-			cfg.every, count)
+		p("%d in-place upgrades of the supervisor under the same load: handoff's supervisor re-executes itself (SIGUSR2; same pid, workers kept; the binary on disk is the same build), tableflip's upgrade is the same as its restart (SIGHUP), nginx's binary upgrade is USR2 to the master (a new master starts with new workers), then WINCH and QUIT to the old master. For that, nginx runs as a daemon under the harness (a subreaper): a foreground master refuses USR2, since its parent never changes. gunicorn's USR2 upgrade was not measured.\n\n",
+			count)
 	}
 	kinds := kindsIn(runs)
-	header := []string{"subject", "round", "signals", "seen complete", "took p50", "requests", "failed"}
+	header := []string{"subject", "round", "signals", "completed", "folded", "took p50", "took max", "requests", "failed"}
 	for _, k := range kinds {
 		header = append(header, k.String())
 	}
@@ -306,8 +306,12 @@ func writeRestarts(p printer, scenario string, runs []*loadRun, plot string, cfg
 			continue
 		}
 		all, st, du := r.all(), r.steadyStats(), r.duringStats()
-		took, _, _ := percentiles(r.took)
-		row = append(row, fmt.Sprint(len(r.signals)), fmt.Sprint(len(r.took)), mdtable.Ms(took),
+		took, _, tookMax := percentiles(r.took)
+		folded := "–"
+		if r.rolls != nil {
+			folded = fmt.Sprint(r.rolls.folded(len(r.signals)))
+		}
+		row = append(row, fmt.Sprint(len(r.signals)), fmt.Sprint(len(r.took)), folded, mdtable.Ms(took), mdtable.Ms(tookMax),
 			mdtable.Int(all.Requests), mdtable.Int(all.Failed()))
 		for _, k := range kinds {
 			row = append(row, mdtable.Int(all.ByKind[k]))
@@ -321,7 +325,8 @@ func writeRestarts(p printer, scenario string, runs []*loadRun, plot string, cfg
 		t.Row(row...)
 	}
 	table(p, t)
-	p("\"took\" is from a signal to its completion seen in the subject's log, as read by the harness. \"reconnects per signal\" is (connections the clients dialled − clients) ÷ signals: about 1 per client when every restart closes every connection, 0 when connections outlive restarts. \"failed\" and its kinds count the whole run (old processes keep draining after the last signal); latency and req/s \"during\" count requests that started between the first signal and one pace after the last; \"kept\" is req/s during ÷ req/s steady. The machine is shared and noisy: compare the rounds before trusting a small difference.\n\n")
+	p("%s \"completed\" counts the restarts seen complete; \"folded\" the signals that started no roll of their own (handoff queues a SIGHUP that lands during a roll, and every SIGHUP queued behind one roll shares the next; the other subjects start a restart per signal, \"–\"). \"took\" is each completed restart's own duration: for handoff from its `rolling` line to the `roll complete` of the same generation in the supervisor's log; for the others from the signal to the new generation ready, as read by the harness. ", paceText(cfg))
+	p("\"reconnects per signal\" is (connections the clients dialled − clients) ÷ signals: about 1 per client when every restart closes every connection, 0 when connections outlive restarts. \"failed\" and its kinds count the whole run (old processes keep draining after the last signal); latency and req/s \"during\" count requests that started between the first signal and one pace after the last; \"kept\" is req/s during ÷ req/s steady. The machine is shared and noisy: compare the rounds before trusting a small difference.\n\n")
 
 	gs := groups(runs)
 	h, ok := find(gs, "handoff")
@@ -348,7 +353,7 @@ func writeRestarts(p printer, scenario string, runs []*loadRun, plot string, cfg
 			p("- %s, round %d: %d restarts reported failed, first: %s\n", r.subject, r.round, len(r.failed), r.failed[0])
 		}
 		if r.pending > 0 {
-			p("- %s, round %d: %d restarts not seen complete before the next signal\n", r.subject, r.round, r.pending)
+			p("- %s, round %d: %d restarts not seen complete before the next signal was due\n", r.subject, r.round, r.pending)
 		}
 		if r.err != nil {
 			p("- %s, round %d: error: %s\n", r.subject, r.round, strings.ReplaceAll(r.err.Error(), "\n", " "))
@@ -358,6 +363,14 @@ func writeRestarts(p printer, scenario string, runs []*loadRun, plot string, cfg
 		p("- handoff's first failed request: %s\n", r)
 	}
 	p("\n")
+}
+
+// paceText says how the signals were paced.
+func paceText(cfg config) string {
+	if cfg.pace == paceClock {
+		return fmt.Sprintf("Paced by the clock (`-pace clock`): one signal every %v, whatever happened to the one before.", cfg.every)
+	}
+	return fmt.Sprintf("Paced by completion (`-pace completion`): each signal went out once the previous restart was seen complete and %v had passed, and at least %v after the previous signal, so that every subject completes every restart and the figures compare restart for restart.", cfg.every/4, cfg.every)
 }
 
 func firstFailure(runs []*loadRun, subject string) string {

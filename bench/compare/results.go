@@ -17,7 +17,8 @@ type loadRun struct {
 	steady   load.Window // throughput: the measurement window
 	during   load.Window // restarts and upgrades: first signal to one pace after the last
 	signals  []time.Time
-	took     []time.Duration // signal to completion seen, for those seen
+	took     []time.Duration // each completed restart's own duration
+	rolls    *rollCount      // handoff's rolls, counted from its log; nil for other subjects
 	pending  int             // restarts not seen complete before the next was due
 	failed   []string        // restarts the subject reported as failed
 	leftover int             // processes that outlived the subject (killed)

@@ -109,26 +109,63 @@ func (s *handoffSubject) start(ctx context.Context) (string, error) {
 	return addr, nil
 }
 
+// restart sends SIGHUP (SIGUSR2 to upgrade) and waits for it to complete.
+// A roll is timed from its own start: the first `rolling` line after the
+// signal names the roll's generation, and took runs from that line to the
+// `roll complete` of the same generation. A signal that lands during a
+// roll is queued by the supervisor and its roll starts when that one ends;
+// the previous roll's `roll complete` is not this signal's.
 func (s *handoffSubject) restart(ctx context.Context) (time.Time, time.Duration, error) {
-	sig, done, failed := syscall.SIGHUP, "roll complete", "roll failed"
 	if s.upgrade {
-		sig, done, failed = syscall.SIGUSR2, "supervisor upgraded in place", "upgrade failed"
+		return s.upgradeInPlace(ctx)
 	}
 	c := s.p.log.cursorEnd()
 	sent := time.Now()
-	if err := s.p.signal(sig); err != nil {
+	if err := s.p.signal(syscall.SIGHUP); err != nil {
+		return sent, 0, err
+	}
+	var gen uint64
+	var began time.Time
+	ln, err := c.find(ctx, func(ln logLine) (bool, error) {
+		ev, ok := parseEvent(ln.text)
+		switch {
+		case !ok:
+		case ev.Msg == "exiting":
+			return false, fmt.Errorf("handoff is exiting: %s", ev.Error)
+		case gen == 0 && ev.Msg == msgRolling:
+			gen, began = ev.Generation, ln.at
+		case gen != 0 && ev.Generation == gen && strings.HasPrefix(ev.Msg, "roll failed"):
+			return false, &restartError{ev.Msg + ": " + ev.Error}
+		}
+		return ok && gen != 0 && ev.Msg == msgRollComplete && ev.Generation == gen, nil
+	})
+	switch {
+	case err == nil:
+		return sent, ln.at.Sub(began), nil
+	case ctx.Err() != nil:
+		return sent, 0, errIncomplete
+	}
+	return sent, 0, err
+}
+
+// upgradeInPlace sends SIGUSR2 and waits for the new image to say it took
+// over; the upgrade starts at the signal.
+func (s *handoffSubject) upgradeInPlace(ctx context.Context) (time.Time, time.Duration, error) {
+	c := s.p.log.cursorEnd()
+	sent := time.Now()
+	if err := s.p.signal(syscall.SIGUSR2); err != nil {
 		return sent, 0, err
 	}
 	ln, err := c.find(ctx, func(ln logLine) (bool, error) {
 		ev, ok := parseEvent(ln.text)
 		switch {
 		case !ok:
-		case strings.HasPrefix(ev.Msg, failed):
+		case strings.HasPrefix(ev.Msg, "upgrade failed"):
 			return false, &restartError{ev.Msg + ": " + ev.Error}
 		case ev.Msg == "exiting":
 			return false, fmt.Errorf("handoff is exiting: %s", ev.Error)
 		}
-		return ok && ev.Msg == done, nil
+		return ok && ev.Msg == "supervisor upgraded in place", nil
 	})
 	switch {
 	case err == nil:
@@ -137,6 +174,15 @@ func (s *handoffSubject) restart(ctx context.Context) (time.Time, time.Duration,
 		return sent, 0, errIncomplete
 	}
 	return sent, 0, err
+}
+
+// rolls counts and times the rolls the supervisor logged since t, by
+// generation; ok is false in upgrade mode.
+func (s *handoffSubject) rolls(since time.Time) (rollCount, bool) {
+	if s.upgrade || s.p == nil {
+		return rollCount{}, false
+	}
+	return countRolls(s.p.log.since(since)), true
 }
 
 func (s *handoffSubject) stop() error {
