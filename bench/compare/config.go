@@ -60,6 +60,7 @@ type config struct {
 	reconnects int // restarts per reconnects run
 	every      time.Duration
 	pace       string // paceCompletion or paceClock
+	example    string // a prebuilt example binary, instead of the one built from ../
 	spawn      int
 	footprint  []int
 	paced      int
@@ -174,6 +175,7 @@ func parseFlags(args []string, w io.Writer) (config, error) {
 	fs.IntVar(&c.flood, "flood", 5000, "reap: exits at once")
 	fs.DurationVar(&c.limit, "limit", 9*time.Minute+30*time.Second, "bound on the whole run, apt-get and build included; scenarios that would not fit are skipped")
 	fs.BoolVar(&c.noInstall, "no-install", false, "never apt-get install a missing peer; skip it")
+	fs.StringVar(&c.example, "example", "", "a prebuilt example binary to measure instead of the one built from ../ (e.g. another branch's); handoff -reuseport runs if it takes -reuseport")
 	fs.BoolVar(&c.verbose, "v", false, "copy every subject's output to stderr")
 	if err := fs.Parse(args); err != nil {
 		return c, err

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -96,6 +97,13 @@ func mainRun(cfg config) int {
 	if h.bins, err = build(ctx, h.tmp); err != nil {
 		return fatal(err)
 	}
+	if cfg.example != "" {
+		h.bins.example, h.bins.reusePort = cfg.example, hasFlag(ctx, cfg.example, "reuseport")
+	}
+	if !h.bins.reusePort && (cfg.runs(scThroughput) || cfg.runs(scRestarts)) {
+		res.noReuse = "the example takes no -reuseport flag (a socket per worker slot): this build of handoff has no such mode"
+		res.notes = append(res.notes, nameHandoffReusePort+" was skipped: "+res.noReuse+".")
+	}
 	if cfg.runs(scRestarts) || cfg.runs(scUpgrades) || cfg.runs(scTraffic) || cfg.runs(scReconnects) {
 		for _, p := range h.ensurePeers(ctx) {
 			h.peers[p.name] = p
@@ -134,7 +142,7 @@ func (h *harness) scenarios(ctx context.Context, res *results) {
 		estimate time.Duration
 		run      func()
 	}{
-		{scThroughput, time.Duration(cfg.rounds*3) * loadRun(cfg.window), func() { h.runThroughput(ctx, res) }},
+		{scThroughput, time.Duration(cfg.rounds*len(h.throughputSubjects())) * loadRun(cfg.window), func() { h.runThroughput(ctx, res) }},
 		{scRestarts, time.Duration(cfg.rounds*len(h.restartSubjects(false))) * loadRun(cfg.steady+cfg.pacedFor(cfg.restarts)),
 			func() { h.runRestarts(ctx, res, scRestarts) }},
 		{scUpgrades, time.Duration(cfg.rounds*len(h.restartSubjects(true))) * loadRun(cfg.steady+cfg.pacedFor(cfg.upgrades)),
@@ -179,18 +187,26 @@ func footprintEstimate(ns []int) time.Duration {
 
 func (h *harness) runThroughput(ctx context.Context, res *results) {
 	for round := 1; round <= h.cfg.rounds && ctx.Err() == nil; round++ {
-		for _, s := range []subject{
-			&handoffSubject{bin: h.bins.example, workers: h.cfg.workers, echo: h.echo},
-			&goSubject{bin: h.bins.goserver, label: "Go, 1 process, GOMAXPROCS=2", procs: 1, gomaxprocs: 2, echo: h.echo},
-			&goSubject{bin: h.bins.goserver, label: fmt.Sprintf("Go, %d processes, SO_REUSEPORT", h.cfg.workers),
-				procs: h.cfg.workers, reusePort: true, echo: h.echo},
-		} {
+		for _, s := range h.throughputSubjects() {
 			if ctx.Err() != nil {
 				return
 			}
 			res.throughput = append(res.throughput, h.throughputRun(ctx, s, round))
 		}
 	}
+}
+
+// throughputSubjects are handoff (and handoff -reuseport where the example
+// has it) and the Go peers.
+func (h *harness) throughputSubjects() []subject {
+	subs := []subject{&handoffSubject{bin: h.bins.example, workers: h.cfg.workers, echo: h.echo}}
+	if h.bins.reusePort {
+		subs = append(subs, &handoffSubject{bin: h.bins.example, workers: h.cfg.workers, reusePort: true, echo: h.echo})
+	}
+	return append(subs,
+		&goSubject{bin: h.bins.goserver, label: "Go, 1 process, GOMAXPROCS=2", procs: 1, gomaxprocs: 2, echo: h.echo},
+		&goSubject{bin: h.bins.goserver, label: fmt.Sprintf("Go, %d processes, SO_REUSEPORT", h.cfg.workers),
+			procs: h.cfg.workers, reusePort: true, echo: h.echo})
 }
 
 // restartSubjects returns a constructor per subject of the restarts (or
@@ -201,6 +217,14 @@ func (h *harness) restartSubjects(upgrade bool) []func() (subject, error) {
 			return &handoffSubject{bin: h.bins.example, workers: h.cfg.workers, upgrade: upgrade, echo: h.echo}, nil
 		},
 		func() (subject, error) { return &tableflipSubject{bin: h.bins.tableflip, echo: h.echo}, nil },
+		func() (subject, error) {
+			return &tableflipSubject{bin: h.bins.tableflip, handoffDrain: true, echo: h.echo}, nil
+		},
+	}
+	if h.bins.reusePort && !upgrade {
+		subs = slices.Insert(subs, 1, func() (subject, error) {
+			return &handoffSubject{bin: h.bins.example, workers: h.cfg.workers, reusePort: true, echo: h.echo}, nil
+		})
 	}
 	if p := h.peers["gunicorn"]; p.path != "" && !upgrade {
 		subs = append(subs, func() (subject, error) {

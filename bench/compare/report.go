@@ -219,8 +219,8 @@ func writeReport(w io.Writer, res *results) {
 		res.command, at, res.began.UTC().Format("2006-01-02 15:04 MST"), res.wall.Round(time.Second))
 	p("- Machine: %d × %s, Linux %s, %s. The load generator shares the cores with the servers.\n",
 		res.machine.nproc, res.machine.cpu, res.machine.kernel, res.machine.goVer)
-	p("- Subjects: handoff's example (`example -listen 127.0.0.1:0 -workers %d`); the tableflip peer (`bench/peers/tableflip`, github.com/cloudflare/tableflip v1.2.3, its README's pattern)",
-		cfg.workers)
+	p("- Subjects: handoff's example (`example -listen 127.0.0.1:0 -workers %d`); the tableflip peer (`bench/peers/tableflip`, github.com/cloudflare/tableflip v1.2.3, its README's pattern), and the same peer draining with handoff's `worker.ServeAndDrain` instead of `http.Server.Shutdown` (`tableflip -drain handoff`, the row \"%s\": tableflip's supervision with handoff's drain, to tell the two apart)",
+		cfg.workers, nameTableflipDrain)
 	for _, pr := range res.peers {
 		if pr.path != "" {
 			p("; %s %s (Debian; %s)", pr.name, pr.version, pr.how)
@@ -245,7 +245,7 @@ func writeReport(w io.Writer, res *results) {
 
 	writeHeadline(p, res)
 	if cfg.runs(scThroughput) {
-		writeThroughput(p, res.throughput, cfg)
+		writeThroughput(p, res.throughput, res.noReuse, cfg)
 	}
 	if cfg.runs(scRestarts) {
 		writeRestarts(p, scRestarts, res.restarts, res.plots[scRestarts], cfg)
@@ -270,10 +270,6 @@ type printer = func(format string, a ...any)
 func table(p printer, t *mdtable.Table) {
 	p("%s\n", t.String())
 }
-
-// isHandoff tells handoff's rows (the shared socket, -reuseport) from
-// the peers'.
-func isHandoff(subject string) bool { return strings.HasPrefix(subject, "handoff") }
 
 func writeHeadline(p printer, res *results) {
 	rs, us, ts := groups(res.restarts), groups(res.upgrades), groups(res.throughput)
@@ -350,10 +346,14 @@ func pct(f float64) string {
 	return fmt.Sprintf("%.0f%%", 100*f)
 }
 
-func writeThroughput(p printer, runs []*loadRun, cfg config) {
+func writeThroughput(p printer, runs []*loadRun, noReuse string, cfg config) {
 	p("## 1. Steady throughput\n\n")
-	p("Each subject serves the same handler to %d clients for %v (after %v of warm-up). handoff's workers share one listening socket that the supervisor bound; the Go peer is one process with GOMAXPROCS=2, or %d processes that each bind the port with SO_REUSEPORT. handoff's supervisor has no SO_REUSEPORT mode (its workers always inherit the one socket), so SO_REUSEPORT is measured as a peer only.\n\n",
-		cfg.clients, cfg.window, cfg.warmup, cfg.workers)
+	p("Each subject serves the same handler to %d clients for %v (after %v of warm-up). handoff's workers share one listening socket that the supervisor bound; \"%s\" gives each of its %d worker slots a socket of its own on the same port (SO_REUSEPORT), kept across the slot's rolls; the Go peer is one process with GOMAXPROCS=2, or %d processes that each bind the port with SO_REUSEPORT.",
+		cfg.clients, cfg.window, cfg.warmup, nameHandoffReusePort, cfg.workers, cfg.workers)
+	if noReuse != "" {
+		p(" **%s was not measured**: %s.", nameHandoffReusePort, noReuse)
+	}
+	p("\n\n")
 	t := mdtable.New("subject", "round", "requests", "ok req/s", "p50", "p99", "max", "failed").Right(1, 2, 3, 4, 5, 6, 7)
 	for _, r := range bySubject(runs) {
 		if r.res == nil {
@@ -400,8 +400,8 @@ func writeRestarts(p printer, scenario string, runs []*loadRun, plot string, cfg
 	}
 	p("## %s. %s under load\n\n", n, scenarioTitle(scenario))
 	if scenario == scRestarts {
-		p("%d restarts under load, after a steady window of %v: handoff rolls its workers (SIGHUP), tableflip upgrades itself (SIGHUP; a new process inherits the socket, the old one calls http.Server.Shutdown), gunicorn reloads (SIGHUP: new gthread workers, the old ones shut down gracefully), nginx reloads (`nginx -s reload`, a foreground master). A restart is complete when a new generation is ready (handoff: `roll complete`; tableflip: the new process ready; gunicorn: its workers booted; nginx: its new workers started).\n\n",
-			count, cfg.steady)
+		p("%d restarts under load, after a steady window of %v: handoff rolls its workers (SIGHUP), \"%s\" rolls with a socket per worker slot, where the example has it; tableflip upgrades itself (SIGHUP; a new process inherits the socket, the old one calls http.Server.Shutdown; \"%s\" drains with handoff's worker.ServeAndDrain instead), gunicorn reloads (SIGHUP: new gthread workers, the old ones shut down gracefully), nginx reloads (`nginx -s reload`, a foreground master). A restart is complete when a new generation is ready (handoff: `roll complete`; tableflip: the new process ready; gunicorn: its workers booted; nginx: its new workers started).\n\n",
+			count, cfg.steady, nameHandoffReusePort, nameTableflipDrain)
 	} else {
 		p("%d in-place upgrades of the supervisor under the same load: handoff's supervisor re-executes itself (SIGUSR2; same pid, workers kept; the binary on disk is the same build), tableflip's upgrade is the same as its restart (SIGHUP), nginx's binary upgrade is USR2 to the master (a new master starts with new workers), then WINCH and QUIT to the old master. For that, nginx runs as a daemon under the harness (a subreaper): a foreground master refuses USR2, since its parent never changes. gunicorn's USR2 upgrade was not measured.\n\n",
 			count)
@@ -603,7 +603,6 @@ func writeNotes(p printer, res *results) {
 	p("## Notes\n\n")
 	p("- Reproduce: `cd bench && go run ./compare` (as root, so that it can apt-get install gunicorn and nginx; `-no-install` skips missing peers). `go run ./compare -h` lists the flags.\n")
 	p("- The raw client is the strict one: a server that closes a keep-alive connection it thinks idle fails the next request on it (\"EOF before any response byte\" or \"reset\"). Go's net/http client would retry such a GET, but not a POST.\n")
-	p("- handoff's supervisor exposes no SO_REUSEPORT mode; scenario 1 measures %d independent SO_REUSEPORT Go processes as the peer mode.\n", res.cfg.workers)
 	for _, n := range res.notes {
 		p("- %s\n", n)
 	}

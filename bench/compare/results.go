@@ -7,6 +7,14 @@ import (
 	"github.com/handoff-dev/handoff/bench/load"
 )
 
+// nameTableflipDrain is the row of the tableflip peer draining with
+// handoff's worker.ServeAndDrain.
+const nameTableflipDrain = "tableflip + handoff's drain"
+
+// nameHandoffReusePort is the row of handoff with a socket per worker
+// slot (example -reuseport).
+const nameHandoffReusePort = "handoff -reuseport"
+
 // loadRun is one subject's run under load: a throughput run, or a run of
 // restarts or upgrades.
 type loadRun struct {
@@ -154,4 +162,5 @@ type results struct {
 	plots      map[string]string // scenario → SVG file name
 	notes      []string          // skipped scenarios and peers, what went wrong
 	skipped    []string          // scenarios skipped because they would not fit in -limit
+	noReuse    string            // why handoff -reuseport was not measured; empty if it was
 }

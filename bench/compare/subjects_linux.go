@@ -72,18 +72,28 @@ func secs(s float64) time.Duration { return time.Duration(s * float64(time.Secon
 // handoffSubject is the example supervisor: SIGHUP rolls, SIGUSR2 upgrades
 // in place.
 type handoffSubject struct {
-	bin     string
-	workers int
-	upgrade bool     // restart sends SIGUSR2 instead of SIGHUP
-	args    []string // more flags of the example (traffic: -h2c)
-	echo    io.Writer
-	p       *proc
+	bin       string
+	workers   int
+	reusePort bool     // -reuseport: a socket per worker slot (SO_REUSEPORT) instead of one shared socket
+	upgrade   bool     // restart sends SIGUSR2 instead of SIGHUP
+	args      []string // more flags of the example (traffic: -h2c)
+	echo      io.Writer
+	p         *proc
 }
 
-func (s *handoffSubject) name() string { return "handoff" }
+func (s *handoffSubject) name() string {
+	if s.reusePort {
+		return nameHandoffReusePort
+	}
+	return "handoff"
+}
 
 func (s *handoffSubject) start(ctx context.Context) (string, error) {
-	p, err := startProc("handoff", s.bin, append([]string{"-listen", "127.0.0.1:0", "-workers", strconv.Itoa(s.workers)}, s.args...), nil, s.echo)
+	args := append([]string{"-listen", "127.0.0.1:0", "-workers", strconv.Itoa(s.workers)}, s.args...)
+	if s.reusePort {
+		args = append(args, "-reuseport")
+	}
+	p, err := startProc(s.name(), s.bin, args, nil, s.echo)
 	if err != nil {
 		return "", err
 	}
@@ -251,10 +261,13 @@ func (s *goSubject) stop() error {
 type tableflipSubject struct {
 	bin  string
 	args []string // more flags (traffic: -h2c)
-	echo io.Writer
-	p    *proc // the first process; its log is the whole chain's
-	cur  int   // the pid serving
-	pids []int // every pid of the chain, for the parent check
+	// handoffDrain: the old process drains with handoff's
+	// worker.ServeAndDrain instead of http.Server.Shutdown.
+	handoffDrain bool
+	echo         io.Writer
+	p            *proc // the first process; its log is the whole chain's
+	cur          int   // the pid serving
+	pids         []int // every pid of the chain, for the parent check
 }
 
 // tfEvent is a line of the tableflip peer's log.
@@ -265,10 +278,19 @@ type tfEvent struct {
 	Error string `json:"error"`
 }
 
-func (s *tableflipSubject) name() string { return "tableflip" }
+func (s *tableflipSubject) name() string {
+	if s.handoffDrain {
+		return nameTableflipDrain
+	}
+	return "tableflip"
+}
 
 func (s *tableflipSubject) start(ctx context.Context) (string, error) {
-	p, err := startProc("tableflip", s.bin, append([]string{"-listen", "127.0.0.1:0"}, s.args...), nil, s.echo)
+	args := append([]string{"-listen", "127.0.0.1:0"}, s.args...)
+	if s.handoffDrain {
+		args = append(args, "-drain", "handoff")
+	}
+	p, err := startProc(s.name(), s.bin, args, nil, s.echo)
 	if err != nil {
 		return "", err
 	}
