@@ -136,7 +136,14 @@ func (c config) flags() string {
 	}
 	return fmt.Sprintf("-only %s -rounds %d -clients %d -workers %d -window %v -steady %v -restarts %d -upgrades %d -every %v -pace %s -spawn %d -footprint %s -paced %d -flood %d -limit %v",
 		strings.Join(c.only, ","), c.rounds, c.clients, c.workers, c.window, c.steady, c.restarts, c.upgrades, c.every, c.pace,
-		c.spawn, strings.Join(fp, ","), c.paced, c.flood, c.limit) + c.trafficFlags()
+		c.spawn, strings.Join(fp, ","), c.paced, c.flood, c.limit) + c.trafficFlags() + c.exampleFlag()
+}
+
+func (c config) exampleFlag() string {
+	if c.example == "" {
+		return ""
+	}
+	return " -example " + c.example
 }
 
 func (c config) trafficFlags() string {

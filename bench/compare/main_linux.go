@@ -116,6 +116,7 @@ func mainRun(cfg config) int {
 
 	h.scenarios(ctx, res)
 	res.wall = time.Since(h.began)
+	res.machine.loadEnd = loadAverage()
 
 	failed := false
 	for _, err := range h.write(res) {
@@ -387,9 +388,18 @@ func describeCommit(ctx context.Context) string {
 	return c
 }
 
+// loadAverage is the 1, 5 and 15 minute load averages, "" if unknown.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], ", ")
+	}
+	return ""
+}
+
 func describeMachine() machine {
 	m := machine{nproc: runtime.NumCPU(), kernel: "unknown", cpu: "unknown",
-		goVer: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH}
+		goVer: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH, loadStart: loadAverage()}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.kernel = strings.TrimSpace(string(b))
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math"
@@ -219,6 +220,10 @@ func writeReport(w io.Writer, res *results) {
 		res.command, at, res.began.UTC().Format("2006-01-02 15:04 MST"), res.wall.Round(time.Second))
 	p("- Machine: %d × %s, Linux %s, %s. The load generator shares the cores with the servers.\n",
 		res.machine.nproc, res.machine.cpu, res.machine.kernel, res.machine.goVer)
+	if res.machine.loadStart != "" {
+		p("- Load average (1, 5, 15 min) at the start: %s; at the end: %s. Other work on the machine shares the cores too: read the spreads.\n",
+			res.machine.loadStart, cmp.Or(res.machine.loadEnd, "unknown"))
+	}
 	p("- Subjects: handoff's example (`example -listen 127.0.0.1:0 -workers %d`); the tableflip peer (`bench/peers/tableflip`, github.com/cloudflare/tableflip v1.2.3, its README's pattern), and the same peer draining with handoff's `worker.ServeAndDrain` instead of `http.Server.Shutdown` (`tableflip -drain handoff`, the row \"%s\": tableflip's supervision with handoff's drain, to tell the two apart)",
 		cfg.workers, nameTableflipDrain)
 	for _, pr := range res.peers {

@@ -140,6 +140,9 @@ type machine struct {
 	cpu    string
 	kernel string
 	goVer  string
+	// load averages (1, 5, 15 minutes) at the start and the end of the run,
+	// as /proc/loadavg says: how busy the shared machine was
+	loadStart, loadEnd string
 }
 
 // results is everything a run of the harness measured.
