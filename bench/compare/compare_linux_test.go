@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -114,7 +115,8 @@ func installed(name, fallback string) string {
 
 // TestRestarts runs every subject of the restarts and upgrades scenarios
 // briefly, for real: each starts, answers, takes its signals, and stops
-// without leaving a process behind; handoff fails no request. gunicorn and
+// without leaving a process behind; handoff fails no request, and neither
+// does tableflip with handoff's drain. gunicorn and
 // nginx run only when installed.
 func TestRestarts(t *testing.T) {
 	if testing.Short() {
@@ -146,14 +148,49 @@ func TestRestarts(t *testing.T) {
 				if len(r.took)+r.pending+len(r.failed) != 2 {
 					t.Errorf("2 signals, but %d seen complete, %d pending, %d failed", len(r.took), r.pending, len(r.failed))
 				}
-				if f := r.res.Stats().Failed(); s.name() == "handoff" && f > 0 {
-					t.Errorf("handoff failed %d requests; first: %+v", f, r.res.Failures[0])
+				if s.name() == "handoff" && sc == scRestarts && (r.rolls == nil || r.rolls.folded(2) != 0 || len(r.took) != 2) {
+					t.Errorf("paced by completion, handoff's 2 signals: rolls %+v, took %v; want 2 rolls, none folded", r.rolls, r.took)
+				}
+				if f := r.res.Stats().Failed(); (s.name() == "handoff" || s.name() == nameTableflipDrain) && f > 0 {
+					t.Errorf("%s failed %d requests; first: %+v", s.name(), f, r.res.Failures[0])
 				}
 				t.Logf("%s: %d requests, %d failed, %d seen complete", s.name(), r.res.Stats().Requests,
 					r.res.Stats().Failed(), len(r.took))
 			})
 		}
 	}
+}
+
+// TestRollsTimedFromTheirStart paces SIGHUPs by the clock faster than
+// handoff rolls (a roll lasts at least its canary's accept window, 1 s):
+// signals that land during a roll are folded, and each roll is still timed
+// from its own start, never shorter than the accept window. The first
+// `roll complete` after a signal (the previous roll's) would be.
+func TestRollsTimedFromTheirStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the example")
+	}
+	checkClean(t)
+	h := testHarness(t)
+	h.cfg.pace = paceClock
+	const signals = 6
+	s := &handoffSubject{bin: h.bins.example, workers: 2}
+	r := h.restartRun(testContext(t), scRestarts, s, 1, signals)
+	if r.err != nil || r.res == nil || r.rolls == nil {
+		t.Fatalf("run: err %v, result %v, rolls %v", r.err, r.res != nil, r.rolls)
+	}
+	if r.rolls.started >= signals || r.rolls.folded(signals) == 0 {
+		t.Errorf("%d signals %v apart started %d rolls: none folded", signals, h.cfg.every, r.rolls.started)
+	}
+	if len(r.took) == 0 {
+		t.Fatal("no roll completed")
+	}
+	for _, d := range r.took {
+		if d < time.Second {
+			t.Errorf("a roll took %v, less than the canary's accept window: %v", d, r.took)
+		}
+	}
+	t.Logf("%d signals: %d rolls started, %d folded, took %v", signals, r.rolls.started, r.rolls.folded(signals), r.took)
 }
 
 // TestThroughput runs the throughput subjects briefly.
@@ -165,8 +202,8 @@ func TestThroughput(t *testing.T) {
 	h := testHarness(t)
 	res := &results{}
 	h.runThroughput(testContext(t), res)
-	if len(res.throughput) != 3 {
-		t.Fatalf("%d runs, want 3", len(res.throughput))
+	if want := len(h.throughputSubjects()); len(res.throughput) != want {
+		t.Fatalf("%d runs, want %d", len(res.throughput), want)
 	}
 	for _, r := range res.throughput {
 		if r.err != nil || r.res == nil || r.res.Stats(r.steady).OK() == 0 || r.res.Stats().Failed() > 0 {
@@ -258,4 +295,33 @@ func TestParseEvent(t *testing.T) {
 			t.Errorf("parseEvent(%q) succeeded", bad)
 		}
 	}
+}
+
+// TestHasFlag: the probe that guards handoff -reuseport reads a program's
+// -h usage, so that a build of the example without the flag is skipped
+// with a note instead of failing the run.
+func TestHasFlag(t *testing.T) {
+	dir := t.TempDir()
+	script := func(name, usage string) string {
+		p := filepath.Join(dir, name)
+		body := "#!/bin/sh\ncat >&2 <<'EOF'\n" + usage + "EOF\nexit 0\n"
+		if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	with := script("with", "Usage of example:\n  -listen value\n    \taddress\n  -reuseport\n    \tgive each worker slot a socket\n")
+	without := script("without", "Usage of example:\n  -listen value\n    \taddress, not -reuseport-like\n  -reuseports\n")
+	ctx := testContext(t)
+	if !hasFlag(ctx, with, "reuseport") {
+		t.Error("hasFlag missed -reuseport")
+	}
+	if hasFlag(ctx, without, "reuseport") {
+		t.Error("hasFlag found -reuseport in a usage without it")
+	}
+	if hasFlag(ctx, filepath.Join(dir, "missing"), "reuseport") {
+		t.Error("hasFlag found a flag in a program that does not exist")
+	}
+	h := testHarness(t)
+	t.Logf("the example built from ../ takes -reuseport: %v", h.bins.reusePort)
 }

@@ -157,12 +157,26 @@ func build(ctx context.Context, dir string) (binaries, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return binaries{}, fmt.Errorf("go build (run from inside bench/): %w\n%s", err, out)
 	}
-	return binaries{
+	b := binaries{
 		example:   filepath.Join(dir, "example"),
 		goserver:  filepath.Join(dir, "goserver"),
 		tableflip: filepath.Join(dir, "tableflip"),
-	}, nil
+	}
+	b.reusePort = hasFlag(ctx, b.example, "reuseport")
+	return b, nil
 }
 
 // binaries are the programs build made.
-type binaries struct{ example, goserver, tableflip string }
+type binaries struct {
+	example, goserver, tableflip string
+	reusePort                    bool // the example takes -reuseport (a socket per worker slot)
+}
+
+// hasFlag tells whether the program lists -name in its -h usage (Go's flag
+// package prints every flag there).
+func hasFlag(ctx context.Context, bin, name string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, bin, "-h").CombinedOutput() // -h exits 0, or 2 in older flag packages
+	return regexp.MustCompile(`(?m)^\s+-` + regexp.QuoteMeta(name) + `\b`).Match(out)
+}

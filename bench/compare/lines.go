@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 )
@@ -109,4 +110,12 @@ func (c *cursor) find(ctx context.Context, match func(logLine) (bool, error)) (l
 			return ln, err
 		}
 	}
+}
+
+// since returns the lines read at or after t.
+func (l *lineLog) since(t time.Time) []logLine {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(l.lines, t, func(ln logLine, t time.Time) int { return ln.at.Compare(t) })
+	return slices.Clone(l.lines[i:])
 }

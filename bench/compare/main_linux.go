@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -66,6 +67,14 @@ func mainRun(cfg config) int {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		return 1
 	}
+	if cfg.out == "" {
+		cfg.out = cfg.freshOut(h.began, res.commit)
+		h.cfg.out, res.cfg.out = cfg.out, cfg.out
+	}
+	if err := cfg.checkOut(); err != nil {
+		return fatal(err)
+	}
+	h.logf("writing into %s", cfg.out)
 	// Whatever a subject leaves behind becomes our child, to be swept.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fatal(os.NewSyscallError("prctl(PR_SET_CHILD_SUBREAPER)", err))
@@ -88,6 +97,13 @@ func mainRun(cfg config) int {
 	if h.bins, err = build(ctx, h.tmp); err != nil {
 		return fatal(err)
 	}
+	if cfg.example != "" {
+		h.bins.example, h.bins.reusePort = cfg.example, hasFlag(ctx, cfg.example, "reuseport")
+	}
+	if !h.bins.reusePort && (cfg.runs(scThroughput) || cfg.runs(scRestarts)) {
+		res.noReuse = "the example takes no -reuseport flag (a socket per worker slot): this build of handoff has no such mode"
+		res.notes = append(res.notes, nameHandoffReusePort+" was skipped: "+res.noReuse+".")
+	}
 	if cfg.runs(scRestarts) || cfg.runs(scUpgrades) || cfg.runs(scTraffic) || cfg.runs(scReconnects) {
 		for _, p := range h.ensurePeers(ctx) {
 			h.peers[p.name] = p
@@ -100,6 +116,7 @@ func mainRun(cfg config) int {
 
 	h.scenarios(ctx, res)
 	res.wall = time.Since(h.began)
+	res.machine.loadEnd = loadAverage()
 
 	failed := false
 	for _, err := range h.write(res) {
@@ -126,10 +143,10 @@ func (h *harness) scenarios(ctx context.Context, res *results) {
 		estimate time.Duration
 		run      func()
 	}{
-		{scThroughput, time.Duration(cfg.rounds*3) * loadRun(cfg.window), func() { h.runThroughput(ctx, res) }},
-		{scRestarts, time.Duration(cfg.rounds*len(h.restartSubjects(false))) * loadRun(cfg.steady+time.Duration(cfg.restarts)*cfg.every),
+		{scThroughput, time.Duration(cfg.rounds*len(h.throughputSubjects())) * loadRun(cfg.window), func() { h.runThroughput(ctx, res) }},
+		{scRestarts, time.Duration(cfg.rounds*len(h.restartSubjects(false))) * loadRun(cfg.steady+cfg.pacedFor(cfg.restarts)),
 			func() { h.runRestarts(ctx, res, scRestarts) }},
-		{scUpgrades, time.Duration(cfg.rounds*len(h.restartSubjects(true))) * loadRun(cfg.steady+time.Duration(cfg.upgrades)*cfg.every),
+		{scUpgrades, time.Duration(cfg.rounds*len(h.restartSubjects(true))) * loadRun(cfg.steady+cfg.pacedFor(cfg.upgrades)),
 			func() { h.runRestarts(ctx, res, scUpgrades) }},
 		{scSpawn, time.Duration(cfg.rounds*2) * (2*time.Second + time.Duration(cfg.spawn)*10*time.Millisecond),
 			func() { h.runSpawn(ctx, res) }},
@@ -171,18 +188,26 @@ func footprintEstimate(ns []int) time.Duration {
 
 func (h *harness) runThroughput(ctx context.Context, res *results) {
 	for round := 1; round <= h.cfg.rounds && ctx.Err() == nil; round++ {
-		for _, s := range []subject{
-			&handoffSubject{bin: h.bins.example, workers: h.cfg.workers, echo: h.echo},
-			&goSubject{bin: h.bins.goserver, label: "Go, 1 process, GOMAXPROCS=2", procs: 1, gomaxprocs: 2, echo: h.echo},
-			&goSubject{bin: h.bins.goserver, label: fmt.Sprintf("Go, %d processes, SO_REUSEPORT", h.cfg.workers),
-				procs: h.cfg.workers, reusePort: true, echo: h.echo},
-		} {
+		for _, s := range h.throughputSubjects() {
 			if ctx.Err() != nil {
 				return
 			}
 			res.throughput = append(res.throughput, h.throughputRun(ctx, s, round))
 		}
 	}
+}
+
+// throughputSubjects are handoff (and handoff -reuseport where the example
+// has it) and the Go peers.
+func (h *harness) throughputSubjects() []subject {
+	subs := []subject{&handoffSubject{bin: h.bins.example, workers: h.cfg.workers, echo: h.echo}}
+	if h.bins.reusePort {
+		subs = append(subs, &handoffSubject{bin: h.bins.example, workers: h.cfg.workers, reusePort: true, echo: h.echo})
+	}
+	return append(subs,
+		&goSubject{bin: h.bins.goserver, label: "Go, 1 process, GOMAXPROCS=2", procs: 1, gomaxprocs: 2, echo: h.echo},
+		&goSubject{bin: h.bins.goserver, label: fmt.Sprintf("Go, %d processes, SO_REUSEPORT", h.cfg.workers),
+			procs: h.cfg.workers, reusePort: true, echo: h.echo})
 }
 
 // restartSubjects returns a constructor per subject of the restarts (or
@@ -193,6 +218,14 @@ func (h *harness) restartSubjects(upgrade bool) []func() (subject, error) {
 			return &handoffSubject{bin: h.bins.example, workers: h.cfg.workers, upgrade: upgrade, echo: h.echo}, nil
 		},
 		func() (subject, error) { return &tableflipSubject{bin: h.bins.tableflip, echo: h.echo}, nil },
+		func() (subject, error) {
+			return &tableflipSubject{bin: h.bins.tableflip, handoffDrain: true, echo: h.echo}, nil
+		},
+	}
+	if h.bins.reusePort && !upgrade {
+		subs = slices.Insert(subs, 1, func() (subject, error) {
+			return &handoffSubject{bin: h.bins.example, workers: h.cfg.workers, reusePort: true, echo: h.echo}, nil
+		})
 	}
 	if p := h.peers["gunicorn"]; p.path != "" && !upgrade {
 		subs = append(subs, func() (subject, error) {
@@ -355,9 +388,18 @@ func describeCommit(ctx context.Context) string {
 	return c
 }
 
+// loadAverage is the 1, 5 and 15 minute load averages, "" if unknown.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], ", ")
+	}
+	return ""
+}
+
 func describeMachine() machine {
 	m := machine{nproc: runtime.NumCPU(), kernel: "unknown", cpu: "unknown",
-		goVer: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH}
+		goVer: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH, loadStart: loadAverage()}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.kernel = strings.TrimSpace(string(b))
 	}

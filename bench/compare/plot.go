@@ -2,12 +2,13 @@ package main
 
 import (
 	"fmt"
+	"image/color"
 	"math"
 	"slices"
 	"time"
 
 	"github.com/handoff-dev/handoff/bench/internal/mdtable"
-	"github.com/handoff-dev/handoff/bench/internal/svgplot"
+	"github.com/handoff-dev/handoff/bench/internal/timeplot"
 	"github.com/handoff-dev/handoff/bench/load"
 )
 
@@ -20,20 +21,20 @@ const (
 // restartChart plots every run of a restarts or upgrades scenario, one
 // panel per run, grouped by subject: latency p50 and p99 per bucket, failed
 // requests per bucket, the signals and the window they fall in.
-func restartChart(scenario string, runs []*loadRun, cfg config) *svgplot.Chart {
+func restartChart(scenario string, runs []*loadRun, cfg config) *timeplot.Chart {
 	what, count := "a restart", cfg.restarts
 	if scenario == scUpgrades {
 		what, count = "an upgrade", cfg.upgrades
 	}
-	c := &svgplot.Chart{
-		Title: fmt.Sprintf("%s under load: %d × %s every %v, %d keep-alive clients that never retry",
-			scenarioTitle(scenario), count, what, cfg.every, cfg.clients),
-		Note: fmt.Sprintf("Latency p50 and p99 of the successful requests per %s (left, log scale) and failed requests per %s (bars, right).\n"+
-			"Dashed lines: the signals; shaded: from the first signal to one pace after the last. Panels share their axes.",
+	c := &timeplot.Chart{
+		Title: fmt.Sprintf("%s under load: %d × %s, paced by %s (at least %v apart), %d keep-alive clients that never retry",
+			scenarioTitle(scenario), count, what, cfg.pace, cfg.every, cfg.clients),
+		Note: fmt.Sprintf("Latency p50 and p99 of the successful requests per %s (left, log scale) and failed requests per %s (bars, right), one row per run.\n"+
+			"Dashed lines: the signals; shaded: from the first signal to when the next would have been due after the last. Rows share their axes.",
 			stepText, stepText),
 		XLabel:    "seconds since the load started",
 		YLabel:    "latency (ms)",
-		BarLabel:  "failed requests per " + stepText,
+		BarLabel:  "failed per " + stepText,
 		MarkLabel: "signal",
 		LogY:      true,
 	}
@@ -45,17 +46,17 @@ func restartChart(scenario string, runs []*loadRun, cfg config) *svgplot.Chart {
 		if err != nil {
 			continue
 		}
-		p := svgplot.Panel{Title: panelTitle(r)}
-		p50 := svgplot.Line{Series: svgplot.Series{Name: "p50", Color: "#1f77b4"}}
-		p99 := svgplot.Line{Series: svgplot.Series{Name: "p99", Color: "#ff7f0e"}}
-		bars := &svgplot.Series{Name: "failed requests", Color: "#d62728"}
+		p := timeplot.Panel{Title: panelTitle(r)}
+		p50 := timeplot.Line{Series: timeplot.Series{Name: "p50", Color: color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}}}
+		p99 := timeplot.Line{Series: timeplot.Series{Name: "p99", Color: color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}}}
+		bars := &timeplot.Series{Name: "failed requests", Color: color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}}
 		for i, st := range series {
 			p.X = append(p.X, (time.Duration(i) * plotStep).Seconds())
 			p50.Y = append(p50.Y, latencyMs(st, st.P50))
 			p99.Y = append(p99.Y, latencyMs(st, st.P99))
 			bars.Y = append(bars.Y, float64(st.Failed()))
 		}
-		p.Lines, p.Bars = []svgplot.Line{p50, p99}, bars
+		p.Lines, p.Bars = []timeplot.Line{p50, p99}, bars
 		begin := r.res.Begin
 		if !r.during.From.IsZero() {
 			p.Shade = [][2]float64{{r.during.From.Sub(begin).Seconds(), r.during.To.Sub(begin).Seconds()}}

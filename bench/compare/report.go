@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math"
@@ -67,6 +68,100 @@ func (g group) meanOf(f func(*loadRun) float64) float64 {
 	return mean(xs)
 }
 
+// valuesOf is f of every measured run, NaNs left out.
+func (g group) valuesOf(f func(*loadRun) float64) []float64 {
+	var xs []float64
+	for _, r := range g.measured() {
+		if x := f(r); !math.IsNaN(x) {
+			xs = append(xs, x)
+		}
+	}
+	return xs
+}
+
+// completed is the restarts seen complete over every run.
+func (g group) completed() (n int) {
+	for _, r := range g.measured() {
+		n += len(r.took)
+	}
+	return n
+}
+
+// folded is the signals folded into another's roll over every run; -1
+// when the subject does not fold.
+func (g group) folded() int {
+	n := -1
+	for _, r := range g.measured() {
+		if r.rolls != nil {
+			n = max(n, 0) + r.rolls.folded(len(r.signals))
+		}
+	}
+	return n
+}
+
+// roundRatios pairs a's and b's measured runs by round and returns
+// f(a) ÷ f(b) for each round both have.
+func roundRatios(a, b group, f func(*loadRun) float64) []float64 {
+	var rs []float64
+	for _, ra := range a.measured() {
+		for _, rb := range b.measured() {
+			if ra.round != rb.round {
+				continue
+			}
+			x, y := f(ra), f(rb)
+			if !math.IsNaN(x) && !math.IsNaN(y) && x >= 0 && y > 0 {
+				rs = append(rs, x/y)
+			}
+		}
+	}
+	return rs
+}
+
+// ratioSpread renders mean f(a) ÷ mean f(b), and with more than one round
+// the lowest and highest ratio of one round: "×0.93 (0.86–1.01)".
+func ratioSpread(a, b group, f func(*loadRun) float64) string {
+	m := mdtable.Ratio(a.meanOf(f), b.meanOf(f))
+	rs := roundRatios(a, b, f)
+	if len(rs) < 2 || m == "–" {
+		return m
+	}
+	return fmt.Sprintf("%s (%.2f–%.2f)", m, slices.Min(rs), slices.Max(rs))
+}
+
+// meanSpread renders the mean of xs with its unit and, for more than one,
+// their min–max: "6.04 ms (6.00–6.07)".
+func meanSpread(xs []float64, format func(float64) string, unit string) string {
+	switch len(xs) {
+	case 0:
+		return "–"
+	case 1:
+		return format(xs[0]) + unit
+	}
+	return fmt.Sprintf("%s%s (%s–%s)", format(mean(xs)), unit, format(slices.Min(xs)), format(slices.Max(xs)))
+}
+
+func msNum(f float64) string   { return fmt.Sprintf("%.2f", f/float64(time.Millisecond)) }
+func pctNum(f float64) string  { return fmt.Sprintf("%.0f", 100*f) }
+func rateNum(f float64) string { return strings.TrimSuffix(mdtable.Rate(f), "/s") }
+
+func msSpread(xs []float64) string   { return meanSpread(xs, msNum, " ms") }
+func rateSpread(xs []float64) string { return meanSpread(xs, rateNum, "/s") }
+func pctSpread(xs []float64) string  { return meanSpread(xs, pctNum, "%") }
+
+// Per-run figures, for means, spreads and ratios.
+var (
+	p99DuringOf = func(r *loadRun) float64 { return float64(r.duringStats().P99) }
+	steadyRPSOf = func(r *loadRun) float64 { return r.steadyStats().RPS }
+	steadyP99Of = func(r *loadRun) float64 { return float64(r.steadyStats().P99) }
+	keptOf      = func(r *loadRun) float64 {
+		s := r.steadyStats().RPS
+		if s == 0 {
+			return math.NaN()
+		}
+		return r.duringStats().RPS / s
+	}
+)
+
 func (g group) p99During() float64 {
 	return g.meanOf(func(r *loadRun) float64 { return float64(r.duringStats().P99) })
 }
@@ -125,8 +220,12 @@ func writeReport(w io.Writer, res *results) {
 		res.command, at, res.began.UTC().Format("2006-01-02 15:04 MST"), res.wall.Round(time.Second))
 	p("- Machine: %d × %s, Linux %s, %s. The load generator shares the cores with the servers.\n",
 		res.machine.nproc, res.machine.cpu, res.machine.kernel, res.machine.goVer)
-	p("- Subjects: handoff's example (`example -listen 127.0.0.1:0 -workers %d`); the tableflip peer (`bench/peers/tableflip`, github.com/cloudflare/tableflip v1.2.3, its README's pattern)",
-		cfg.workers)
+	if res.machine.loadStart != "" {
+		p("- Load average (1, 5, 15 min) at the start: %s; at the end: %s. Other work on the machine shares the cores too: read the spreads.\n",
+			res.machine.loadStart, cmp.Or(res.machine.loadEnd, "unknown"))
+	}
+	p("- Subjects: handoff's example (`example -listen 127.0.0.1:0 -workers %d`); the tableflip peer (`bench/peers/tableflip`, github.com/cloudflare/tableflip v1.2.3, its README's pattern), and the same peer draining with handoff's `worker.ServeAndDrain` instead of `http.Server.Shutdown` (`tableflip -drain handoff`, the row \"%s\": tableflip's supervision with handoff's drain, to tell the two apart)",
+		cfg.workers, nameTableflipDrain)
 	for _, pr := range res.peers {
 		if pr.path != "" {
 			p("; %s %s (Debian; %s)", pr.name, pr.version, pr.how)
@@ -140,7 +239,7 @@ func writeReport(w io.Writer, res *results) {
 	if cfg.runs(scTraffic) {
 		p("- Traffic scenario: Go's net/http clients (pooled, polling, h2c) and streams, described in its section. Traffic goes to 127.0.0.1 only.\n")
 	}
-	p("- Rounds: %d; every subject runs once per round and rounds are interleaved (A B C … A B C …). Ratios compare means over rounds; failures are summed.\n",
+	p("- Rounds: %d; every subject runs once per round and rounds are interleaved (A B C … A B C …). Ratios compare means over rounds, with the lowest and highest ratio within one round in brackets; failures are summed.\n",
 		cfg.rounds)
 	p("- Flags in effect: `%s`.\n", cfg.flags())
 	if len(res.skipped) > 0 {
@@ -151,7 +250,7 @@ func writeReport(w io.Writer, res *results) {
 
 	writeHeadline(p, res)
 	if cfg.runs(scThroughput) {
-		writeThroughput(p, res.throughput, cfg)
+		writeThroughput(p, res.throughput, res.noReuse, cfg)
 	}
 	if cfg.runs(scRestarts) {
 		writeRestarts(p, scRestarts, res.restarts, res.plots[scRestarts], cfg)
@@ -178,50 +277,70 @@ func table(p printer, t *mdtable.Table) {
 }
 
 func writeHeadline(p printer, res *results) {
-	rs, us := groups(res.restarts), groups(res.upgrades)
+	rs, us, ts := groups(res.restarts), groups(res.upgrades), groups(res.throughput)
 	ho, okR := find(rs, "handoff")
 	hu, okU := find(us, "handoff")
-	if !okR && !okU && len(res.spawn) == 0 && len(res.throughput) == 0 {
+	if !okR && !okU && len(res.spawn) == 0 && len(ts) == 0 {
 		return
 	}
 	p("## Headline\n\n")
-	if okR || okU {
-		t := mdtable.New("handoff vs", "restarts: failed requests, handoff vs peer", "restarts: p99 during, peer ÷ handoff",
-			"restarts: throughput kept, handoff vs peer", "upgrades: failed requests, handoff vs peer",
-			"upgrades: p99 during, peer ÷ handoff").Right(1, 2, 3, 4, 5)
-		var peers []string
-		for _, g := range append(slices.Clone(rs), us...) {
-			if g.subject != "handoff" && !slices.Contains(peers, g.subject) {
-				peers = append(peers, g.subject)
-			}
+	p("Every ratio is handoff's figure ÷ the other subject's: the ratio of the means over rounds, then in brackets the lowest and the highest ratio within one round (rounds are interleaved, so the subjects of a round ran minutes apart at most). Other figures are a mean, then the lowest and highest round.\n\n")
+	if h, ok := find(ts, "handoff"); ok {
+		hs := []group{h}
+		header := []string{"steady throughput", "ok req/s, mean (min–max)", "handoff ÷ this"}
+		if hr, ok := find(ts, "handoff -reuseport"); ok {
+			hs = append(hs, hr)
+			header = append(header, "handoff -reuseport ÷ this")
 		}
-		for _, name := range peers {
-			row := []string{name, "–", "–", "–", "–", "–"}
-			if g, ok := find(rs, name); ok && okR {
-				row[1] = fmt.Sprintf("%s vs %s", mdtable.Int(ho.failed()), mdtable.Int(g.failed()))
-				row[2] = mdtable.Ratio(g.p99During(), ho.p99During())
-				row[3] = fmt.Sprintf("%s vs %s", pct(ho.kept()), pct(g.kept()))
-			}
-			if g, ok := find(us, name); ok && okU {
-				row[4] = fmt.Sprintf("%s vs %s", mdtable.Int(hu.failed()), mdtable.Int(g.failed()))
-				row[5] = mdtable.Ratio(g.p99During(), hu.p99During())
+		t := mdtable.New(header...)
+		for i := 1; i < len(header); i++ {
+			t.Right(i)
+		}
+		for _, g := range ts {
+			row := []string{g.subject, rateSpread(g.valuesOf(steadyRPSOf))}
+			for _, h := range hs {
+				row = append(row, ratioSpread(h, g, steadyRPSOf))
 			}
 			t.Row(row...)
 		}
 		table(p, t)
 	}
-	if h, raw := spawnMean(res.spawn, "handoff"), spawnMean(res.spawn, "raw os.StartProcess"); h > 0 && raw > 0 {
-		p("Spawn: handoff brings workers to ready at %s, raw os.StartProcess of the same binary plus an accepted request at %s: handoff ÷ raw %s.\n\n",
-			mdtable.Rate(h), mdtable.Rate(raw), mdtable.Ratio(h, raw))
-	}
-	ts := groups(res.throughput)
-	if h, ok := find(ts, "handoff"); ok {
-		var parts []string
-		for _, g := range ts[1:] {
-			parts = append(parts, fmt.Sprintf("%s %s (÷ handoff %s)", g.subject, mdtable.Rate(g.steadyRPS()),
-				mdtable.Ratio(g.steadyRPS(), h.steadyRPS())))
+	if okR || okU {
+		t := mdtable.New("handoff vs", "restarts: failed requests, handoff vs this", "restarts: completed of signals, handoff vs this",
+			"restarts: p99 during, handoff ÷ this", "restarts: throughput kept, handoff vs this",
+			"upgrades: failed requests, handoff vs this", "upgrades: p99 during, handoff ÷ this",
+			"upgrades: throughput kept, handoff vs this").Right(1, 2, 3, 4, 5, 6, 7)
+		var others []string
+		for _, g := range append(slices.Clone(rs), us...) {
+			if g.subject != "handoff" && !slices.Contains(others, g.subject) {
+				others = append(others, g.subject)
+			}
 		}
-		p("Steady throughput: handoff %s; %s.\n\n", mdtable.Rate(h.steadyRPS()), strings.Join(parts, "; "))
+		kept := func(g group) string { return pctSpread(g.valuesOf(keptOf)) }
+		completed := func(g group) string { return fmt.Sprintf("%d of %d", g.completed(), g.signals()) }
+		for _, name := range others {
+			row := []string{name, "–", "–", "–", "–", "–", "–", "–"}
+			if g, ok := find(rs, name); ok && okR {
+				row[1] = fmt.Sprintf("%s vs %s", mdtable.Int(ho.failed()), mdtable.Int(g.failed()))
+				row[2] = fmt.Sprintf("%s vs %s", completed(ho), completed(g))
+				row[3] = ratioSpread(ho, g, p99DuringOf)
+				row[4] = fmt.Sprintf("%s vs %s", kept(ho), kept(g))
+			}
+			if g, ok := find(us, name); ok && okU {
+				row[5] = fmt.Sprintf("%s vs %s", mdtable.Int(hu.failed()), mdtable.Int(g.failed()))
+				row[6] = ratioSpread(hu, g, p99DuringOf)
+				row[7] = fmt.Sprintf("%s vs %s", kept(hu), kept(g))
+			}
+			t.Row(row...)
+		}
+		table(p, t)
+		if f := ho.folded(); okR && f > 0 {
+			p("handoff folded %d of its %d restart signals into another's roll (a SIGHUP during a roll is queued, and queued ones share the next roll).\n\n", f, ho.signals())
+		}
+	}
+	if h, raw := spawnRates(res.spawn, "handoff"), spawnRates(res.spawn, "raw os.StartProcess"); len(h) > 0 && len(raw) > 0 {
+		p("Spawn: handoff brings workers to ready at %s, raw os.StartProcess of the same binary plus an accepted request at %s: handoff ÷ raw %s.\n\n",
+			rateSpread(h), rateSpread(raw), spawnRatio(res.spawn))
 	}
 }
 
@@ -232,10 +351,14 @@ func pct(f float64) string {
 	return fmt.Sprintf("%.0f%%", 100*f)
 }
 
-func writeThroughput(p printer, runs []*loadRun, cfg config) {
+func writeThroughput(p printer, runs []*loadRun, noReuse string, cfg config) {
 	p("## 1. Steady throughput\n\n")
-	p("Each subject serves the same handler to %d clients for %v (after %v of warm-up). handoff's workers share one listening socket that the supervisor bound; the Go peer is one process with GOMAXPROCS=2, or %d processes that each bind the port with SO_REUSEPORT. handoff's supervisor has no SO_REUSEPORT mode (its workers always inherit the one socket), so SO_REUSEPORT is measured as a peer only.\n\n",
-		cfg.clients, cfg.window, cfg.warmup, cfg.workers)
+	p("Each subject serves the same handler to %d clients for %v (after %v of warm-up). handoff's workers share one listening socket that the supervisor bound; \"%s\" gives each of its %d worker slots a socket of its own on the same port (SO_REUSEPORT), kept across the slot's rolls; the Go peer is one process with GOMAXPROCS=2, or %d processes that each bind the port with SO_REUSEPORT.",
+		cfg.clients, cfg.window, cfg.warmup, nameHandoffReusePort, cfg.workers, cfg.workers)
+	if noReuse != "" {
+		p(" **%s was not measured**: %s.", nameHandoffReusePort, noReuse)
+	}
+	p("\n\n")
 	t := mdtable.New("subject", "round", "requests", "ok req/s", "p50", "p99", "max", "failed").Right(1, 2, 3, 4, 5, 6, 7)
 	for _, r := range bySubject(runs) {
 		if r.res == nil {
@@ -252,12 +375,13 @@ func writeThroughput(p printer, runs []*loadRun, cfg config) {
 	if !ok {
 		return
 	}
-	t = mdtable.New("subject", "ok req/s, mean", "÷ handoff", "p99, mean", "÷ handoff").Right(1, 2, 3, 4)
+	t = mdtable.New("subject", "ok req/s, mean (min–max)", "handoff ÷ this", "p99, mean (min–max)", "handoff ÷ this").Right(1, 2, 3, 4)
 	for _, g := range gs {
-		t.Row(g.subject, mdtable.Rate(g.steadyRPS()), mdtable.Ratio(g.steadyRPS(), h.steadyRPS()),
-			mdtable.Ms(dur(g.steadyP99())), mdtable.Ratio(g.steadyP99(), h.steadyP99()))
+		t.Row(g.subject, rateSpread(g.valuesOf(steadyRPSOf)), ratioSpread(h, g, steadyRPSOf),
+			msSpread(g.valuesOf(steadyP99Of)), ratioSpread(h, g, steadyP99Of))
 	}
 	table(p, t)
+	p("Ratios are handoff's mean ÷ this subject's, then the lowest and highest ratio within one round.\n\n")
 }
 
 // kindsIn returns the failure kinds that occur in any run.
@@ -281,14 +405,14 @@ func writeRestarts(p printer, scenario string, runs []*loadRun, plot string, cfg
 	}
 	p("## %s. %s under load\n\n", n, scenarioTitle(scenario))
 	if scenario == scRestarts {
-		p("A restart every %v, %d in all, under load, after a steady window of %v: handoff rolls its workers (SIGHUP), tableflip upgrades itself (SIGHUP; a new process inherits the socket, the old one calls http.Server.Shutdown), gunicorn reloads (SIGHUP: new gthread workers, the old ones shut down gracefully), nginx reloads (`nginx -s reload`, a foreground master). \"Seen complete\" is a new generation ready (handoff: `roll complete`; tableflip: the new process ready; gunicorn: its workers booted; nginx: its new workers started) before the next signal was due.\n\n",
-			cfg.every, count, cfg.steady)
+		p("%d restarts under load, after a steady window of %v: handoff rolls its workers (SIGHUP), \"%s\" rolls with a socket per worker slot, where the example has it; tableflip upgrades itself (SIGHUP; a new process inherits the socket, the old one calls http.Server.Shutdown; \"%s\" drains with handoff's worker.ServeAndDrain instead), gunicorn reloads (SIGHUP: new gthread workers, the old ones shut down gracefully), nginx reloads (`nginx -s reload`, a foreground master). A restart is complete when a new generation is ready (handoff: `roll complete`; tableflip: the new process ready; gunicorn: its workers booted; nginx: its new workers started).\n\n",
+			count, cfg.steady, nameHandoffReusePort, nameTableflipDrain)
 	} else {
-		p("An in-place upgrade of the supervisor every %v, %d in all, under the same load: handoff's supervisor re-executes itself (SIGUSR2; same pid, workers kept; the binary on disk is the same build), tableflip's upgrade is the same as its restart (SIGHUP), nginx's binary upgrade is USR2 to the master (a new master starts with new workers), then WINCH and QUIT to the old master. For that, nginx runs as a daemon under the harness (a subreaper): a foreground master refuses USR2, since its parent never changes. gunicorn's USR2 upgrade was not measured.\n\n",
-			cfg.every, count)
+		p("%d in-place upgrades of the supervisor under the same load: handoff's supervisor re-executes itself (SIGUSR2; same pid, workers kept; the binary on disk is the same build), tableflip's upgrade is the same as its restart (SIGHUP), nginx's binary upgrade is USR2 to the master (a new master starts with new workers), then WINCH and QUIT to the old master. For that, nginx runs as a daemon under the harness (a subreaper): a foreground master refuses USR2, since its parent never changes. gunicorn's USR2 upgrade was not measured.\n\n",
+			count)
 	}
 	kinds := kindsIn(runs)
-	header := []string{"subject", "round", "signals", "seen complete", "took p50", "requests", "failed"}
+	header := []string{"subject", "round", "signals", "completed", "folded", "took p50", "took max", "requests", "failed"}
 	for _, k := range kinds {
 		header = append(header, k.String())
 	}
@@ -306,8 +430,12 @@ func writeRestarts(p printer, scenario string, runs []*loadRun, plot string, cfg
 			continue
 		}
 		all, st, du := r.all(), r.steadyStats(), r.duringStats()
-		took, _, _ := percentiles(r.took)
-		row = append(row, fmt.Sprint(len(r.signals)), fmt.Sprint(len(r.took)), mdtable.Ms(took),
+		took, _, tookMax := percentiles(r.took)
+		folded := "–"
+		if r.rolls != nil {
+			folded = fmt.Sprint(r.rolls.folded(len(r.signals)))
+		}
+		row = append(row, fmt.Sprint(len(r.signals)), fmt.Sprint(len(r.took)), folded, mdtable.Ms(took), mdtable.Ms(tookMax),
 			mdtable.Int(all.Requests), mdtable.Int(all.Failed()))
 		for _, k := range kinds {
 			row = append(row, mdtable.Int(all.ByKind[k]))
@@ -321,12 +449,13 @@ func writeRestarts(p printer, scenario string, runs []*loadRun, plot string, cfg
 		t.Row(row...)
 	}
 	table(p, t)
-	p("\"took\" is from a signal to its completion seen in the subject's log, as read by the harness. \"reconnects per signal\" is (connections the clients dialled − clients) ÷ signals: about 1 per client when every restart closes every connection, 0 when connections outlive restarts. \"failed\" and its kinds count the whole run (old processes keep draining after the last signal); latency and req/s \"during\" count requests that started between the first signal and one pace after the last; \"kept\" is req/s during ÷ req/s steady. The machine is shared and noisy: compare the rounds before trusting a small difference.\n\n")
+	p("%s \"completed\" counts the restarts seen complete; \"folded\" the signals that started no roll of their own (handoff queues a SIGHUP that lands during a roll, and every SIGHUP queued behind one roll shares the next; the other subjects start a restart per signal, \"–\"). \"took\" is each completed restart's own duration: for handoff from its `rolling` line to the `roll complete` of the same generation in the supervisor's log; for the others from the signal to the new generation ready, as read by the harness. ", paceText(cfg))
+	p("\"reconnects per signal\" is (connections the clients dialled − clients) ÷ signals: about 1 per client when every restart closes every connection, 0 when connections outlive restarts. \"failed\" and its kinds count the whole run (old processes keep draining after the last signal); latency and req/s \"during\" count requests that started between the first signal and the time the next signal would have been due after the last; \"kept\" is req/s during ÷ req/s steady. The machine is shared and noisy: compare the rounds before trusting a small difference.\n\n")
 
 	gs := groups(runs)
 	h, ok := find(gs, "handoff")
-	t = mdtable.New("subject", "failed, all rounds", "failed per signal", "p99 during, mean", "max during", "kept, mean",
-		"p99 ÷ handoff").Right(1, 2, 3, 4, 5, 6)
+	t = mdtable.New("subject", "failed, all rounds", "failed per signal", "completed of signals", "folded",
+		"p99 during, mean (min–max)", "max during", "kept, mean (min–max)", "handoff p99 ÷ this").Right(1, 2, 3, 4, 5, 6, 7, 8)
 	for _, g := range gs {
 		perSignal := "–"
 		if s := g.signals(); s > 0 {
@@ -334,10 +463,14 @@ func writeRestarts(p printer, scenario string, runs []*loadRun, plot string, cfg
 		}
 		ratio := "–"
 		if ok {
-			ratio = mdtable.Ratio(g.p99During(), h.p99During())
+			ratio = ratioSpread(h, g, p99DuringOf)
 		}
-		t.Row(g.subject, mdtable.Int(g.failed()), perSignal, mdtable.Ms(dur(g.p99During())), mdtable.Ms(g.maxDuring()),
-			pct(g.kept()), ratio)
+		folded := "–"
+		if f := g.folded(); f >= 0 {
+			folded = fmt.Sprint(f)
+		}
+		t.Row(g.subject, mdtable.Int(g.failed()), perSignal, fmt.Sprintf("%d of %d", g.completed(), g.signals()), folded,
+			msSpread(g.valuesOf(p99DuringOf)), mdtable.Ms(g.maxDuring()), pctSpread(g.valuesOf(keptOf)), ratio)
 	}
 	table(p, t)
 	if plot != "" {
@@ -348,7 +481,7 @@ func writeRestarts(p printer, scenario string, runs []*loadRun, plot string, cfg
 			p("- %s, round %d: %d restarts reported failed, first: %s\n", r.subject, r.round, len(r.failed), r.failed[0])
 		}
 		if r.pending > 0 {
-			p("- %s, round %d: %d restarts not seen complete before the next signal\n", r.subject, r.round, r.pending)
+			p("- %s, round %d: %d restarts not seen complete before the next signal was due\n", r.subject, r.round, r.pending)
 		}
 		if r.err != nil {
 			p("- %s, round %d: error: %s\n", r.subject, r.round, strings.ReplaceAll(r.err.Error(), "\n", " "))
@@ -358,6 +491,14 @@ func writeRestarts(p printer, scenario string, runs []*loadRun, plot string, cfg
 		p("- handoff's first failed request: %s\n", r)
 	}
 	p("\n")
+}
+
+// paceText says how the signals were paced.
+func paceText(cfg config) string {
+	if cfg.pace == paceClock {
+		return fmt.Sprintf("Paced by the clock (`-pace clock`): one signal every %v, whatever happened to the one before.", cfg.every)
+	}
+	return fmt.Sprintf("Paced by completion (`-pace completion`): each signal went out once the previous restart was seen complete and %v had passed, and at least %v after the previous signal, so that every subject completes every restart and the figures compare restart for restart.", cfg.every/4, cfg.every)
 }
 
 func firstFailure(runs []*loadRun, subject string) string {
@@ -371,14 +512,33 @@ func firstFailure(runs []*loadRun, subject string) string {
 	return ""
 }
 
-func spawnMean(runs []*spawnRun, who string) float64 {
+// spawnRates is who's ready/s, per round.
+func spawnRates(runs []*spawnRun, who string) []float64 {
 	var xs []float64
 	for _, r := range runs {
 		if r.who == who && r.err == nil {
 			xs = append(xs, r.rate())
 		}
 	}
-	return mean(xs)
+	return xs
+}
+
+// spawnRatio is handoff's mean rate ÷ raw's, with the per-round spread.
+func spawnRatio(runs []*spawnRun) string {
+	h, raw := spawnRates(runs, "handoff"), spawnRates(runs, "raw os.StartProcess")
+	m := mdtable.Ratio(mean(h), mean(raw))
+	var rs []float64
+	for _, a := range runs {
+		for _, b := range runs {
+			if a.who == "handoff" && b.who == "raw os.StartProcess" && a.round == b.round && a.err == nil && b.err == nil && b.rate() > 0 {
+				rs = append(rs, a.rate()/b.rate())
+			}
+		}
+	}
+	if len(rs) < 2 || m == "–" {
+		return m
+	}
+	return fmt.Sprintf("%s (%.2f–%.2f)", m, slices.Min(rs), slices.Max(rs))
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
@@ -399,9 +559,9 @@ func writeSpawn(p printer, res *results, cfg config) {
 				mdtable.Ms(p50), mdtable.Ms(p99), mdtable.Ms(mx))
 		}
 		table(p, t)
-		h, raw := spawnMean(res.spawn, "handoff"), spawnMean(res.spawn, "raw os.StartProcess")
-		p("Mean: handoff %s, raw %s; handoff ÷ raw %s. handoff's \"each\" is as its supervisor registered it: one goroutine owns the worker table, starts all %d workers, and only then reads their READY=1, so each worker's figure includes the rest of the spawn loop; the raw column times each process on its own.\n\n",
-			mdtable.Rate(h), mdtable.Rate(raw), mdtable.Ratio(h, raw), cfg.spawn)
+		h, raw := spawnRates(res.spawn, "handoff"), spawnRates(res.spawn, "raw os.StartProcess")
+		p("Mean (min–max over rounds): handoff %s, raw %s; handoff ÷ raw %s. handoff's \"each\" is as its supervisor registered it: one goroutine owns the worker table, starts all %d workers, and only then reads their READY=1, so each worker's figure includes the rest of the spawn loop; the raw column times each process on its own.\n\n",
+			rateSpread(h), rateSpread(raw), spawnRatio(res.spawn), cfg.spawn)
 	}
 	if len(res.reap) > 0 {
 		p("Reap latency: from a child's exit, as the kernel timestamps it (the proc connector's exit event, on CLOCK_MONOTONIC, taken in the exiting task), to the moment the waiting program holds the exit status (reap's Status.Time, set when it collects; os.Process.Wait's return). Children are /bin/sh blocked reading a pipe, run by a helper process (the harness re-executed) that does nothing else. Paced: %d children killed one at a time (SIGKILL, 1 ms apart). Flood: %d children released at once by closing the pipe's writer; \"release → last\" is from the release to the last status. Modes: handoff's reap package as the supervisor uses it (a pidfd per child in Go's netpoller, then wait4 of that pid), the same package as a subreaper (wait4(-1) drained on each SIGCHLD), and os.Process.Wait in a goroutine per child, which holds an OS thread while it waits.\n\n",
@@ -448,7 +608,6 @@ func writeNotes(p printer, res *results) {
 	p("## Notes\n\n")
 	p("- Reproduce: `cd bench && go run ./compare` (as root, so that it can apt-get install gunicorn and nginx; `-no-install` skips missing peers). `go run ./compare -h` lists the flags.\n")
 	p("- The raw client is the strict one: a server that closes a keep-alive connection it thinks idle fails the next request on it (\"EOF before any response byte\" or \"reset\"). Go's net/http client would retry such a GET, but not a POST.\n")
-	p("- handoff's supervisor exposes no SO_REUSEPORT mode; scenario 1 measures %d independent SO_REUSEPORT Go processes as the peer mode.\n", res.cfg.workers)
 	for _, n := range res.notes {
 		p("- %s\n", n)
 	}

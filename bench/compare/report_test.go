@@ -69,7 +69,7 @@ func fakeResults() *results {
 		th.during, th.signals = load.Window{}, nil
 		res.throughput = append(res.throughput, th)
 		res.spawn = append(res.spawn,
-			&spawnRun{who: "handoff", round: round, n: 100, total: 500 * time.Millisecond, per: []time.Duration{time.Millisecond}},
+			&spawnRun{who: "handoff", round: round, n: 100, total: []time.Duration{500 * time.Millisecond, 312500 * time.Microsecond}[round-1], per: []time.Duration{time.Millisecond}},
 			&spawnRun{who: "raw os.StartProcess", round: round, n: 100, total: 250 * time.Millisecond, per: []time.Duration{time.Millisecond}})
 	}
 	for _, r := range res.restarts {
@@ -91,12 +91,14 @@ func TestReport(t *testing.T) {
 	writeReport(&b, fakeResults())
 	md := b.String()
 	for _, want := range []string{
-		"0 vs 2", // upgrades: tableflip
-		"×2.00",  // tableflip's p99 over handoff's
-		"×0.50",  // nginx's p99 over handoff's
+		"0 vs 2",              // upgrades: tableflip
+		"×0.50 (0.50–0.50)",   // handoff's p99 over tableflip's
+		"×2.00 (2.00–2.00)",   // handoff's p99 over nginx's
+		"2.00 ms (2.00–2.00)", // tableflip's p99 during, per round
+		"4 of 4 vs 4 of 4",    // completed of signals
 		"| EOF before any response byte |", "reset",
 		"![Restarts: latency and failures over time](restarts.svg)",
-		"Spawn: handoff brings workers to ready at 200/s, raw os.StartProcess of the same binary plus an accepted request at 400/s: handoff ÷ raw ×0.50.",
+		"Spawn: handoff brings workers to ready at 260/s (200–320), raw os.StartProcess of the same binary plus an accepted request at 400/s (400–400): handoff ÷ raw ×0.65 (0.50–0.80).",
 		"- gunicorn was skipped: not installed.",
 		"- **Skipped, for want of time under -limit** (earlier scenarios ran longer than estimated; raise -limit or run them with -only): footprint (needs about 26s, 12s was left).",
 		"nginx 1.22.1 (Debian; already installed)",
@@ -203,5 +205,34 @@ func TestRestartChart(t *testing.T) {
 		if err != nil {
 			t.Fatalf("not well-formed: %v", err)
 		}
+	}
+}
+
+// TestRatioSpread: a ratio is the ratio of the means, with the lowest and
+// highest ratio within one round; rounds pair by number, not by order.
+func TestRatioSpread(t *testing.T) {
+	a := group{subject: "handoff", runs: []*loadRun{
+		fakeRun(scThroughput, "handoff", 2, 200, time.Millisecond, nil),
+		fakeRun(scThroughput, "handoff", 1, 100, time.Millisecond, nil),
+	}}
+	b := group{subject: "peer", runs: []*loadRun{
+		fakeRun(scThroughput, "peer", 1, 100, time.Millisecond, nil),
+		fakeRun(scThroughput, "peer", 2, 100, time.Millisecond, nil),
+	}}
+	if got, want := ratioSpread(a, b, steadyRPSOf), "×1.50 (1.00–2.00)"; got != want {
+		t.Errorf("ratioSpread: %q, want %q", got, want)
+	}
+	if got, want := rateSpread(a.valuesOf(steadyRPSOf)), "150/s (100–200)"; got != want {
+		t.Errorf("rateSpread: %q, want %q", got, want)
+	}
+	paired := group{subject: "peer", runs: []*loadRun{
+		fakeRun(scThroughput, "peer", 1, 100, time.Millisecond, nil),
+		fakeRun(scThroughput, "peer", 2, 200, time.Millisecond, nil),
+	}}
+	if got, want := ratioSpread(a, paired, steadyRPSOf), "×1.00 (1.00–1.00)"; got != want {
+		t.Errorf("ratioSpread, each round equal: %q, want %q", got, want)
+	}
+	if got := ratioSpread(group{runs: a.runs[:1]}, b, steadyRPSOf); got != "×2.00" {
+		t.Errorf("one round: %q, want ×2.00 without a spread", got)
 	}
 }

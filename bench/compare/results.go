@@ -7,6 +7,14 @@ import (
 	"github.com/handoff-dev/handoff/bench/load"
 )
 
+// nameTableflipDrain is the row of the tableflip peer draining with
+// handoff's worker.ServeAndDrain.
+const nameTableflipDrain = "tableflip + handoff's drain"
+
+// nameHandoffReusePort is the row of handoff with a socket per worker
+// slot (example -reuseport).
+const nameHandoffReusePort = "handoff -reuseport"
+
 // loadRun is one subject's run under load: a throughput run, or a run of
 // restarts or upgrades.
 type loadRun struct {
@@ -17,7 +25,8 @@ type loadRun struct {
 	steady   load.Window // throughput: the measurement window
 	during   load.Window // restarts and upgrades: first signal to one pace after the last
 	signals  []time.Time
-	took     []time.Duration // signal to completion seen, for those seen
+	took     []time.Duration // each completed restart's own duration
+	rolls    *rollCount      // handoff's rolls, counted from its log; nil for other subjects
 	pending  int             // restarts not seen complete before the next was due
 	failed   []string        // restarts the subject reported as failed
 	leftover int             // processes that outlived the subject (killed)
@@ -131,6 +140,9 @@ type machine struct {
 	cpu    string
 	kernel string
 	goVer  string
+	// load averages (1, 5, 15 minutes) at the start and the end of the run,
+	// as /proc/loadavg says: how busy the shared machine was
+	loadStart, loadEnd string
 }
 
 // results is everything a run of the harness measured.
@@ -153,4 +165,5 @@ type results struct {
 	plots      map[string]string // scenario → SVG file name
 	notes      []string          // skipped scenarios and peers, what went wrong
 	skipped    []string          // scenarios skipped because they would not fit in -limit
+	noReuse    string            // why handoff -reuseport was not measured; empty if it was
 }

@@ -63,13 +63,23 @@ func (h *harness) throughputRun(ctx context.Context, s subject, round int) *load
 	return r
 }
 
-// restartRun measures s under load through count restarts, one every
-// pace, after a steady window.
+// rollCounter is a subject whose log tells its rolls apart (handoff's
+// generations): how many the signals since t started, and how long each
+// took from its own start.
+type rollCounter interface {
+	rolls(since time.Time) (rollCount, bool)
+}
+
+// restartRun measures s under load through count restarts after a steady
+// window. With -pace completion each signal goes out once the previous
+// restart was seen complete and a quarter of -every has passed, and at
+// least -every after the previous signal, so that every subject completes
+// every restart; with -pace clock, one every -every whatever happens.
 func (h *harness) restartRun(ctx context.Context, scenario string, s subject, round, count int) *loadRun {
 	r := &loadRun{scenario: scenario, subject: s.name(), round: round}
-	every := h.cfg.every
+	every, clock := h.cfg.every, h.cfg.pace == paceClock
 	h.withSubject(ctx, r, s, func(addr string) {
-		total := h.cfg.warmup + h.cfg.steady + time.Duration(count)*every + h.cfg.tail
+		total := h.cfg.warmup + h.cfg.steady + time.Duration(count)*max(every, restartBound) + h.cfg.tail
 		l, err := load.Start(ctx, addr, h.loadOptions(total+time.Minute)...)
 		if err != nil {
 			r.err = err
@@ -85,16 +95,27 @@ func (h *harness) restartRun(ctx context.Context, scenario string, s subject, ro
 		}
 		r.steady.To = time.Now()
 		t0 := time.Now()
-		r.during = load.Window{From: t0, To: t0.Add(time.Duration(count) * every)}
+		r.during.From = t0
+		next := t0
 		for i := range count {
-			tick := t0.Add(time.Duration(i) * every)
-			if r.err = sleepUntil(ctx, tick); r.err != nil {
+			if r.err = sleepUntil(ctx, next); r.err != nil {
 				return
 			}
-			rctx, cancel := context.WithDeadline(ctx, tick.Add(every-every/20))
+			sent := time.Now()
+			deadline := sent.Add(restartBound)
+			if clock {
+				deadline = t0.Add(time.Duration(i+1)*every - every/20)
+			}
+			rctx, cancel := context.WithDeadline(ctx, deadline)
 			sent, took, err := s.restart(rctx)
 			cancel()
+			if clock {
+				next = t0.Add(time.Duration(i+1) * every)
+			} else {
+				next = later(sent.Add(every), time.Now().Add(every/4))
+			}
 			r.signals = append(r.signals, sent)
+			r.during.To = next
 			var rerr *restartError
 			switch {
 			case err == nil:
@@ -108,10 +129,16 @@ func (h *harness) restartRun(ctx context.Context, scenario string, s subject, ro
 				return
 			}
 		}
-		if r.err = sleepUntil(ctx, r.during.To); r.err != nil {
+		if r.err = sleepUntil(ctx, next); r.err != nil {
 			return
 		}
 		r.err = sleep(ctx, h.cfg.tail)
+		if rc, ok := s.(rollCounter); ok {
+			if n, ok := rc.rolls(t0); ok {
+				r.rolls = &n
+				r.took = n.took // each roll timed from its own start, the late ones too
+			}
+		}
 	})
 	h.progress(r)
 	return r
@@ -124,7 +151,11 @@ func (h *harness) progress(r *loadRun) {
 		all := r.res.Stats()
 		msg += fmt.Sprintf(": %d requests, %d failed, %.0f req/s", all.Requests, all.Failed(), all.RPS)
 		if len(r.signals) > 0 {
-			msg += fmt.Sprintf(", %d signals (%d seen complete)", len(r.signals), len(r.took))
+			msg += fmt.Sprintf(", %d signals (%d seen complete", len(r.signals), len(r.took))
+			if r.rolls != nil {
+				msg += fmt.Sprintf(", %d folded", r.rolls.folded(len(r.signals)))
+			}
+			msg += ")"
 		}
 	}
 	if r.err != nil {

@@ -72,18 +72,28 @@ func secs(s float64) time.Duration { return time.Duration(s * float64(time.Secon
 // handoffSubject is the example supervisor: SIGHUP rolls, SIGUSR2 upgrades
 // in place.
 type handoffSubject struct {
-	bin     string
-	workers int
-	upgrade bool     // restart sends SIGUSR2 instead of SIGHUP
-	args    []string // more flags of the example (traffic: -h2c)
-	echo    io.Writer
-	p       *proc
+	bin       string
+	workers   int
+	reusePort bool     // -reuseport: a socket per worker slot (SO_REUSEPORT) instead of one shared socket
+	upgrade   bool     // restart sends SIGUSR2 instead of SIGHUP
+	args      []string // more flags of the example (traffic: -h2c)
+	echo      io.Writer
+	p         *proc
 }
 
-func (s *handoffSubject) name() string { return "handoff" }
+func (s *handoffSubject) name() string {
+	if s.reusePort {
+		return nameHandoffReusePort
+	}
+	return "handoff"
+}
 
 func (s *handoffSubject) start(ctx context.Context) (string, error) {
-	p, err := startProc("handoff", s.bin, append([]string{"-listen", "127.0.0.1:0", "-workers", strconv.Itoa(s.workers)}, s.args...), nil, s.echo)
+	args := append([]string{"-listen", "127.0.0.1:0", "-workers", strconv.Itoa(s.workers)}, s.args...)
+	if s.reusePort {
+		args = append(args, "-reuseport")
+	}
+	p, err := startProc(s.name(), s.bin, args, nil, s.echo)
 	if err != nil {
 		return "", err
 	}
@@ -109,26 +119,63 @@ func (s *handoffSubject) start(ctx context.Context) (string, error) {
 	return addr, nil
 }
 
+// restart sends SIGHUP (SIGUSR2 to upgrade) and waits for it to complete.
+// A roll is timed from its own start: the first `rolling` line after the
+// signal names the roll's generation, and took runs from that line to the
+// `roll complete` of the same generation. A signal that lands during a
+// roll is queued by the supervisor and its roll starts when that one ends;
+// the previous roll's `roll complete` is not this signal's.
 func (s *handoffSubject) restart(ctx context.Context) (time.Time, time.Duration, error) {
-	sig, done, failed := syscall.SIGHUP, "roll complete", "roll failed"
 	if s.upgrade {
-		sig, done, failed = syscall.SIGUSR2, "supervisor upgraded in place", "upgrade failed"
+		return s.upgradeInPlace(ctx)
 	}
 	c := s.p.log.cursorEnd()
 	sent := time.Now()
-	if err := s.p.signal(sig); err != nil {
+	if err := s.p.signal(syscall.SIGHUP); err != nil {
+		return sent, 0, err
+	}
+	var gen uint64
+	var began time.Time
+	ln, err := c.find(ctx, func(ln logLine) (bool, error) {
+		ev, ok := parseEvent(ln.text)
+		switch {
+		case !ok:
+		case ev.Msg == "exiting":
+			return false, fmt.Errorf("handoff is exiting: %s", ev.Error)
+		case gen == 0 && ev.Msg == msgRolling:
+			gen, began = ev.Generation, ln.at
+		case gen != 0 && ev.Generation == gen && strings.HasPrefix(ev.Msg, "roll failed"):
+			return false, &restartError{ev.Msg + ": " + ev.Error}
+		}
+		return ok && gen != 0 && ev.Msg == msgRollComplete && ev.Generation == gen, nil
+	})
+	switch {
+	case err == nil:
+		return sent, ln.at.Sub(began), nil
+	case ctx.Err() != nil:
+		return sent, 0, errIncomplete
+	}
+	return sent, 0, err
+}
+
+// upgradeInPlace sends SIGUSR2 and waits for the new image to say it took
+// over; the upgrade starts at the signal.
+func (s *handoffSubject) upgradeInPlace(ctx context.Context) (time.Time, time.Duration, error) {
+	c := s.p.log.cursorEnd()
+	sent := time.Now()
+	if err := s.p.signal(syscall.SIGUSR2); err != nil {
 		return sent, 0, err
 	}
 	ln, err := c.find(ctx, func(ln logLine) (bool, error) {
 		ev, ok := parseEvent(ln.text)
 		switch {
 		case !ok:
-		case strings.HasPrefix(ev.Msg, failed):
+		case strings.HasPrefix(ev.Msg, "upgrade failed"):
 			return false, &restartError{ev.Msg + ": " + ev.Error}
 		case ev.Msg == "exiting":
 			return false, fmt.Errorf("handoff is exiting: %s", ev.Error)
 		}
-		return ok && ev.Msg == done, nil
+		return ok && ev.Msg == "supervisor upgraded in place", nil
 	})
 	switch {
 	case err == nil:
@@ -137,6 +184,15 @@ func (s *handoffSubject) restart(ctx context.Context) (time.Time, time.Duration,
 		return sent, 0, errIncomplete
 	}
 	return sent, 0, err
+}
+
+// rolls counts and times the rolls the supervisor logged since t, by
+// generation; ok is false in upgrade mode.
+func (s *handoffSubject) rolls(since time.Time) (rollCount, bool) {
+	if s.upgrade || s.p == nil {
+		return rollCount{}, false
+	}
+	return countRolls(s.p.log.since(since)), true
 }
 
 func (s *handoffSubject) stop() error {
@@ -205,10 +261,13 @@ func (s *goSubject) stop() error {
 type tableflipSubject struct {
 	bin  string
 	args []string // more flags (traffic: -h2c)
-	echo io.Writer
-	p    *proc // the first process; its log is the whole chain's
-	cur  int   // the pid serving
-	pids []int // every pid of the chain, for the parent check
+	// handoffDrain: the old process drains with handoff's
+	// worker.ServeAndDrain instead of http.Server.Shutdown.
+	handoffDrain bool
+	echo         io.Writer
+	p            *proc // the first process; its log is the whole chain's
+	cur          int   // the pid serving
+	pids         []int // every pid of the chain, for the parent check
 }
 
 // tfEvent is a line of the tableflip peer's log.
@@ -219,10 +278,19 @@ type tfEvent struct {
 	Error string `json:"error"`
 }
 
-func (s *tableflipSubject) name() string { return "tableflip" }
+func (s *tableflipSubject) name() string {
+	if s.handoffDrain {
+		return nameTableflipDrain
+	}
+	return "tableflip"
+}
 
 func (s *tableflipSubject) start(ctx context.Context) (string, error) {
-	p, err := startProc("tableflip", s.bin, append([]string{"-listen", "127.0.0.1:0"}, s.args...), nil, s.echo)
+	args := append([]string{"-listen", "127.0.0.1:0"}, s.args...)
+	if s.handoffDrain {
+		args = append(args, "-drain", "handoff")
+	}
+	p, err := startProc(s.name(), s.bin, args, nil, s.echo)
 	if err != nil {
 		return "", err
 	}

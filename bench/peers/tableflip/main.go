@@ -4,9 +4,15 @@
 // and its net/http example: upg.Listen, upg.Ready, and on upg.Exit an
 // http.Server.Shutdown.
 //
-//	tableflip -listen 127.0.0.1:0 [-h2c]
+//	tableflip -listen 127.0.0.1:0 [-h2c] [-drain handoff]
 //
 // -h2c serves cleartext HTTP/2 (prior knowledge) beside HTTP/1.1.
+// -drain handoff drains with handoff's worker.ServeAndDrain instead of
+// http.Server.Shutdown (the default, -drain shutdown): the same
+// supervisor with handoff's drain, so that a comparison can tell what the
+// supervisor does from what the drain does. There is no handoff
+// supervisor here, so no hand-over: a draining connection is closed after
+// its next response (Connection: close), or when its client closes it.
 // SIGHUP starts an upgrade: the binary is started again, inherits the
 // listening socket, and once it is ready the old process shuts its server
 // down and exits. SIGTERM or SIGINT stops the process (upg.Stop) the same
@@ -20,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -31,6 +38,7 @@ import (
 	"github.com/cloudflare/tableflip"
 
 	"github.com/handoff-dev/handoff/bench/peers/internal/hello"
+	"github.com/handoff-dev/handoff/worker"
 )
 
 // envGeneration counts the processes of an upgrade chain, for X-Generation.
@@ -60,16 +68,27 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "TCP address to listen on")
 	pidFile := flag.String("pid-file", "", "path of the pid file tableflip writes when a process is ready")
 	h2c := flag.Bool("h2c", false, "serve cleartext HTTP/2 (prior knowledge) beside HTTP/1.1")
+	drain := flag.String("drain", drainShutdown, "how the old process drains: "+drainShutdown+" (http.Server.Shutdown) or "+drainHandoff+" (handoff's worker.ServeAndDrain)")
 	flag.Parse()
 	log := &logger{enc: json.NewEncoder(os.Stderr)}
-	if err := run(log, *listen, *pidFile, *h2c); err != nil {
+	if *drain != drainShutdown && *drain != drainHandoff {
+		log.log("exiting", "error", "-drain: want "+drainShutdown+" or "+drainHandoff)
+		os.Exit(2)
+	}
+	if err := run(log, *listen, *pidFile, *h2c, *drain); err != nil {
 		log.log("exiting", "error", err.Error())
 		os.Exit(1)
 	}
 	log.log("exiting")
 }
 
-func run(log *logger, addr, pidFile string, h2c bool) error {
+// How the old process drains (-drain).
+const (
+	drainShutdown = "shutdown"
+	drainHandoff  = "handoff"
+)
+
+func run(log *logger, addr, pidFile string, h2c bool, drain string) error {
 	gen := 1
 	if g, err := strconv.Atoi(os.Getenv(envGeneration)); err == nil && g > 0 {
 		gen = g
@@ -108,6 +127,9 @@ func run(log *logger, addr, pidFile string, h2c bool) error {
 		srv.Protocols.SetHTTP1(true)
 		srv.Protocols.SetUnencryptedHTTP2(true)
 	}
+	if drain == drainHandoff {
+		return serveAndDrain(log, upg, srv, ln, gen)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
@@ -127,4 +149,28 @@ func run(log *logger, addr, pidFile string, h2c bool) error {
 		err = errors.Join(err, serr)
 	}
 	return err
+}
+
+// serveAndDrain serves with handoff's drain: the drain starts when
+// tableflip says the successor is ready.
+func serveAndDrain(log *logger, upg *tableflip.Upgrader, srv *http.Server, ln net.Listener, gen int) error {
+	ctx, startDrain := context.WithCancel(context.Background())
+	defer startDrain()
+	served := make(chan error, 1)
+	go func() {
+		served <- worker.ServeAndDrain(ctx, srv, []net.Listener{ln}, worker.WithDrainTimeout(drainTimeout),
+			worker.WithDrainLogger(nil))
+	}()
+	if err := upg.Ready(); err != nil {
+		startDrain()
+		return errors.Join(err, <-served)
+	}
+	log.log("ready", "generation", gen, "addr", ln.Addr().String())
+	select {
+	case <-upg.Exit():
+		startDrain()
+		return <-served
+	case err := <-served:
+		return err
+	}
 }
