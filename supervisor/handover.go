@@ -68,7 +68,7 @@ func (t *table) handoverStarted(w *child, local *connpass.Conn) {
 	if local == nil {
 		return
 	}
-	if err := t.router.Add(w.info.Pid, w.info.Generation, local); err != nil {
+	if err := t.router.Add(w.info.Pid, w.info.Generation, w.info.Slot, local); err != nil {
 		t.log.Warn("hand-over", append(workerFields(w.info), zap.Error(err))...)
 	}
 }

@@ -71,6 +71,7 @@ type RouterState struct {
 type RouterWorker struct {
 	Pid        int
 	Generation uint64
+	Slot       int
 	Fd         int      // its pair's end, this process's
 	Addrs      []string `json:",omitempty"` // its last Serve
 	Ready      bool     `json:",omitempty"`
@@ -132,10 +133,13 @@ func newRouter(onError func(pid int, err error), changed chan struct{}) *Router 
 }
 
 // Add registers c, the router's end of the pair of worker pid of
-// generation gen, and starts reading it. The router owns c from then on
-// (closed on error too).
-func (r *Router) Add(pid int, gen uint64, c *Conn) error {
-	err := r.call(func(rt *routing) error { return rt.add(pid, gen, c) })
+// generation gen, in the supervisor's slot slot, and starts reading it.
+// The router owns c from then on (closed on error too). A connection a
+// worker hands goes to the newest generation, and there first to the
+// worker of the sender's slot: its replacement, so that a roll leaves
+// each slot the connections it had.
+func (r *Router) Add(pid int, gen uint64, slot int, c *Conn) error {
+	err := r.call(func(rt *routing) error { return rt.add(pid, gen, slot, c) })
 	if errors.Is(err, ErrRouterClosed) {
 		c.Close()
 	}
@@ -284,6 +288,7 @@ const (
 type rworker struct {
 	pid      int
 	gen      uint64
+	slot     int
 	c        *Conn
 	addrs    map[string]bool
 	ready    bool
@@ -303,6 +308,7 @@ type flight struct {
 	fd     int
 	addr   string
 	from   int
+	slot   int // the sender's
 	fromID uint64
 	to     int
 	tried  map[int]bool
@@ -344,12 +350,12 @@ func (rt *routing) run() {
 	}
 }
 
-func (rt *routing) add(pid int, gen uint64, c *Conn) error {
+func (rt *routing) add(pid int, gen uint64, slot int, c *Conn) error {
 	if old := rt.workers[pid]; old != nil {
 		c.Close()
 		return fmt.Errorf("connpass: worker %d added twice", pid)
 	}
-	w := &rworker{pid: pid, gen: gen, c: c, addrs: map[string]bool{}, sent: map[uint64]*flight{}}
+	w := &rworker{pid: pid, gen: gen, slot: slot, c: c, addrs: map[string]bool{}, sent: map[uint64]*flight{}}
 	rt.workers[pid] = w
 	if !rt.paused {
 		rt.startReader(w)
@@ -454,7 +460,7 @@ func (rt *routing) onEvent(e event) {
 	case KindHand:
 		rt.r.hands.Add(1)
 		rt.nextID++
-		f := &flight{id: rt.nextID, fd: m.Fd, addr: m.Addr, from: w.pid, fromID: m.ID, tried: map[int]bool{w.pid: true}}
+		f := &flight{id: rt.nextID, fd: m.Fd, addr: m.Addr, from: w.pid, slot: w.slot, fromID: m.ID, tried: map[int]bool{w.pid: true}}
 		rt.flights[f.id] = f
 		rt.r.stats.inFlight.Add(1)
 		rt.route(f)
@@ -512,19 +518,35 @@ func (rt *routing) route(f *flight) {
 }
 
 // pick returns the worker f goes to: ready, not stopping, not stalled, not
-// tried, its last Serve naming f's address; of the newest generation; the
-// least recently given one. Nil if there is none.
+// tried, its last Serve naming f's address; of the newest generation; of
+// the sender's slot if one is; the least recently given one. Nil if there
+// is none.
 func (rt *routing) pick(f *flight) *rworker {
 	var best *rworker
 	for _, w := range rt.workers {
 		if w.gone || w.stalled || !w.ready || w.stopping || f.tried[w.pid] || !w.addrs[f.addr] {
 			continue
 		}
-		if best == nil || w.gen > best.gen || w.gen == best.gen && (w.used < best.used || w.used == best.used && w.pid < best.pid) {
+		if best == nil || better(w, best, f.slot) {
 			best = w
 		}
 	}
 	return best
+}
+
+// better reports whether w is a better pick than best for a connection
+// from slot.
+func better(w, best *rworker, slot int) bool {
+	if w.gen != best.gen {
+		return w.gen > best.gen
+	}
+	if ws, bs := w.slot == slot, best.slot == slot; ws != bs {
+		return ws
+	}
+	if w.used != best.used {
+		return w.used < best.used
+	}
+	return w.pid < best.pid
 }
 
 // finish closes f's descriptor and forgets f.
@@ -684,7 +706,7 @@ func (rt *routing) state() *RouterState {
 		if err != nil {
 			continue
 		}
-		rw := RouterWorker{Pid: pid, Generation: w.gen, Fd: fd, Ready: w.ready, Stopping: w.stopping, Gone: w.gone}
+		rw := RouterWorker{Pid: pid, Generation: w.gen, Slot: w.slot, Fd: fd, Ready: w.ready, Stopping: w.stopping, Gone: w.gone}
 		rw.Addrs = slices.Sorted(mapKeys(w.addrs))
 		st.Workers = append(st.Workers, rw)
 	}
@@ -713,7 +735,7 @@ func (rt *routing) restore(st *RouterState) error {
 			errs = append(errs, fmt.Errorf("worker %d: %w", sw.Pid, err))
 			continue
 		}
-		w := &rworker{pid: sw.Pid, gen: sw.Generation, c: c, addrs: map[string]bool{}, sent: map[uint64]*flight{},
+		w := &rworker{pid: sw.Pid, gen: sw.Generation, slot: sw.Slot, c: c, addrs: map[string]bool{}, sent: map[uint64]*flight{},
 			ready: sw.Ready, stopping: sw.Stopping, gone: sw.Gone}
 		for _, a := range sw.Addrs {
 			w.addrs[a] = true
@@ -723,7 +745,10 @@ func (rt *routing) restore(st *RouterState) error {
 	var lost []*flight
 	for _, sf := range st.Flights {
 		setCloexec(sf.Fd)
-		f := &flight{id: sf.ID, fd: sf.Fd, addr: sf.Addr, from: sf.From, fromID: sf.FromID, to: sf.To, tried: map[int]bool{}}
+		f := &flight{id: sf.ID, fd: sf.Fd, addr: sf.Addr, from: sf.From, slot: -1, fromID: sf.FromID, to: sf.To, tried: map[int]bool{}}
+		if from := rt.workers[f.from]; from != nil {
+			f.slot = from.slot
+		}
 		for _, p := range sf.Tried {
 			f.tried[p] = true
 		}

@@ -69,11 +69,17 @@ func (r *testRouter) waitFor(what string, cond func(*routing) bool) {
 	}
 }
 
-// addWorker adds a worker to r and returns the worker's end of its pair.
+// addWorker adds a worker to r, in a slot of its own, and returns the
+// worker's end of its pair.
 func (r *testRouter) addWorker(pid int, gen uint64) *Conn {
 	r.t.Helper()
+	return r.addWorkerSlot(pid, gen, -pid)
+}
+
+func (r *testRouter) addWorkerSlot(pid int, gen uint64, slot int) *Conn {
+	r.t.Helper()
 	local, remote := pair(r.t)
-	if err := r.Add(pid, gen, local); err != nil {
+	if err := r.Add(pid, gen, slot, local); err != nil {
 		r.t.Fatal(err)
 	}
 	return remote
@@ -878,4 +884,80 @@ func mustDup(t *testing.T, fd int) int {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// TestRouterPrefersSlot: in a roll, the connections a retired worker hands
+// go to its slot's replacement, not spread over the new generation: the
+// slots keep their share of the connections through the roll. Without a
+// worker of its slot in the newest generation, a connection goes to the
+// least recently given one of that generation.
+func TestRouterPrefersSlot(t *testing.T) {
+	checkFds(t)
+	l := listen(t)
+	r := newTestRouter(t)
+	const addr = "x:1"
+	old0 := r.addWorkerSlot(1, 1, 0)
+	defer old0.Close()
+	old1 := r.addWorkerSlot(2, 1, 1)
+	defer old1.Close()
+	new0 := r.addWorkerSlot(3, 2, 0)
+	defer new0.Close()
+	new1 := r.addWorkerSlot(4, 2, 1)
+	defer new1.Close()
+	gone := r.addWorkerSlot(5, 1, 2) // a slot scaled away: no replacement
+	defer gone.Close()
+	for pid, w := range map[int]*Conn{1: old0, 2: old1, 3: new0, 4: new1, 5: gone} {
+		r.serve(pid, w, addr)
+		r.Ready(pid)
+	}
+	r.Stopping(1)
+	r.Stopping(2)
+	r.Stopping(5)
+	take := func(w *Conn, what string) {
+		t.Helper()
+		m := recvMsg(r.ctx, t, w, what)
+		if m.Kind != KindConn || m.Returned {
+			t.Fatalf("%s: got %+v", what, m)
+		}
+		unix.Close(m.Fd)
+		w.Send(Msg{Kind: KindAck, ID: m.ID, OK: true, Fd: -1})
+	}
+	var clients []net.Conn
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	handN := func(from *Conn, n int) {
+		for i := range n {
+			c, fd := newConn(t, l)
+			clients = append(clients, c)
+			hand(t, from, uint64(i+1), addr, fd)
+		}
+	}
+	handN(old1, 3)
+	for i := range 3 {
+		take(new1, fmt.Sprintf("old1's connection %d at new1", i))
+	}
+	handN(old0, 3)
+	for i := range 3 {
+		take(new0, fmt.Sprintf("old0's connection %d at new0", i))
+	}
+	handN(gone, 2) // new0 was given one last: new1 first, then new0
+	take(new1, "the first of slot 2's at new1")
+	take(new0, "the second of slot 2's at new0")
+	r.waitFor("every hand done", func(*routing) bool { return r.Stats().Handed == 8 })
+	for name, w := range map[string]*Conn{"new0": new0, "new1": new1} {
+		if n, _ := w.queued(); n != 0 {
+			t.Errorf("%s has %d bytes of messages queued", name, n)
+		}
+	}
+	for _, w := range []*Conn{old0, old1, gone} { // their dones
+		for {
+			if n, _ := w.queued(); n == 0 {
+				break
+			}
+			recvMsg(r.ctx, t, w, "a done")
+		}
+	}
 }
