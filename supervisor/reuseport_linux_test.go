@@ -24,6 +24,8 @@ func TestReusePortSlots(t *testing.T) {
 	ctx := deadline(t)
 	f := newFixture(t, "serve", nil, supervisor.WithListen("web=tcp://127.0.0.1:0"),
 		supervisor.WithReusePort(true), supervisor.WithWorkers(3), supervisor.WithAcceptWindow(0))
+	gone := make(chan supervisor.ExitEvent, 64)
+	f.extra.AfterExit = func(e supervisor.ExitEvent) { gone <- e }
 	fds := fdCount(t)
 	f.run(ctx)
 	f.waitServing(ctx, 3)
@@ -95,7 +97,15 @@ func TestReusePortSlots(t *testing.T) {
 			t.Errorf("slot %d: the supervisor does not hold its socket %d", i, up[i])
 		}
 	}
-	f.ask2(addr)
+	// Once the removed slots' workers are gone (a connection queued on
+	// their sockets meanwhile is reset as they exit, with
+	// tcp_migrate_req 0), every connection reaches the two left.
+	for len(f.s.Stats().Retiring) > 0 {
+		recv(ctx, t, gone, "a retired worker's exit")
+	}
+	for range 20 {
+		f.ask2(addr)
+	}
 
 	if err := f.s.Shutdown(ctx); err != nil {
 		t.Fatal(err)
