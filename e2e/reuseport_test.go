@@ -131,12 +131,12 @@ func slotSockets(t *testing.T, sup int, slotPid map[int]int) map[int]uint64 {
 	return bySlot
 }
 
-// listeningInodes returns the inodes of the listening TCP sockets of this
-// network namespace.
+// listeningInodes returns the inodes of the listening TCP sockets of the
+// test's network namespace (of this thread: see newNetns).
 func listeningInodes(t *testing.T) map[uint64]bool {
 	t.Helper()
 	inos := map[uint64]bool{}
-	for _, file := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
+	for _, file := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
@@ -232,7 +232,9 @@ func newNetns(t *testing.T, migrate int) *netns {
 	c := make(chan made, 1)
 	go func() {
 		// Never unlocked: the thread, moved to the new namespace, ends with
-		// this goroutine.
+		// this goroutine; if it is the main thread, which Go never ends,
+		// it runs nothing else, but /proc/self/net is its namespace's from
+		// then on: read /proc/thread-self/net.
 		runtime.LockOSThread()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			c <- made{-1, fmt.Errorf("unshare CLONE_NEWNET: %w", err)}
