@@ -24,12 +24,20 @@ import (
 
 // TestReusePortZeroDowntime: with -reuseport, 32 raw keep-alive clients
 // that never retry fail no request across 10 rolls and 2 upgrades in
-// place, and every slot keeps its socket throughout: each worker's fd 3 is
-// its slot's socket (by inode), the same for the slot's replacements and
-// after the upgrades, held by the supervisor, one per slot.
+// place, with hand-over and without, and every slot keeps its socket
+// throughout: each worker's fd 3 is its slot's socket (by inode), the same
+// for the slot's replacements and after the upgrades, held by the
+// supervisor, one per slot.
 func TestReusePortZeroDowntime(t *testing.T) {
+	for _, handover := range []bool{true, false} {
+		t.Run(fmt.Sprintf("handover=%t", handover), func(t *testing.T) { reusePortZeroDowntime(t, handover) })
+	}
+}
+
+func reusePortZeroDowntime(t *testing.T, handover bool) {
 	const workers, clients, busy = 3, 32, 24
-	sup := startExample(t, "-listen", "127.0.0.1:0", "-workers", strconv.Itoa(workers), "-reuseport")
+	sup := startExample(t, "-listen", "127.0.0.1:0", "-workers", strconv.Itoa(workers), "-reuseport",
+		fmt.Sprintf("-handover=%t", handover))
 	slotPid := map[int]int{} // slot → pid of its newest worker
 	started := func(lines []logLine) {
 		for _, ll := range lines {
