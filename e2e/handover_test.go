@@ -188,11 +188,12 @@ func (l *rawLoad) sockets(t *testing.T) map[int]uint64 {
 }
 
 // established returns the inodes of this network namespace's established
-// TCP sockets by local port, as the kernel lists them.
+// TCP sockets by local port, as the kernel lists them (the thread's: the
+// main thread may have been left in another, see newNetns).
 func established(t *testing.T) map[int]uint64 {
 	t.Helper()
 	socks := map[int]uint64{}
-	for _, file := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
+	for _, file := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)

@@ -87,6 +87,7 @@ func main() {
 	readyTimeout := flag.Duration("ready-timeout", 60*time.Second, "how long a new worker may take to be ready (to accept)")
 	handover := flag.Bool("handover", true, "hand draining workers' idle connections to the new generation instead of closing them")
 	acceptWindow := flag.Duration("accept-window", time.Second, "how long a roll's canary must stay up before its generation is accepted")
+	reusePort := flag.Bool("reuseport", false, "give each worker slot a socket of its own for every TCP address (SO_REUSEPORT) instead of one shared socket")
 	flag.Parse()
 	if len(listen) == 0 {
 		listen = listenFlag{"127.0.0.1:8080"}
@@ -125,6 +126,7 @@ func main() {
 			supervisor.WithReadyTimeout(*readyTimeout),
 			supervisor.WithAcceptWindow(*acceptWindow),
 			supervisor.WithHandover(*handover),
+			supervisor.WithReusePort(*reusePort),
 		)
 	}
 	if err != nil {

@@ -117,7 +117,8 @@
 //
 // # Options
 //
-//   - Workers and sockets: [WithWorkers], [WithListen], [WithSockets].
+//   - Workers and sockets: [WithWorkers], [WithListen], [WithSockets],
+//     [WithReusePort] (a socket per worker slot instead of one shared).
 //   - Readiness and rolls: [WithReadiness], [WithReadyTimeout], [WithSurge],
 //     [WithNotifyAccessAll].
 //   - Restarts: [WithMinUptime], [WithBackoff], [WithMaxStartFailures].

@@ -159,7 +159,7 @@ func (t *table) notReady(w *child) (why, hint string) {
 // acceptedConns reports whether w's process tree holds a connection
 // accepted on one of the sockets.
 func (t *table) acceptedConns(w *child) bool {
-	ok, err := acceptq.TreeAccepted(w.info.Pid, t.socks)
+	ok, err := acceptq.TreeAccepted(w.info.Pid, t.socksFor(w.info.Slot))
 	if err != nil {
 		t.log.Debug("looking for the connections a worker accepted", zap.Error(err))
 	}

@@ -59,6 +59,7 @@ type options struct {
 	cred          *Credential
 	shutdownDelay time.Duration
 	handover      bool // handover.go
+	reusePort     bool // reuseport.go
 }
 
 func defaultOptions() options {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/handoff-dev/handoff/internal/cgroup"
 	"github.com/handoff-dev/handoff/internal/launch"
+	"github.com/handoff-dev/handoff/listener"
 	"github.com/handoff-dev/handoff/reap"
 	"github.com/handoff-dev/handoff/worker"
 )
@@ -52,11 +53,12 @@ func (t *table) spawn(sl *slot, gen uint64) (_ *child, err error) {
 	}
 	t.forget()
 	cmd := rc.cmd
+	socks := t.socksFor(sl.index)
 	sp := &Spawn{
 		Path:       cmd.Path,
 		Args:       slices.Clone(cmd.Args),
 		Dir:        cmd.Dir,
-		Env:        s.workerEnv(t.socks, t.notify.Name(), sl.index, gen),
+		Env:        s.workerEnv(socks, t.notify.Name(), sl.index, gen),
 		Stdin:      t.devnull,
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
@@ -89,7 +91,7 @@ func (t *table) spawn(sl *slot, gen uint64) (_ *child, err error) {
 	if err != nil {
 		return nil, err
 	}
-	proc, err := t.start(sp, cg, exe, rc.self, remote)
+	proc, err := t.start(sp, socks, cg, exe, rc.self, remote)
 	if remote != nil {
 		remote.Close() // the worker's now
 	}
@@ -176,13 +178,13 @@ func (t *table) track(w *child) {
 	}()
 }
 
-// start starts the process described by sp, in the cgroup cg unless nil
+// start starts the process described by sp with socks, in the cgroup cg unless nil
 // (package internal/launch). exe, unless nil, is sp.Path's program pinned
 // open (self: the supervisor's own binary), which runs instead of whatever
 // is at sp.Path. handover, unless nil, is the worker's end of its
 // hand-over pair, passed after the liveness pipe.
-func (t *table) start(sp *Spawn, cg *os.File, exe *os.File, self bool, handover *os.File) (*reap.Process, error) {
-	liveFd := 3 + len(t.socks) + len(sp.ExtraFiles)
+func (t *table) start(sp *Spawn, socks []*listener.Socket, cg *os.File, exe *os.File, self bool, handover *os.File) (*reap.Process, error) {
+	liveFd := 3 + len(socks) + len(sp.ExtraFiles)
 	ls := launch.Spec{Path: sp.Path, Args: sp.Args, Dir: sp.Dir,
 		Env:   append(slices.Clip(sp.Env), fmt.Sprintf("%s=%d", worker.EnvLivenessFd, liveFd)),
 		Stdio: [3]*os.File{sp.Stdin, sp.Stdout, sp.Stderr}, ExtraFiles: sp.ExtraFiles,
@@ -194,7 +196,7 @@ func (t *table) start(sp *Spawn, cg *os.File, exe *os.File, self bool, handover 
 	if c := sp.Credential; c != nil {
 		ls.Cred = &syscall.Credential{Uid: c.UID, Gid: c.GID, Groups: c.Groups}
 	}
-	return launch.Start(t.reaper, t.socks, ls)
+	return launch.Start(t.reaper, socks, ls)
 }
 
 // rawFds returns the files' descriptors without switching them to blocking

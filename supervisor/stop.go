@@ -15,6 +15,7 @@ func (t *table) scale(n int) {
 		return
 	}
 	t.log.Info("scaling", zap.Int("from", len(t.slots)), zap.Int("to", n))
+	t.bindSlots(len(t.slots), n)
 	for len(t.slots) < n {
 		t.slots = append(t.slots, &slot{index: len(t.slots)})
 	}
@@ -28,6 +29,7 @@ func (t *table) scale(n int) {
 		}
 	}
 	t.slots = t.slots[:n]
+	t.closeSlots(n) // after the stop signals: see WithReusePort
 	t.schedule()
 	t.advanceRoll()
 }

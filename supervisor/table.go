@@ -30,6 +30,7 @@ type table struct {
 
 	socks   []*listener.Socket // passed to workers, in fd order
 	owned   []*listener.Socket // the part of socks that Run closes
+	ports   slotSockets        // WithReusePort: each slot's own (reuseport.go)
 	devnull *os.File
 	// liveness is a pipe whose read end every worker holds; only this
 	// process holds the write end, so workers read EOF once it is gone.
@@ -209,14 +210,23 @@ func (s *Supervisor) newTable() (_ *table, err error) {
 // open binds the configured addresses and the notify socket.
 func (t *table) open() (err error) {
 	for _, a := range t.s.addrs {
-		sock, err := listener.Listen(a)
+		opts, perSlot := t.listenOptions(a)
+		sock, err := listener.Listen(a, opts...)
 		if err != nil {
 			return fmt.Errorf("supervisor: %w", err)
 		}
 		t.owned = append(t.owned, sock)
+		var bind listener.Addr // shared
+		if perSlot {
+			bind = boundAddr(a, sock)
+		}
+		t.ports.bind = append(t.ports.bind, bind)
 		t.log.Info("listening", zap.String("name", sock.Name()), zap.Stringer("addr", sock.Addr()))
 	}
 	t.socks = append(slices.Clone(t.owned), t.o.sockets...)
+	for range t.o.sockets {
+		t.ports.bind = append(t.ports.bind, listener.Addr{}) // shared: not ours to bind
+	}
 	if t.notify, err = openNotifySocket(); err != nil {
 		return fmt.Errorf("supervisor: %w", err)
 	}
@@ -227,6 +237,8 @@ func (t *table) open() (err error) {
 	for i := range t.slots {
 		t.slots[i] = &slot{index: i}
 	}
+	t.bindSlots(0, len(t.slots))
+	t.logMigrate()
 	return nil
 }
 
@@ -280,6 +292,7 @@ func (t *table) close() {
 			f.Close()
 		}
 	}
+	t.closeSlots(0)
 	for _, sock := range t.owned {
 		sock.Close()
 	}

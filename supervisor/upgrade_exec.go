@@ -154,6 +154,9 @@ func (t *table) exec(path string) error {
 	for _, s := range st.Sockets {
 		h.Fds = append(h.Fds, s.Fd)
 	}
+	for _, fds := range st.SlotSockets {
+		h.Fds = append(h.Fds, fds...)
+	}
 	for _, fd := range []int{st.MetricsFd, st.HealthFd} {
 		if fd > 0 {
 			h.Fds = append(h.Fds, fd)

@@ -24,6 +24,9 @@ type upgradeState struct {
 	LastGeneration uint64 // numbers only go up, across upgrades too
 	LastRollError  string
 	Sockets        []stateSocket
+	// SlotSockets[i] are slot i's own sockets (WithReusePort), one per
+	// socket with a Bind address, in order; empty: the slot uses Sockets.
+	SlotSockets    [][]int `json:",omitempty"`
 	NotifyFd       int
 	LivenessFds    [2]int // read and write ends
 	Workers        []stateWorker
@@ -62,6 +65,9 @@ type stateRecipe struct {
 type stateSocket struct {
 	Fd   int
 	Name string
+	// Bind is the address each slot binds for a socket of its own there
+	// (WithReusePort); "": the socket is shared.
+	Bind string `json:",omitempty"`
 }
 
 type stateWorker struct {
@@ -118,6 +124,13 @@ func takeUpgradeState() (*upgradeState, error) {
 			return nil, fmt.Errorf("supervisor: upgrade state: socket %q on fd %d", s.Name, s.Fd)
 		}
 	}
+	for i, fds := range st.SlotSockets {
+		for _, fd := range fds {
+			if fd < 3 {
+				return nil, fmt.Errorf("supervisor: upgrade state: slot %d's socket on fd %d", i, fd)
+			}
+		}
+	}
 	for _, r := range st.Recipes {
 		if r.Path == "" || r.Fd != 0 && r.Fd < 3 {
 			return nil, fmt.Errorf("supervisor: upgrade state: generation %d's program %q on fd %d", r.Generation, r.Path, r.Fd)
@@ -146,12 +159,18 @@ func (t *table) snapshot() (*upgradeState, error) {
 	if st.MetricsFd, err = t.metrics.fd(); err != nil {
 		return nil, err
 	}
-	for _, sock := range t.socks {
-		if err := sock.Control(func(fd uintptr) {
-			st.Sockets = append(st.Sockets, stateSocket{Fd: int(fd), Name: sock.Name()})
-		}); err != nil {
+	for j, sock := range t.socks {
+		ss := stateSocket{Name: sock.Name()}
+		if j < len(t.ports.bind) && t.ports.bind[j].Network != "" {
+			ss.Bind = t.ports.bind[j].String()
+		}
+		if err := sock.Control(func(fd uintptr) { ss.Fd = int(fd) }); err != nil {
 			return nil, err
 		}
+		st.Sockets = append(st.Sockets, ss)
+	}
+	if st.SlotSockets, err = t.slotSocketFds(); err != nil {
+		return nil, err
 	}
 	if err := t.notify.Control(func(fd uintptr) { st.NotifyFd = int(fd) }); err != nil {
 		return nil, err
@@ -212,6 +231,9 @@ func (t *table) resume(st *upgradeState) (err error) {
 	if n := len(t.s.addrs) + len(t.o.sockets); n > 0 && n != len(t.socks) {
 		t.log.Warn("the inherited sockets are kept; the configured ones are ignored",
 			zap.Int("inherited", len(t.socks)), zap.Int("configured", n))
+	}
+	if err := t.resumeSlotSockets(st); err != nil {
+		return err
 	}
 	if t.notify, err = notifySocketFromFd(st.NotifyFd); err != nil {
 		return fmt.Errorf("supervisor: inherited notify socket: %w", err)
@@ -289,6 +311,7 @@ func (t *table) resume(st *upgradeState) (err error) {
 		}
 	}
 	t.handoverForget(st.Handover)
+	t.closeSlots(len(t.slots)) // none, unless the state was inconsistent
 	if st.PendingRoll {
 		t.nextRoll = &roll{}
 	}

@@ -47,6 +47,7 @@ type serveConfig struct {
 	metrics      string // -metrics ADDR; "" for none
 	notServed    time.Duration
 	handover     bool
+	reusePort    bool
 	version      bool
 	command      []string
 
@@ -121,6 +122,7 @@ func serveFlags(cfg *serveConfig) *flag.FlagSet {
 	fs.StringVar(&cfg.metrics, "metrics", "", "")
 	fs.DurationVar(&cfg.notServed, "not-served-after", 10*time.Second, "")
 	fs.BoolVar(&cfg.handover, "handover", true, "")
+	fs.BoolVar(&cfg.reusePort, "reuseport", false, "")
 	fs.BoolVar(&cfg.version, "version", false, "")
 	return fs
 }
@@ -689,6 +691,15 @@ Flags:
       others are unaffected. Each worker gets HANDOFF_HANDOVER_FD (default
       true).
       e.g. -handover=false
+  -reuseport
+      Bind each -listen TCP address once per worker slot (SO_REUSEPORT):
+      slot i's worker, and its replacements in a roll, get slot i's socket
+      as fd 3 (same names), so workers do not share one accept queue. The
+      kernel ignores how busy a worker is: a slow one keeps its share of new
+      connections. Unix and systemd-passed sockets stay shared. Scaling
+      down resets connections queued on a removed slot's socket unless
+      net.ipv4.tcp_migrate_req=1 (default false).
+      e.g. -reuseport -workers 8
   -remap-exit FROM=TO
       Exit with TO where handoff would exit with FROM; repeatable (tini's -e,
       generalised). See Exit status below.

@@ -104,7 +104,8 @@ func supervise(cfg *serveConfig, log *zap.Logger, start time.Time) error {
 	if cfg.cgroups != "" && cfg.cgroups != "auto" {
 		opts = append(opts, supervisor.WithCgroups(cfg.cgroups == "on"))
 	}
-	opts = append(opts, supervisor.WithNotServedAfter(cfg.notServed), supervisor.WithHandover(cfg.handover))
+	opts = append(opts, supervisor.WithNotServedAfter(cfg.notServed), supervisor.WithHandover(cfg.handover),
+		supervisor.WithReusePort(cfg.reusePort))
 	if cfg.health != "" {
 		opts = append(opts, supervisor.WithHealth(cfg.health))
 	}

@@ -1,0 +1,249 @@
+package supervisor_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/handoff-dev/handoff/supervisor"
+)
+
+// TestReusePortSlots: with WithReusePort, each slot's worker gets a socket
+// of its own as fd 3 (the TCP address of WithListen, bound per slot on one
+// port), and its replacement in a roll gets the same one; the socket of
+// WithSockets (fd 4) stays shared. Scaling up binds new slots' sockets,
+// scaling down closes the removed slots'; nothing is left open after Run.
+func TestReusePortSlots(t *testing.T) {
+	ctx := deadline(t)
+	f := newFixture(t, "serve", nil, supervisor.WithListen("web=tcp://127.0.0.1:0"),
+		supervisor.WithReusePort(true), supervisor.WithWorkers(3), supervisor.WithAcceptWindow(0))
+	gone := make(chan supervisor.ExitEvent, 64)
+	f.extra.AfterExit = func(e supervisor.ExitEvent) { gone <- e }
+	fds := fdCount(t)
+	f.run(ctx)
+	f.waitServing(ctx, 3)
+	shared := sockInode(t, os.Getpid(), sockFd(t, f))
+	addr := f.s.Stats().Sockets[0].Addr
+
+	// slots returns each serving worker's fd 3 by slot, and checks its fd 4
+	// and its names.
+	slots := func() map[int]uint64 {
+		t.Helper()
+		bySlot := map[int]uint64{}
+		for _, w := range f.s.Stats().Workers {
+			bySlot[w.Slot] = sockInode(t, w.Pid, 3)
+			if got := sockInode(t, w.Pid, 4); got != shared {
+				t.Errorf("worker %d (slot %d): fd 4 is socket %d, want the shared %d", w.Pid, w.Slot, got, shared)
+			}
+			if names := environ(t, w.Pid)["LISTEN_FDNAMES"]; names != "web:test" {
+				t.Errorf("worker %d: LISTEN_FDNAMES=%q, want web:test", w.Pid, names)
+			}
+		}
+		return bySlot
+	}
+	first := slots()
+	if len(first) != 3 {
+		t.Fatalf("workers by slot %v, want 3", first)
+	}
+	checkOwn(t, first, addr)
+	// The kernel spreads connections over the three sockets.
+	pids := map[string]bool{}
+	for i := 0; len(pids) < 3 && i < 300; i++ {
+		pids[strings.Fields(f.ask2(addr))[0]] = true
+	}
+	if len(pids) != 3 {
+		t.Errorf("300 connections reached %d workers, want 3", len(pids))
+	}
+
+	for range 2 {
+		if err := f.s.Roll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if after := slots(); !maps.Equal(after, first) {
+			t.Fatalf("sockets by slot after a roll %v, want %v", after, first)
+		}
+	}
+
+	if err := f.s.Scale(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	f.waitServing(ctx, 5)
+	up := slots()
+	for i := range 3 {
+		if up[i] != first[i] {
+			t.Errorf("slot %d: socket %d after scaling up, want %d", i, up[i], first[i])
+		}
+	}
+	checkOwn(t, up, addr)
+
+	if err := f.s.Scale(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	held := supervisorInodes(t)
+	for i := 2; i < 5; i++ {
+		if held[up[i]] {
+			t.Errorf("slot %d removed: the supervisor still holds its socket %d", i, up[i])
+		}
+	}
+	for i := range 2 {
+		if !held[up[i]] {
+			t.Errorf("slot %d: the supervisor does not hold its socket %d", i, up[i])
+		}
+	}
+	// Once the removed slots' workers are gone (a connection queued on
+	// their sockets meanwhile is reset as they exit, with
+	// tcp_migrate_req 0), every connection reaches the two left.
+	for len(f.s.Stats().Retiring) > 0 {
+		recv(ctx, t, gone, "a retired worker's exit")
+	}
+	for range 20 {
+		f.ask2(addr)
+	}
+
+	if err := f.s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := fdCount(t); n != fds {
+		t.Errorf("%d descriptors open after Run, %d before", n, fds)
+	}
+}
+
+// checkOwn checks that each slot's socket is its own, listening on addr's
+// port, and held by the supervisor.
+func checkOwn(t *testing.T, bySlot map[int]uint64, addr string) {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(addr)
+	held := supervisorInodes(t)
+	seen := map[uint64]int{}
+	for slot, ino := range bySlot {
+		if other, dup := seen[ino]; dup {
+			t.Errorf("slots %d and %d share socket %d", other, slot, ino)
+		}
+		seen[ino] = slot
+		if !held[ino] {
+			t.Errorf("slot %d: the supervisor does not hold its socket %d", slot, ino)
+		}
+		if p := listenPort(t, ino); strconv.Itoa(p) != port {
+			t.Errorf("slot %d: socket %d listens on port %d, want %s", slot, ino, p, port)
+		}
+	}
+}
+
+// ask2 connects to addr and returns the line a worker wrote.
+func (f *fixture) ask2(addr string) string {
+	f.t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		f.t.Fatalf("reading from a worker: %v", err)
+	}
+	return strings.TrimSpace(line)
+}
+
+func sockFd(t *testing.T, f *fixture) int {
+	t.Helper()
+	var fd int
+	if err := f.sock.Control(func(u uintptr) { fd = int(u) }); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+// sockInode returns the inode of the socket on pid's fd.
+func sockInode(t *testing.T, pid, fd int) uint64 {
+	t.Helper()
+	link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, fd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ino, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]"), 10, 64)
+	if err != nil {
+		t.Fatalf("pid %d fd %d is %q, not a socket", pid, fd, link)
+	}
+	return ino
+}
+
+// supervisorInodes returns the inodes of the sockets this process holds.
+func supervisorInodes(t *testing.T) map[uint64]bool {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inos := map[uint64]bool{}
+	for _, e := range ents {
+		link, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		if s, ok := strings.CutPrefix(link, "socket:["); ok {
+			if ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64); err == nil {
+				inos[ino] = true
+			}
+		}
+	}
+	return inos
+}
+
+// listenPort returns the port of the listening TCP socket with inode ino.
+func listenPort(t *testing.T, ino uint64) int {
+	t.Helper()
+	for _, file := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fl := strings.Fields(line)
+			if len(fl) < 10 || fl[3] != "0A" || fl[9] != strconv.FormatUint(ino, 10) { // TCP_LISTEN
+				continue
+			}
+			_, port, _ := strings.Cut(fl[1], ":")
+			p, _ := strconv.ParseUint(port, 16, 16)
+			return int(p)
+		}
+	}
+	t.Errorf("socket %d is not a listening TCP socket", ino)
+	return 0
+}
+
+func environ(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for kv := range strings.SplitSeq(string(b), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// waitServing waits until n workers serve, ready.
+func (f *fixture) waitServing(ctx context.Context, n int) {
+	f.t.Helper()
+	for {
+		ready := 0
+		for _, w := range f.s.Stats().Workers {
+			if w.State == supervisor.Ready {
+				ready++
+			}
+		}
+		if ready == n {
+			return
+		}
+		f.waitReady(ctx)
+	}
+}
