@@ -62,6 +62,7 @@ type table struct {
 	killing        bool             // the stop turned to SIGKILL
 	strays         *proctree.Strays // tree.go
 	groups         map[int]bool     // process groups of workers seen during the stop
+	pace           sweepPace        // the sweeps of the stop (tree.go)
 	delaying       bool             // in the shutdown delay (WithShutdownDelay)
 	delayUntil     time.Time        // when it ends
 	delayTimeout   time.Duration
@@ -377,6 +378,7 @@ func (t *table) rearm() {
 	if t.stopping && t.strays.Len() > 0 {
 		earliest(t.stopDeadline)
 	}
+	earliest(t.nextSweep())
 	if t.delaying {
 		earliest(t.delayUntil)
 	}
