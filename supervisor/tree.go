@@ -48,10 +48,11 @@ type sweepPace struct {
 }
 
 // sweepEvery is the shortest sweep interval; it is sweepCost times the last
-// sweep's duration when that is longer, so that sweeping never takes more
-// than about 1/sweepCost of the supervisor's time.
+// sweep's duration when that is longer, so that sweeping takes no more than
+// about 1/sweepCost of the supervisor's time, but never over sweepMax.
 const (
 	sweepEvery = 100 * time.Millisecond
+	sweepMax   = time.Second
 	sweepCost  = 20
 )
 
@@ -68,7 +69,7 @@ func (t *table) nextSweep() time.Time {
 	if !t.pace.due {
 		return time.Time{}
 	}
-	return t.pace.at.Add(max(sweepEvery, sweepCost*t.pace.took))
+	return t.pace.at.Add(min(max(sweepEvery, sweepCost*t.pace.took), sweepMax))
 }
 
 // orphaned signals the strays of a worker that has exited: its stop was its
