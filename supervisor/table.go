@@ -63,6 +63,7 @@ type table struct {
 	killing        bool             // the stop turned to SIGKILL
 	strays         *proctree.Strays // tree.go
 	groups         map[int]bool     // process groups of workers seen during the stop
+	pace           sweepPace        // the sweeps of the stop (tree.go)
 	delaying       bool             // in the shutdown delay (WithShutdownDelay)
 	delayUntil     time.Time        // when it ends
 	delayTimeout   time.Duration
@@ -390,6 +391,7 @@ func (t *table) rearm() {
 	if t.stopping && t.strays.Len() > 0 {
 		earliest(t.stopDeadline)
 	}
+	earliest(t.nextSweep())
 	if t.delaying {
 		earliest(t.delayUntil)
 	}

@@ -181,7 +181,7 @@ func (h *harness) scenarios(ctx context.Context, res *results) {
 func footprintEstimate(ns []int) time.Duration {
 	var d time.Duration
 	for _, n := range ns {
-		d += 3*time.Second + time.Duration(n)*15*time.Millisecond
+		d += 3*time.Second + time.Duration(n)*30*time.Millisecond // handoff, then raw
 	}
 	return d
 }
@@ -297,8 +297,12 @@ func (h *harness) runFootprint(ctx context.Context, res *results) {
 			return
 		}
 		r := h.handoffSpawn(ctx, n, 1)
-		h.logf("footprint: %d workers: supervisor %d threads, %d KiB RSS %v", n, r.threads, r.rss>>10, errText(r.err))
+		h.logf("footprint: %d workers: supervisor %d threads, %d KiB RSS, SIGTERM → all gone %v %v", n, r.threads, r.rss>>10,
+			r.stop.Round(time.Millisecond), errText(r.err))
 		res.footprint = append(res.footprint, r)
+		raw := h.rawSpawn(ctx, n, 1)
+		h.logf("footprint: %d raw workers: SIGTERM → all gone %v %v", n, raw.stop.Round(time.Millisecond), errText(raw.err))
+		res.footprintRaw = append(res.footprintRaw, raw)
 	}
 }
 

@@ -589,16 +589,24 @@ func writeSpawn(p printer, res *results, cfg config) {
 		}
 	}
 	if len(res.footprint) > 0 {
-		p("The supervisor's OS threads and resident memory (/proc/<pid>/status Threads and VmRSS) with N example workers: sampled every 10 ms while they start (max), and read once all are ready and 500 ms have passed (settled).\n\n")
+		p("The supervisor's OS threads and resident memory (/proc/<pid>/status Threads and VmRSS) with N example workers: sampled every 10 ms while they start (max), and read once all are ready and 500 ms have passed (settled). SIGTERM → all gone: from the signal to the supervisor until it has exited, which it does once every worker is reaped; raw: the same N workers started by os.StartProcess, SIGTERMed at once by a minimal program and waited for, in the same run.\n\n")
 		t := mdtable.New("workers", "all ready after", "ready/s", "threads, settled", "threads, max", "VmRSS, settled",
-			"VmRSS, max", "SIGTERM → all gone").Right(0, 1, 2, 3, 4, 5, 6, 7)
-		for _, r := range res.footprint {
+			"VmRSS, max", "SIGTERM → all gone", "raw", "handoff ÷ raw").Right(0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
+		for i, r := range res.footprint {
 			if r.err != nil {
-				t.Row(fmt.Sprint(r.n), errText(r.err), "", "", "", "", "", "")
+				t.Row(fmt.Sprint(r.n), errText(r.err), "", "", "", "", "", "", "", "")
 				continue
 			}
+			raw, ratio := "", ""
+			if i < len(res.footprintRaw) {
+				if w := res.footprintRaw[i]; w.err != nil {
+					raw = errText(w.err)
+				} else {
+					raw, ratio = mdtable.Ms(w.stop), mdtable.Ratio(r.stop.Seconds(), w.stop.Seconds())
+				}
+			}
 			t.Row(mdtable.Int(r.n), mdtable.Ms(r.total), mdtable.Rate(r.rate()), fmt.Sprint(r.threads),
-				fmt.Sprint(r.maxThreads), mib(r.rss), mib(r.maxRSS), mdtable.Ms(r.stop))
+				fmt.Sprint(r.maxThreads), mib(r.rss), mib(r.maxRSS), mdtable.Ms(r.stop), raw, ratio)
 		}
 		table(p, t)
 	}

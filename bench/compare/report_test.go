@@ -79,7 +79,8 @@ func fakeResults() *results {
 		}
 	}
 	res.reap = []*reapRun{{Mode: "reap: pidfd per child", Round: 1, PacedP50: 100 * time.Microsecond, Threads: 6}}
-	res.footprint = []*spawnRun{{who: "handoff", n: 1000, total: 4 * time.Second, threads: 9, rss: 20 << 20}}
+	res.footprint = []*spawnRun{{who: "handoff", n: 1000, total: 4 * time.Second, threads: 9, rss: 20 << 20, stop: 10 * time.Second}}
+	res.footprintRaw = []*spawnRun{{who: "raw os.StartProcess", n: 1000, total: 4 * time.Second, stop: 8 * time.Second}}
 	return res
 }
 
@@ -116,10 +117,10 @@ func TestReport(t *testing.T) {
 		}
 	}
 	for _, re := range []string{
-		`\| tableflip +\| +0 vs 4 \|`,                                          // 2 failures per round, 2 rounds
-		`\| +1,000 \| +4000.00 ms \|`,                                          // the footprint row
-		`\| handoff +\| +1 \| +2 \| +2 \| [^\n]*\| +0\.00 \| +[0-9.]+ ms \|`,   // no reconnect
-		`\| tableflip +\| +1 \| +2 \| +2 \| [^\n]*\| +4\.00 \| +[0-9.]+ ms \|`, // 4 clients, each once per signal
+		`\| tableflip +\| +0 vs 4 \|`, // 2 failures per round, 2 rounds
+		`\| +1,000 \| +4000.00 ms \|[^\n]*\| +10000.00 ms \| +8000.00 ms \| +×1.25 \|`, // the footprint row, its stop beside raw's
+		`\| handoff +\| +1 \| +2 \| +2 \| [^\n]*\| +0\.00 \| +[0-9.]+ ms \|`,           // no reconnect
+		`\| tableflip +\| +1 \| +2 \| +2 \| [^\n]*\| +4\.00 \| +[0-9.]+ ms \|`,         // 4 clients, each once per signal
 	} {
 		if !regexp.MustCompile(re).MatchString(md) {
 			t.Errorf("report does not match %s", re)

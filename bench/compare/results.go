@@ -159,11 +159,14 @@ type results struct {
 	upgrades   []*loadRun
 	spawn      []*spawnRun
 	footprint  []*spawnRun
-	reap       []*reapRun
-	traffic    []*trafficRun
-	reconnects []*reconnectRun
-	plots      map[string]string // scenario → SVG file name
-	notes      []string          // skipped scenarios and peers, what went wrong
-	skipped    []string          // scenarios skipped because they would not fit in -limit
-	noReuse    string            // why handoff -reuseport was not measured; empty if it was
+	// footprintRaw is the raw baseline of footprint's stop: the same
+	// workers started by os.StartProcess, SIGTERMed and waited for.
+	footprintRaw []*spawnRun
+	reap         []*reapRun
+	traffic      []*trafficRun
+	reconnects   []*reconnectRun
+	plots        map[string]string // scenario → SVG file name
+	notes        []string          // skipped scenarios and peers, what went wrong
+	skipped      []string          // scenarios skipped because they would not fit in -limit
+	noReuse      string            // why handoff -reuseport was not measured; empty if it was
 }

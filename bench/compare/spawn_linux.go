@@ -95,6 +95,7 @@ func (h *harness) handoffSpawn(ctx context.Context, n, round int) *spawnRun {
 // times each from its start to an answered request: the socket queues
 // the connection until the worker accepts it. The example's own init sets
 // LISTEN_PID (HANDOFF_TRAMPOLINE set empty), as it does under handoff.
+// Its stop is SIGTERM to all of them and a wait for each.
 func (h *harness) rawSpawn(ctx context.Context, n, round int) *spawnRun {
 	r := &spawnRun{who: "raw os.StartProcess", round: round, n: n}
 	ctx, cancel := context.WithTimeout(ctx, spawnTimeout)
@@ -135,12 +136,16 @@ func (h *harness) rawSpawn(ctx context.Context, n, round int) *spawnRun {
 
 	procs := make([]*os.Process, 0, n)
 	defer func() {
+		// The raw baseline of a stop: SIGTERM to every worker at once, then
+		// a wait for each.
+		t := time.Now()
 		for _, p := range procs {
 			p.Signal(syscall.SIGTERM)
 		}
 		for _, p := range procs {
 			waitOrKill(p, 10*time.Second)
 		}
+		r.stop = time.Since(t)
 	}()
 	ready := make([]time.Time, n)
 	starts := make([]time.Time, n)

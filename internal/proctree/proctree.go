@@ -12,11 +12,44 @@ type Proc struct {
 // died, unless it called setsid), and the descendants of those. Roots and self
 // are left out.
 func Tree(procs []Proc, self int, roots, groups map[int]bool) []Proc {
-	kids := make(map[int][]Proc, len(procs))
-	for _, p := range procs {
-		kids[p.PPid] = append(kids[p.PPid], p)
+	return NewIndex(procs, self).Tree(roots, groups)
+}
+
+// An Index is a list of processes indexed by pid, parent and process group,
+// made once, so that the trees of many roots are walked without a pass over
+// the whole list for each: a walk costs what it finds.
+type Index struct {
+	self    int
+	byPid   map[int]Proc
+	kids    map[int][]Proc // by parent
+	members map[int][]Proc // by process group
+}
+
+// NewIndex indexes procs; self, the calling process, is never part of a
+// tree, nor is its process group walked.
+func NewIndex(procs []Proc, self int) *Index {
+	ix := &Index{
+		self:    self,
+		byPid:   make(map[int]Proc, len(procs)),
+		kids:    make(map[int][]Proc, len(procs)),
+		members: make(map[int][]Proc),
 	}
-	seen := map[int]bool{self: true}
+	for _, p := range procs {
+		ix.byPid[p.Pid] = p
+		ix.kids[p.PPid] = append(ix.kids[p.PPid], p)
+		if p.Pgid != self {
+			ix.members[p.Pgid] = append(ix.members[p.Pgid], p)
+		}
+	}
+	return ix
+}
+
+// Len is the number of processes indexed.
+func (ix *Index) Len() int { return len(ix.byPid) }
+
+// Tree is the package's Tree over the indexed processes.
+func (ix *Index) Tree(roots, groups map[int]bool) []Proc {
+	seen := map[int]bool{ix.self: true}
 	var out []Proc
 	var walk func(p Proc)
 	walk = func(p Proc) {
@@ -27,17 +60,17 @@ func Tree(procs []Proc, self int, roots, groups map[int]bool) []Proc {
 		if !roots[p.Pid] {
 			out = append(out, p)
 		}
-		for _, k := range kids[p.Pid] {
+		for _, k := range ix.kids[p.Pid] {
 			walk(k)
 		}
 	}
-	for _, p := range procs {
-		if roots[p.Pid] {
+	for pid := range roots {
+		if p, ok := ix.byPid[pid]; ok {
 			walk(p)
 		}
 	}
-	for _, p := range procs {
-		if groups[p.Pgid] && p.Pgid != self {
+	for g := range groups {
+		for _, p := range ix.members[g] {
 			walk(p)
 		}
 	}
