@@ -227,13 +227,21 @@ type published struct {
 	socks []*listener.Socket
 }
 
+// stopPublishEvery paces publish while the supervisor stops: the snapshot
+// copies every worker, and the exits of a stop come in a burst (1,000
+// workers: a snapshot per exit was O(N²)). Stats lags the table by at most
+// this then.
+const stopPublishEvery = 50 * time.Millisecond
+
 // publish stores the table's snapshot for Supervisor.Stats. The run loop
 // calls it after every event that may have changed it (all but a worker's
-// watchdog ping) and before every hook; a caller whose Roll or Scale has
+// watchdog ping; while stopping, at most every stopPublishEvery) and before
+// every hook; a caller whose Roll or Scale has
 // returned waits for the loop's next select, which comes after it (see
 // await), so that it sees its outcome in Stats.
 func (t *table) publish() {
 	now := time.Now()
+	t.unpublished, t.publishedAt = false, now
 	st := Stats{
 		Generation:    t.gen,
 		Rolling:       t.roll != nil,

@@ -64,6 +64,8 @@ type table struct {
 	strays         *proctree.Strays // tree.go
 	groups         map[int]bool     // process groups of workers seen during the stop
 	pace           sweepPace        // the sweeps of the stop (tree.go)
+	unpublished    bool             // an event changed the table since the last publish
+	publishedAt    time.Time        // when publish last ran
 	delaying       bool             // in the shutdown delay (WithShutdownDelay)
 	delayUntil     time.Time        // when it ends
 	delayTimeout   time.Duration
@@ -330,6 +332,9 @@ func (t *table) loop(ctx context.Context) error {
 			ping = false
 		}
 		if !ping {
+			t.unpublished = true
+		}
+		if t.unpublished && (!t.stopping || time.Since(t.publishedAt) >= stopPublishEvery) {
 			t.publish()
 		}
 		t.rearm()
@@ -392,6 +397,9 @@ func (t *table) rearm() {
 		earliest(t.stopDeadline)
 	}
 	earliest(t.nextSweep())
+	if t.unpublished {
+		earliest(t.publishedAt.Add(stopPublishEvery))
+	}
 	if t.delaying {
 		earliest(t.delayUntil)
 	}
