@@ -188,28 +188,12 @@ func (l *rawLoad) sockets(t *testing.T) map[int]uint64 {
 }
 
 // established returns the inodes of this network namespace's established
-// TCP sockets by local port, as the kernel lists them (the thread's: the
-// main thread may have been left in another, see newNetns).
+// TCP sockets by local port, as the kernel lists them.
 func established(t *testing.T) map[int]uint64 {
 	t.Helper()
 	socks := map[int]uint64{}
-	for _, file := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 10 || f[3] != "01" { // TCP_ESTABLISHED
-				continue
-			}
-			_, port, _ := strings.Cut(f[1], ":")
-			p, err1 := strconv.ParseUint(port, 16, 16)
-			ino, err2 := strconv.ParseUint(f[9], 10, 64)
-			if err1 == nil && err2 == nil && ino != 0 {
-				socks[int(p)] = ino
-			}
-		}
+	for _, s := range kernelSockets(t, "01") { // TCP_ESTABLISHED
+		socks[s.port] = s.ino
 	}
 	return socks
 }

@@ -144,6 +144,24 @@ func slotSockets(t *testing.T, sup int, slotPid map[int]int) map[int]uint64 {
 func listeningInodes(t *testing.T) map[uint64]bool {
 	t.Helper()
 	inos := map[uint64]bool{}
+	for _, s := range kernelSockets(t, "0A") { // TCP_LISTEN
+		inos[s.ino] = true
+	}
+	return inos
+}
+
+// kernelSocket is a TCP socket as /proc/<thread>/net/tcp lists it.
+type kernelSocket struct {
+	port int // local
+	ino  uint64
+}
+
+// kernelSockets returns the TCP sockets in state (the kernel's hex code:
+// "01" established, "0A" listening) of this thread's network namespace
+// (the main thread may have been left in another, see newNetns).
+func kernelSockets(t *testing.T, state string) []kernelSocket {
+	t.Helper()
+	var socks []kernelSocket
 	for _, file := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -151,15 +169,18 @@ func listeningInodes(t *testing.T) map[uint64]bool {
 		}
 		for _, line := range strings.Split(string(b), "\n")[1:] {
 			f := strings.Fields(line)
-			if len(f) < 10 || f[3] != "0A" { // TCP_LISTEN
+			if len(f) < 10 || f[3] != state {
 				continue
 			}
-			if ino, err := strconv.ParseUint(f[9], 10, 64); err == nil && ino != 0 {
-				inos[ino] = true
+			_, port, _ := strings.Cut(f[1], ":")
+			p, err1 := strconv.ParseUint(port, 16, 16)
+			ino, err2 := strconv.ParseUint(f[9], 10, 64)
+			if err1 == nil && err2 == nil && ino != 0 {
+				socks = append(socks, kernelSocket{port: int(p), ino: ino})
 			}
 		}
 	}
-	return inos
+	return socks
 }
 
 func socketInode(link string) (uint64, bool) {

@@ -69,6 +69,20 @@ func (r *testRouter) waitFor(what string, cond func(*routing) bool) {
 	}
 }
 
+// newTimingRouter is newTestRouter, its context ending after d, that
+// counts the sends that timed out.
+func newTimingRouter(t *testing.T, d time.Duration) (*testRouter, *atomic.Int64) {
+	timeouts := new(atomic.Int64)
+	changed := make(chan struct{}, 1)
+	r := newRouter(func(pid int, err error) {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			timeouts.Add(1)
+		}
+	}, changed)
+	t.Cleanup(func() { r.Close() })
+	return &testRouter{Router: r, t: t, changed: changed, ctx: testCtx(t, d)}, timeouts
+}
+
 // addWorker adds a worker to r, in a slot of its own, and returns the
 // worker's end of its pair.
 func (r *testRouter) addWorker(pid int, gen uint64) *Conn {
@@ -702,15 +716,7 @@ func closedNow(c net.Conn) bool {
 func TestRouterManySenders(t *testing.T) {
 	checkFds(t)
 	l := listen(t)
-	var timeouts atomic.Int64
-	changed := make(chan struct{}, 1)
-	rr := newRouter(func(pid int, err error) {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			timeouts.Add(1)
-		}
-	}, changed)
-	r := &testRouter{Router: rr, t: t, changed: changed, ctx: testCtx(t, 30*time.Second)}
-	defer r.Close()
+	r, timeouts := newTimingRouter(t, 30*time.Second)
 	const addr, senders, hands = "x:1", 4, 1500
 	taker := r.addWorker(100, 2)
 	defer taker.Close()
@@ -784,15 +790,7 @@ func recvCtx(ctx context.Context, w *Conn) (Msg, error) {
 func TestRouterSkipsStalled(t *testing.T) {
 	checkFds(t)
 	l := listen(t)
-	var timeouts atomic.Int64
-	changed := make(chan struct{}, 1)
-	rr := newRouter(func(pid int, err error) {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			timeouts.Add(1)
-		}
-	}, changed)
-	r := &testRouter{Router: rr, t: t, changed: changed, ctx: testCtx(t, time.Minute)}
-	defer r.Close()
+	r, timeouts := newTimingRouter(t, time.Minute)
 	const addr = "x:1"
 	sender := r.addWorker(1, 1)
 	defer sender.Close()
