@@ -188,12 +188,22 @@ func (l *rawLoad) sockets(t *testing.T) map[int]uint64 {
 }
 
 // established returns the inodes of this network namespace's established
-// TCP sockets by local port, as the kernel lists them.
-func established(t *testing.T) map[int]uint64 {
+// TCP sockets to the server at addr by local port, as the kernel lists
+// them. Only the remote port tells the clients' sockets apart from others
+// on the same local port: Linux gives one ephemeral port to connections to
+// different servers (another package's tests, run at the same time).
+func established(t *testing.T, addr string) map[int]uint64 {
 	t.Helper()
+	_, port, _ := net.SplitHostPort(addr)
+	server, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatalf("server address %q: %v", addr, err)
+	}
 	socks := map[int]uint64{}
 	for _, s := range kernelSockets(t, "01") { // TCP_ESTABLISHED
-		socks[s.port] = s.ino
+		if s.remote == server {
+			socks[s.port] = s.ino
+		}
 	}
 	return socks
 }
@@ -267,7 +277,7 @@ func TestHandoverNoReconnect(t *testing.T) {
 	l.waitRequests(t, clients)
 
 	after := l.sockets(t)
-	kernel := established(t)
+	kernel := established(t, sup.addr)
 	l.finish()
 	l.mu.Lock()
 	ok, fails := l.ok, l.fails

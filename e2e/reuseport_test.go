@@ -152,8 +152,8 @@ func listeningInodes(t *testing.T) map[uint64]bool {
 
 // kernelSocket is a TCP socket as /proc/<thread>/net/tcp lists it.
 type kernelSocket struct {
-	port int // local
-	ino  uint64
+	port, remote int // local and remote port
+	ino          uint64
 }
 
 // kernelSockets returns the TCP sockets in state (the kernel's hex code:
@@ -173,10 +173,12 @@ func kernelSockets(t *testing.T, state string) []kernelSocket {
 				continue
 			}
 			_, port, _ := strings.Cut(f[1], ":")
+			_, remote, _ := strings.Cut(f[2], ":")
 			p, err1 := strconv.ParseUint(port, 16, 16)
-			ino, err2 := strconv.ParseUint(f[9], 10, 64)
-			if err1 == nil && err2 == nil && ino != 0 {
-				socks = append(socks, kernelSocket{port: int(p), ino: ino})
+			r, err2 := strconv.ParseUint(remote, 16, 16)
+			ino, err3 := strconv.ParseUint(f[9], 10, 64)
+			if err1 == nil && err2 == nil && err3 == nil && ino != 0 {
+				socks = append(socks, kernelSocket{port: int(p), remote: int(r), ino: ino})
 			}
 		}
 	}
