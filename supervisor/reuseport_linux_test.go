@@ -32,15 +32,26 @@ func TestReusePortSlots(t *testing.T) {
 	shared := sockInode(t, os.Getpid(), sockFd(t, f))
 	addr := f.s.Stats().Sockets[0].Addr
 
-	// slots returns each serving worker's fd 3 by slot, and checks its fd 4
-	// and its names.
+	// slots returns each serving worker's own listening socket by slot,
+	// and checks that it holds the shared one too, and its names. The
+	// sockets are told apart by inode, not by descriptor number: the
+	// worker's listener.Inherit moves them (net.FileListener dups each,
+	// then closes the one inherited), and a worker ready on start may be
+	// in the middle of it.
 	slots := func() map[int]uint64 {
 		t.Helper()
 		bySlot := map[int]uint64{}
 		for _, w := range f.s.Stats().Workers {
-			bySlot[w.Slot] = sockInode(t, w.Pid, 3)
-			if got := sockInode(t, w.Pid, 4); got != shared {
-				t.Errorf("worker %d (slot %d): fd 4 is socket %d, want the shared %d", w.Pid, w.Slot, got, shared)
+			held := listeningHeld(t, w.Pid)
+			if !held[shared] {
+				t.Errorf("worker %d (slot %d) does not hold the shared socket %d (it holds %v)", w.Pid, w.Slot, shared, held)
+			}
+			delete(held, shared)
+			if len(held) != 1 {
+				t.Errorf("worker %d (slot %d) holds listening sockets %v beside the shared one, want one", w.Pid, w.Slot, held)
+			}
+			for ino := range held {
+				bySlot[w.Slot] = ino
 			}
 			if names := environ(t, w.Pid)["LISTEN_FDNAMES"]; names != "web:test" {
 				t.Errorf("worker %d: LISTEN_FDNAMES=%q, want web:test", w.Pid, names)
@@ -173,6 +184,41 @@ func sockInode(t *testing.T, pid, fd int) uint64 {
 		t.Fatalf("pid %d fd %d is %q, not a socket", pid, fd, link)
 	}
 	return ino
+}
+
+// listeningHeld returns the inodes of the listening TCP sockets process
+// pid holds, whatever their descriptor numbers.
+func listeningHeld(t *testing.T, pid int) map[uint64]bool {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listening := map[uint64]bool{}
+	for _, file := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			if fl := strings.Fields(line); len(fl) >= 10 && fl[3] == "0A" { // TCP_LISTEN
+				if ino, err := strconv.ParseUint(fl[9], 10, 64); err == nil {
+					listening[ino] = true
+				}
+			}
+		}
+	}
+	held := map[uint64]bool{}
+	for _, e := range ents {
+		link, _ := os.Readlink(dir + "/" + e.Name())
+		if s, ok := strings.CutPrefix(link, "socket:["); ok {
+			if ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64); err == nil && listening[ino] {
+				held[ino] = true
+			}
+		}
+	}
+	return held
 }
 
 // supervisorInodes returns the inodes of the sockets this process holds.
