@@ -270,7 +270,13 @@ func (f *fixture) waitReady(ctx context.Context) supervisor.WorkerInfo {
 // ask connects to the workers' socket and returns the line a worker wrote.
 func (f *fixture) ask() string {
 	f.t.Helper()
-	c, err := net.Dial("tcp", f.sock.Addr().String())
+	return f.askAt(f.sock.Addr().String())
+}
+
+// askAt connects to addr and returns the line a worker wrote.
+func (f *fixture) askAt(addr string) string {
+	f.t.Helper()
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package supervisor_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"maps"
@@ -10,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/handoff-dev/handoff/supervisor"
 )
@@ -67,7 +65,7 @@ func TestReusePortSlots(t *testing.T) {
 	// The kernel spreads connections over the three sockets.
 	pids := map[string]bool{}
 	for i := 0; len(pids) < 3 && i < 300; i++ {
-		pids[strings.Fields(f.ask2(addr))[0]] = true
+		pids[strings.Fields(f.askAt(addr))[0]] = true
 	}
 	if len(pids) != 3 {
 		t.Errorf("300 connections reached %d workers, want 3", len(pids))
@@ -115,7 +113,7 @@ func TestReusePortSlots(t *testing.T) {
 		recv(ctx, t, gone, "a retired worker's exit")
 	}
 	for range 20 {
-		f.ask2(addr)
+		f.askAt(addr)
 	}
 
 	if err := f.s.Shutdown(ctx); err != nil {
@@ -147,22 +145,6 @@ func checkOwn(t *testing.T, bySlot map[int]uint64, addr string) {
 	}
 }
 
-// ask2 connects to addr and returns the line a worker wrote.
-func (f *fixture) ask2(addr string) string {
-	f.t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		f.t.Fatalf("reading from a worker: %v", err)
-	}
-	return strings.TrimSpace(line)
-}
-
 func sockFd(t *testing.T, f *fixture) int {
 	t.Helper()
 	var fd int
@@ -179,70 +161,74 @@ func sockInode(t *testing.T, pid, fd int) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ino, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]"), 10, 64)
-	if err != nil {
+	ino, ok := socketInode(link)
+	if !ok {
 		t.Fatalf("pid %d fd %d is %q, not a socket", pid, fd, link)
 	}
 	return ino
 }
 
-// listeningHeld returns the inodes of the listening TCP sockets process
-// pid holds, whatever their descriptor numbers.
-func listeningHeld(t *testing.T, pid int) map[uint64]bool {
-	t.Helper()
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
+// socketInode returns the inode a descriptor's link "socket:[N]" names.
+func socketInode(link string) (uint64, bool) {
+	s, ok := strings.CutPrefix(link, "socket:[")
+	if !ok {
+		return 0, false
 	}
-	listening := map[uint64]bool{}
-	for _, file := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			if fl := strings.Fields(line); len(fl) >= 10 && fl[3] == "0A" { // TCP_LISTEN
-				if ino, err := strconv.ParseUint(fl[9], 10, 64); err == nil {
-					listening[ino] = true
-				}
-			}
-		}
-	}
-	held := map[uint64]bool{}
-	for _, e := range ents {
-		link, _ := os.Readlink(dir + "/" + e.Name())
-		if s, ok := strings.CutPrefix(link, "socket:["); ok {
-			if ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64); err == nil && listening[ino] {
-				held[ino] = true
-			}
-		}
-	}
-	return held
+	ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64)
+	return ino, err == nil
 }
 
-// supervisorInodes returns the inodes of the sockets this process holds.
-func supervisorInodes(t *testing.T) map[uint64]bool {
+// heldSockets returns the inodes of the sockets process pid holds
+// ("self": this one), whatever their descriptor numbers.
+func heldSockets(t *testing.T, pid string) map[uint64]bool {
 	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
+	dir := "/proc/" + pid + "/fd"
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	inos := map[uint64]bool{}
 	for _, e := range ents {
-		link, _ := os.Readlink("/proc/self/fd/" + e.Name())
-		if s, ok := strings.CutPrefix(link, "socket:["); ok {
-			if ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64); err == nil {
-				inos[ino] = true
-			}
+		link, _ := os.Readlink(dir + "/" + e.Name())
+		if ino, ok := socketInode(link); ok {
+			inos[ino] = true
 		}
 	}
 	return inos
 }
 
+// supervisorInodes returns the inodes of the sockets this process holds.
+func supervisorInodes(t *testing.T) map[uint64]bool { return heldSockets(t, "self") }
+
+// listeningHeld returns the inodes of the listening TCP sockets process
+// pid holds, whatever their descriptor numbers.
+func listeningHeld(t *testing.T, pid int) map[uint64]bool {
+	t.Helper()
+	ports := listeningPorts(t)
+	held := heldSockets(t, strconv.Itoa(pid))
+	for ino := range held {
+		if _, ok := ports[ino]; !ok {
+			delete(held, ino)
+		}
+	}
+	return held
+}
+
 // listenPort returns the port of the listening TCP socket with inode ino.
 func listenPort(t *testing.T, ino uint64) int {
 	t.Helper()
+	p, ok := listeningPorts(t)[ino]
+	if !ok {
+		t.Errorf("socket %d is not a listening TCP socket", ino)
+	}
+	return p
+}
+
+// listeningPorts returns the port of every listening TCP socket of this
+// network namespace, by inode.
+func listeningPorts(t *testing.T) map[uint64]int {
+	t.Helper()
+	ports := map[uint64]int{}
 	for _, file := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -250,16 +236,18 @@ func listenPort(t *testing.T, ino uint64) int {
 		}
 		for _, line := range strings.Split(string(b), "\n")[1:] {
 			fl := strings.Fields(line)
-			if len(fl) < 10 || fl[3] != "0A" || fl[9] != strconv.FormatUint(ino, 10) { // TCP_LISTEN
+			if len(fl) < 10 || fl[3] != "0A" { // TCP_LISTEN
 				continue
 			}
 			_, port, _ := strings.Cut(fl[1], ":")
-			p, _ := strconv.ParseUint(port, 16, 16)
-			return int(p)
+			p, err1 := strconv.ParseUint(port, 16, 16)
+			ino, err2 := strconv.ParseUint(fl[9], 10, 64)
+			if err1 == nil && err2 == nil {
+				ports[ino] = int(p)
+			}
 		}
 	}
-	t.Errorf("socket %d is not a listening TCP socket", ino)
-	return 0
+	return ports
 }
 
 func environ(t *testing.T, pid int) map[string]string {

@@ -286,6 +286,16 @@ func newRouter(t *testing.T) *router {
 	return r
 }
 
+// start starts a worker on lf (startHoWorker with a pair), adds it, and
+// waits until it serves.
+func (r *router) start(t *testing.T, id int, lf *os.File, env ...string) *hoWorker {
+	t.Helper()
+	w := startHoWorker(t, id, lf, false, env...)
+	r.add(w)
+	w.waitServe(t, true)
+	return w
+}
+
 func (r *router) add(w *hoWorker) {
 	r.mu.Lock()
 	r.workers = append(r.workers, w)
@@ -529,9 +539,7 @@ func rollHandover(t *testing.T, clients, rounds int) {
 	checkFdLeak(t)
 	addr, lf := sharedSocket(t)
 	rt := newRouter(t)
-	w := startHoWorker(t, 1, lf, false)
-	rt.add(w)
-	w.waitServe(t, true)
+	w := rt.start(t, 1, lf)
 	cs := make([]*hoClient, clients)
 	for i := range cs {
 		cs[i] = dialHo(t, addr)
@@ -541,9 +549,7 @@ func rollHandover(t *testing.T, clients, rounds int) {
 	}
 	h := startHammer(t, cs)
 	for r := 1; r <= rounds; r++ {
-		next := startHoWorker(t, r+1, lf, false)
-		rt.add(next)
-		next.waitServe(t, true)
+		next := rt.start(t, r+1, lf)
 		w.stop(t) // SIGTERM; returns once it exited
 		ended := w.line(t, "worker: drain ended")
 		if ended["handed_over"] != float64(clients) || ended["in_flight"] != 0.0 || ended["returned"] != 0.0 {
@@ -597,17 +603,13 @@ func TestHandoverMidRequest(t *testing.T) {
 	checkFdLeak(t)
 	addr, lf := sharedSocket(t)
 	rt := newRouter(t)
-	a := startHoWorker(t, 1, lf, false)
-	rt.add(a)
-	a.waitServe(t, true)
+	a := rt.start(t, 1, lf)
 	busy, idle := dialHo(t, addr), dialHo(t, addr)
 	idle.mustGet(t, "/")
 	if _, err := io.WriteString(busy.c, "GET /slow HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	b := startHoWorker(t, 2, lf, false)
-	rt.add(b)
-	b.waitServe(t, true)
+	b := rt.start(t, 2, lf)
 	a.proc.Signal(syscall.SIGTERM) // /slow answers once the drain started
 	ans, err := busy.read()
 	if err != nil || ans.body != "slow" || ans.server != 1 || ans.close {
@@ -635,9 +637,7 @@ func TestHandoverReturned(t *testing.T) {
 	addr, lf := sharedSocket(t)
 	rt := newRouter(t)
 	rt.giveBack = true
-	a := startHoWorker(t, 1, lf, false)
-	rt.add(a)
-	a.waitServe(t, true)
+	a := rt.start(t, 1, lf)
 	c := dialHo(t, addr)
 	c.mustGet(t, "/")
 	a.proc.Signal(syscall.SIGTERM)
@@ -758,9 +758,7 @@ func TestHandoverMidHeaders(t *testing.T) {
 	checkFdLeak(t)
 	addr, lf := sharedSocket(t)
 	rt := newRouter(t)
-	a := startHoWorker(t, 1, lf, false)
-	rt.add(a)
-	a.waitServe(t, true)
+	a := rt.start(t, 1, lf)
 	c := dialHo(t, addr)
 	// Header lines ending exactly at the buffer's end: net/http consumes
 	// them all and reads the next bytes into the whole buffer again.
@@ -769,9 +767,7 @@ func TestHandoverMidHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRead(t, c.c) // the server read the 4096 bytes and waits for more
-	b := startHoWorker(t, 2, lf, false)
-	rt.add(b)
-	b.waitServe(t, true)
+	b := rt.start(t, 2, lf)
 	a.proc.Signal(syscall.SIGTERM)
 	waitLog(t, a, "worker: drain started")
 	if _, err := io.WriteString(c.c, "X-More: y\r\n\r\n"); err != nil {
@@ -835,9 +831,7 @@ func TestHandoverSupervisorDeaf(t *testing.T) {
 	addr, lf := sharedSocket(t)
 	rt := newRouter(t)
 	rt.deaf = true
-	a := startHoWorker(t, 1, lf, false, pairSndbufEnv+"=1", "HANDOFF_TEST_HAND_SEND_TIMEOUT=200ms", "HANDOFF_TEST_DRAIN_TIMEOUT=2s")
-	rt.add(a)
-	a.waitServe(t, true)
+	a := rt.start(t, 1, lf, pairSndbufEnv+"=1", "HANDOFF_TEST_HAND_SEND_TIMEOUT=200ms", "HANDOFF_TEST_DRAIN_TIMEOUT=2s")
 	const n = 24
 	var clients []*hoClient
 	for range n {
@@ -845,9 +839,7 @@ func TestHandoverSupervisorDeaf(t *testing.T) {
 		c.mustGet(t, "/")
 		clients = append(clients, c)
 	}
-	b := startHoWorker(t, 2, lf, false)
-	rt.add(b)
-	b.waitServe(t, true)
+	b := rt.start(t, 2, lf)
 	a.proc.Signal(syscall.SIGTERM)
 	select {
 	case <-a.exited:
