@@ -136,14 +136,18 @@ func (d *drainer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		d.handlers.Add(-1)
 		d.ring()
 	}()
-	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), drainKey{}, d.drainCh))
-	defer cancel()
-	stop := context.AfterFunc(d.cut, cancel)
-	defer stop()
-	r = r.WithContext(ctx)
+	// r.Context() carries the drain (Draining) and ends at its deadline: it
+	// is derived from the connection's, which baseContext or addH2 gave
+	// both. Unless the caller's ConnContext replaced that context.
+	if ch, _ := r.Context().Value(drainKey{}).(chan struct{}); ch != d.drainCh {
+		ctx, cancel := context.WithCancel(context.WithValue(r.Context(), drainKey{}, d.drainCh))
+		defer cancel()
+		defer context.AfterFunc(d.cut, cancel)()
+		r = r.WithContext(ctx)
+	}
 	dw := &drainWriter{ResponseWriter: w, d: d, h1: r.ProtoMajor == 1}
-	if hc, ok := r.Context().Value(connKey{}).(*handConn); ok {
-		dw.hc = hc
+	if d.hand != nil {
+		dw.hc, _ = r.Context().Value(connKey{}).(*handConn)
 	}
 	d.next.ServeHTTP(dw, r)
 	if dw.hijacked || !dw.h1 {

@@ -54,6 +54,7 @@ type h2Conn struct {
 	r        io.Reader    // what the client sent, the preface first
 	tls      bool         // Conn is a TLS connection
 	srv      *http.Server // serves it, and only it: its shutdown is the final GOAWAY
+	endCtx   func()       // releases the context its requests derive from (see addH2)
 
 	wmu sync.Mutex // held across every write to Conn
 

@@ -140,6 +140,12 @@ func (d *drainer) handedOver(c net.Conn) bool {
 // derives from ctx, and counts hc as served; if the drain has started, hc
 // begins its GOAWAY steps at once.
 func (d *drainer) addH2(hc *h2Conn, h http.Handler, ctx context.Context) {
+	// ctx carries the drain (Draining); the request that brought an h2c
+	// connection ended, so its context is no longer done at the drain
+	// deadline: this one is, and runH2 releases it.
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(d.cut, cancel)
+	hc.endCtx = func() { stop(); cancel() }
 	hc.srv = d.h2Server(hc, h, ctx)
 	d.h2Served.Add(1)
 	d.mu.Lock()
@@ -161,6 +167,7 @@ func (d *drainer) runH2(hc *h2Conn) {
 	default: // it could not serve
 		hc.Close()
 	}
+	hc.endCtx()
 	d.mu.Lock()
 	delete(d.h2, hc)
 	d.mu.Unlock()
@@ -178,10 +185,12 @@ func (d *drainer) h2State(hc *h2Conn) func(net.Conn, http.ConnState) {
 		case http.StateNew:
 			return
 		case http.StateClosed:
-			d.track(hc.Conn, st)
-			if !hc.tls && d.hook != nil {
-				d.hook(hc.Conn, st)
-			}
+			if !hc.tls {
+				d.track(hc.Conn, st)
+				if d.hook != nil {
+					d.hook(hc.Conn, st)
+				}
+			} // else the server ServeAndDrain serves with tracks it: until then, its Shutdown would wait for it
 			hc.doneOnce.Do(func() { close(hc.done) }) // net/http reports it once; its HTTP/2 server does not
 			return
 		}

@@ -44,7 +44,7 @@ func copyServer(srv *http.Server, tlsConfig *tls.Config) *http.Server {
 // it serves HTTP/2.
 func (d *drainer) server(srv *http.Server, tlsConfig *tls.Config) *http.Server {
 	inner := copyServer(srv, tlsConfig)
-	inner.Handler, inner.ConnState = d, d.connState
+	inner.Handler, inner.ConnState, inner.BaseContext = d, d.connState, d.baseContext
 	if d.keepAlivesOff = keepAlivesOff(srv); d.keepAlivesOff {
 		inner.SetKeepAlivesEnabled(false)
 	}
@@ -108,6 +108,30 @@ func (d *drainer) h2Server(hc *h2Conn, h http.Handler, ctx context.Context) *htt
 		hs.SetKeepAlivesEnabled(false) // HTTP/2 sends GOAWAY once idle
 	}
 	return hs
+}
+
+// baseContext is the BaseContext hook of the server ServeAndDrain serves
+// with: the caller's base context for l (or context.Background), carrying
+// the drain's channel for Draining and done at the drain deadline. Every
+// connection's context, and so every request's, is derived from it, once
+// per listener rather than per request.
+func (d *drainer) baseContext(l net.Listener) context.Context {
+	ctx := context.Background()
+	if d.srv.BaseContext != nil {
+		if ctx = d.srv.BaseContext(l); ctx == nil {
+			return nil // net/http panics, as it would without ServeAndDrain
+		}
+	}
+	return d.withDrain(ctx)
+}
+
+// withDrain returns ctx with the drain's channel (see Draining), done at
+// the drain deadline at the latest. What it registers goes when the
+// deadline's context is cancelled, at the latest when ServeAndDrain returns.
+func (d *drainer) withDrain(ctx context.Context) context.Context {
+	ctx, cancel := context.WithCancel(context.WithValue(ctx, drainKey{}, d.drainCh))
+	context.AfterFunc(d.cut, cancel)
+	return ctx
 }
 
 // connKey is the context key of the connection a request came on, in the
