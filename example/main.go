@@ -203,11 +203,9 @@ func handler() http.Handler {
 			case <-r.Context().Done():
 			}
 		}
-		w.Header().Set("X-Worker-Pid", pid)
-		w.Header().Set("X-Generation", gen)
-		w.Header().Set("X-Version", version)
 		fmt.Fprintf(w, "hello from worker %s (generation %s)\n", pid, gen)
 	})
+	// Every answer names its worker, the /stream and /ws ones too.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Worker-Pid", pid)
 		w.Header().Set("X-Generation", gen)
