@@ -77,7 +77,7 @@ func (t *table) onExit(e exit) {
 	if t.stopping {
 		t.groups[w.info.Pid] = true
 		t.orphaned(w.info.Pid) // what its tree left behind
-		t.sweepSoon()
+		t.treeExited(w)
 	}
 	asked := t.stopping || w.info.State == Stopping
 	t.countExit(w, st, asked)

@@ -89,10 +89,11 @@ func (t *table) handoverStopping(w *child) {
 	}
 }
 
-// handoverExited reads what the exited worker still sent and forgets it.
+// handoverExited tells the router that w exited: it reads what w still
+// sent and forgets it, on its own goroutine (the loop does not wait).
 func (t *table) handoverExited(w *child) {
 	if t.router != nil {
-		t.router.Remove(w.info.Pid)
+		t.router.Exited(w.info.Pid)
 	}
 }
 

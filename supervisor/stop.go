@@ -54,8 +54,14 @@ func (t *table) stop(timeout time.Duration) {
 	t.roll, t.nextRoll, t.upgrade = nil, nil, nil
 	// The trees are listed before any worker is signalled: a worker that
 	// exits at once would leave its children to whoever reaps orphans. A
-	// worker's tree gets the stop signal once the worker has exited.
-	strays := t.findStrays()
+	// worker's tree gets the stop signal once the worker has exited. A
+	// worker's cgroup keeps its tree whatever its parents do, and is read
+	// at its exit: with one for every worker, /proc is not listed here (all
+	// of it: 60–180 ms at 1,000 workers, before the first signal).
+	var strays []*stray
+	if !t.treesInCgroups() {
+		strays = t.findStrays()
+	}
 	// Every worker is marked stopping (for the hand-over router too) before
 	// any is signalled: once signalled, a thousand workers waking up to
 	// drain take the cores, and each call to the router then waited its

@@ -56,6 +56,40 @@ const (
 	sweepCost  = 20
 )
 
+// treesInCgroups reports whether every live worker has a cgroup of its
+// own, which holds its whole tree.
+func (t *table) treesInCgroups() bool {
+	if t.cgBase == "" {
+		return false
+	}
+	for w := range t.live {
+		if w.cgroup == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// treeExited finds what the tree of w, a worker that exited during a stop,
+// left behind. Its cgroup holds it, if it has one: that is read, not /proc
+// (a /proc listing costs about 60 µs per process, and the live workers are
+// most of them); the last exit sweeps all the same, when /proc is small
+// again, for what no cgroup holds (a subreaper's other children).
+func (t *table) treeExited(w *child) {
+	if w.cgroup == "" || len(t.live) == 0 {
+		t.sweepSoon()
+		return
+	}
+	if !t.cgLeft[w.cgroup] {
+		return // empty, and removed
+	}
+	var found []*stray
+	for _, p := range cgroup.Members(w.cgroup) {
+		found = t.addStray(found, p, 0)
+	}
+	t.signalStrays(found)
+}
+
 // sweepSoon asks for a sweep after a worker's exit during a stop.
 func (t *table) sweepSoon() {
 	t.pace.due = true

@@ -172,6 +172,13 @@ func (r *Router) Remove(pid int) {
 	}
 }
 
+// Exited is Remove without the wait, for the exit of a worker: it never
+// waits for the router's goroutine, which does the same work later, in
+// order with the calls made after it (Add of a new worker that was given
+// the same pid comes after). A supervisor stopping a thousand workers
+// waited its turn on each exit otherwise.
+func (r *Router) Exited(pid int) { r.inbox.put(event{exited: pid, m: Msg{Fd: -1}}) }
+
 // Stats returns the router's counts without waiting for its goroutine.
 func (r *Router) Stats() RouterStats {
 	return RouterStats{Handed: r.stats.handed.Load(), Returned: r.stats.returned.Load(),
@@ -243,12 +250,14 @@ func (r *Router) call(f func(*routing) error) error {
 	}
 }
 
-// event is what a reader hands the owner: a message, or its end (stopped).
+// event is what a reader hands the owner: a message, or its end (stopped);
+// or, with w nil, what Exited says.
 type event struct {
 	w       *rworker
 	m       Msg
 	err     error
 	stopped bool
+	exited  int // the pid Exited was called with
 }
 
 // inbox holds the events the readers put and the owner has not taken, in
@@ -300,6 +309,7 @@ type rworker struct {
 	kick     chan int      // the reader's mode, before a kick
 	stopped  chan struct{} // closed when its reader has returned
 	reading  bool
+	removed  bool            // Remove or Exited was called: dropped once its reader has returned
 	removing []chan struct{} // Remove calls waiting
 }
 
@@ -332,16 +342,9 @@ func (rt *routing) run() {
 	for {
 		select {
 		case <-r.inbox.ready:
-			for _, e := range r.inbox.take() {
-				rt.onEvent(e)
-				if r.changed != nil {
-					select {
-					case r.changed <- struct{}{}:
-					default:
-					}
-				}
-			}
+			rt.takeInbox()
 		case f := <-r.reqs:
+			rt.takeInbox() // what was put before the call (an Exited) first
 			f(rt)
 		case <-r.closing:
 			rt.closeAll()
@@ -350,7 +353,28 @@ func (rt *routing) run() {
 	}
 }
 
+// takeInbox handles the events put and not yet taken.
+func (rt *routing) takeInbox() {
+	r := rt.r
+	for _, e := range r.inbox.take() {
+		rt.onEvent(e)
+		if r.changed != nil {
+			select {
+			case r.changed <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
 func (rt *routing) add(pid int, gen uint64, slot int, c *Conn) error {
+	if old := rt.workers[pid]; old != nil && old.removed {
+		// Its pid given again after Exited: its reader, kicked to drain,
+		// returns without waiting for this goroutine; its last messages are
+		// handled, and it is dropped.
+		<-old.stopped
+		rt.takeInbox()
+	}
 	if old := rt.workers[pid]; old != nil {
 		c.Close()
 		return fmt.Errorf("connpass: worker %d added twice", pid)
@@ -428,6 +452,10 @@ func isMsgError(err error) bool {
 
 func (rt *routing) onEvent(e event) {
 	w := e.w
+	if w == nil {
+		rt.remove(e.exited, nil)
+		return
+	}
 	if rt.workers[w.pid] != w {
 		if e.m.Fd >= 0 {
 			closeFd(e.m.Fd)
@@ -524,7 +552,7 @@ func (rt *routing) route(f *flight) {
 func (rt *routing) pick(f *flight) *rworker {
 	var best *rworker
 	for _, w := range rt.workers {
-		if w.gone || w.stalled || !w.ready || w.stopping || f.tried[w.pid] || !w.addrs[f.addr] {
+		if w.gone || w.removed || w.stalled || !w.ready || w.stopping || f.tried[w.pid] || !w.addrs[f.addr] {
 			continue
 		}
 		if best == nil || better(w, best, f.slot) {
@@ -598,7 +626,7 @@ func (rt *routing) lose(w *rworker) {
 func (rt *routing) readerStopped(w *rworker) {
 	w.reading = false
 	<-w.stopped
-	if len(w.removing) > 0 {
+	if w.removed {
 		rt.drop(w)
 		return
 	}
@@ -634,16 +662,23 @@ func (rt *routing) drop(w *rworker) {
 	}
 }
 
+// remove drops worker pid once what it sent is read, and closes wait
+// (unless nil) then.
 func (rt *routing) remove(pid int, wait chan struct{}) {
 	w := rt.workers[pid]
 	if w == nil {
-		close(wait)
+		if wait != nil {
+			close(wait)
+		}
 		return
 	}
-	w.removing = append(w.removing, wait)
-	if len(w.removing) > 1 {
+	if wait != nil {
+		w.removing = append(w.removing, wait)
+	}
+	if w.removed {
 		return
 	}
+	w.removed = true
 	if !w.reading {
 		// Paused, or its end read EOF: what is queued is read here.
 		rt.drainNow(w)
@@ -673,7 +708,7 @@ func (rt *routing) drainNow(w *rworker) {
 func (rt *routing) pause(wait chan struct{}) {
 	rt.paused = true
 	for _, w := range rt.workers {
-		if w.reading && len(w.removing) == 0 {
+		if w.reading && !w.removed {
 			w.kick <- kickPause
 			w.c.SetReadDeadline(time.Unix(1, 0))
 		}
@@ -771,7 +806,7 @@ func (rt *routing) restore(st *RouterState) error {
 
 func (rt *routing) closeAll() {
 	for _, w := range rt.workers {
-		if w.reading && len(w.removing) == 0 {
+		if w.reading && !w.removed {
 			w.kick <- kickPause
 			w.c.SetReadDeadline(time.Unix(1, 0))
 		}

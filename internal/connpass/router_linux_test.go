@@ -345,6 +345,36 @@ func TestRouterRemoveReadsQueue(t *testing.T) {
 	r.waitFor("the ack", func(*routing) bool { return r.Stats().Handed == 1 })
 }
 
+// TestRouterExited: Exited does not wait, and its work is done before any
+// call made after it: a hand the exited worker sent just before is routed,
+// and a new worker given the same pid right after is added (not "added
+// twice"), a few times over as the router's goroutine may take the calls
+// in either order.
+func TestRouterExited(t *testing.T) {
+	checkFds(t)
+	l := listen(t)
+	r := newTestRouter(t)
+	b := r.addWorker(2, 2)
+	defer b.Close()
+	r.serve(2, b, "x")
+	r.Ready(2)
+	a := r.addWorker(1, 1)
+	for i := range 10 {
+		client, fd := newConn(t, l)
+		hand(t, a, uint64(i), "x", fd)
+		r.Exited(1)
+		a.Close()
+		a = r.addWorker(1, 1) // the same pid again
+		m := recvMsg(r.ctx, t, b, "the connection")
+		unix.Close(m.Fd)
+		b.Send(Msg{Kind: KindAck, ID: m.ID, OK: true, Fd: -1})
+		r.waitFor("the ack", func(*routing) bool { return r.Stats().Handed == uint64(i+1) })
+		client.Close()
+	}
+	a.Close()
+	r.Remove(1)
+}
+
 // TestRouterStateRestore: a paused router's state, through JSON and the
 // descriptors kept open (an exec), is restored in a new router: the
 // connection in flight is acknowledged there, and hands go on.
