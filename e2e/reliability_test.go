@@ -307,7 +307,7 @@ func TestSIGHUPStorm(t *testing.T) {
 
 	// The retired workers are gone: the descriptor count is back.
 	sup.waitRetired(t, lines)
-	if diff := fdDiff(fds, fdTable(t, sup.pid)); diff != "" {
+	if diff := settledFdDiff(t, sup.pid, fds); diff != "" {
 		t.Errorf("supervisor fds changed by the storm: %s", diff)
 	}
 	want := last.rolls[len(last.rolls)-1]
@@ -507,7 +507,7 @@ func TestSoak(t *testing.T) {
 	if !slices.Equal(kids, want) {
 		t.Errorf("supervisor's children %v, want the 4 workers %v", kids, want)
 	}
-	if diff := fdDiff(fds, fdTable(t, sup.pid)); diff != "" {
+	if diff := settledFdDiff(t, sup.pid, fds); diff != "" {
 		t.Errorf("supervisor fds changed from warm-up to the end: %s", diff)
 	}
 	if zs := zombies(t, sup.pid); len(zs) > 0 {
@@ -798,6 +798,22 @@ func fdTable(t *testing.T, pid int) map[int]string {
 		}
 	}
 	return fds
+}
+
+// settledFdDiff is fdDiff of before and pid's descriptors, once they are
+// as many as before or 5 s have passed: the hand-over router closes an
+// exited worker's socket once its reader has drained it, after the exit is
+// logged, and a closing descriptor has no event to wait on from here.
+func settledFdDiff(t *testing.T, pid int, before map[int]string) string {
+	t.Helper()
+	end := time.Now().Add(5 * time.Second)
+	for {
+		diff := fdDiff(before, fdTable(t, pid))
+		if diff == "" || time.Now().After(end) {
+			return diff
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // fdDiff describes how many descriptors before and after hold and which

