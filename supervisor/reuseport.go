@@ -25,8 +25,9 @@ import (
 // picks the port and the others bind it.
 //
 // What it buys: workers do not contend for one accept queue (measured on 2
-// cores with 2 workers and keep-alive clients, bench/results: the same
-// throughput as the shared socket, ×0.99; where many workers accept many
+// cores with 2 workers and keep-alive clients, bench/results: throughput
+// within the shared socket's run-to-run swing, ×0.89 and ×1.08 of it in two
+// runs of one commit; where many workers accept many
 // new connections it is the kernel's known remedy, not measured here).
 // What it costs: the kernel's choice ignores how busy a worker is, so one
 // slow or stalled worker keeps its share of new connections (they wait in

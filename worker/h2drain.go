@@ -185,12 +185,14 @@ func (d *drainer) h2State(hc *h2Conn) func(net.Conn, http.ConnState) {
 		case http.StateNew:
 			return
 		case http.StateClosed:
+			// Over TLS, the server ServeAndDrain serves with reports it
+			// (and counts it open until then: its Shutdown waits for it).
 			if !hc.tls {
 				d.track(hc.Conn, st)
 				if d.hook != nil {
 					d.hook(hc.Conn, st)
 				}
-			} // else the server ServeAndDrain serves with tracks it: until then, its Shutdown would wait for it
+			}
 			hc.doneOnce.Do(func() { close(hc.done) }) // net/http reports it once; its HTTP/2 server does not
 			return
 		}
