@@ -58,6 +58,7 @@ type Supervisor struct {
 	phase phase
 
 	pub      atomic.Pointer[published] // the run goroutine's last snapshot, for Stats
+	nPub     atomic.Int64              // snapshots published, for the tests of their pace
 	draining atomic.Bool               // a stop (or its shutdown delay) has begun
 	// hookThread is the OS thread of the goroutine running a hook, locked
 	// to it while the hook runs; 0 when none runs (see runHook).

@@ -334,7 +334,7 @@ func (t *table) loop(ctx context.Context) error {
 		if !ping {
 			t.unpublished = true
 		}
-		if t.unpublished && (!t.stopping || time.Since(t.publishedAt) >= stopPublishEvery) {
+		if t.unpublished && time.Since(t.publishedAt) >= publishEvery {
 			t.publish()
 		}
 		t.rearm()
@@ -398,7 +398,7 @@ func (t *table) rearm() {
 	}
 	earliest(t.nextSweep())
 	if t.unpublished {
-		earliest(t.publishedAt.Add(stopPublishEvery))
+		earliest(t.publishedAt.Add(publishEvery))
 	}
 	if t.delaying {
 		earliest(t.delayUntil)
