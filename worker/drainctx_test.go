@@ -21,8 +21,11 @@ type ctxKey struct{}
 // context carries what the caller's BaseContext or ConnContext put in it,
 // worker.Draining(r.Context()) is woken at the drain start, and the
 // context is done at the drain deadline while the handler can still write
-// (ServeAndDrain returns nil: nothing was closed by force). A ConnContext
-// that replaces the context it is given loses none of this.
+// (ServeAndDrain returns nil: nothing was closed by force), and what it
+// writes then reaches the client, over HTTP/2 too (whose server reports
+// the connection idle before it flushes the last frames: closed at once,
+// 3 of 40 runs of the h2 cases lost them). A ConnContext that replaces the
+// context it is given loses none of this.
 func TestDrainRequestContext(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
@@ -89,7 +92,7 @@ func TestDrainRequestContext(t *testing.T) {
 			} else {
 				h := dialH2(ctx, t, ds.addr, clientConf)
 				h.get(1, "/stream")
-				body = func() string { return h.data(1, "first\n") }
+				body = func() string { return h.data(1, "cut\n") }
 			}
 			var got string
 			select {
@@ -113,14 +116,7 @@ func TestDrainRequestContext(t *testing.T) {
 			if err := ds.wait(ctx, t); err != nil {
 				t.Errorf("ServeAndDrain: %v", err)
 			}
-			// Over HTTP/2 the response's last frames can be lost: the drain
-			// closes a connection its server reports idle, and the server
-			// reports it once those frames are queued, before they are
-			// written (seen in about half the runs, before and after the
-			// contexts moved from the request to the connection). Without
-			// the context done at the deadline the handler would block, and
-			// ServeAndDrain would return an error: the check above.
-			if tc.proto == "h1" && !strings.Contains(b, "cut\n") {
+			if !strings.Contains(b, "cut\n") {
 				t.Errorf("the response was %q, want it to end with the handler's \"cut\" written once the drain deadline came", b)
 			}
 		})

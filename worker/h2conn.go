@@ -38,6 +38,12 @@ import (
 // noticeWait bounds the round trips before the final GOAWAY.
 const noticeWait = time.Second
 
+// h2FlushWait is how long an HTTP/2 connection must have been idle before
+// the drain deadline closes it: the server reports a connection idle with
+// the last frames of its last stream still in its write buffer, and
+// flushes them on the same goroutine right after (see closeIdle).
+const h2FlushWait = 20 * time.Millisecond
+
 // clientPreface is what an HTTP/2 client sends first (RFC 9113 §3.4).
 const clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
