@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/handoff-dev/handoff/internal/cgroup"
@@ -194,7 +193,7 @@ func (t *table) start(sp *Spawn, socks []*listener.Socket, cg *os.File, exe *os.
 		ls.Env = append(ls.Env, handoverEnv(liveFd))
 	}
 	if c := sp.Credential; c != nil {
-		ls.Cred = &syscall.Credential{Uid: c.UID, Gid: c.GID, Groups: c.Groups}
+		ls.Cred = &launch.Credential{UID: c.UID, GID: c.GID, Groups: c.Groups}
 	}
 	return launch.Start(t.reaper, socks, ls)
 }

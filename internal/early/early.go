@@ -14,18 +14,12 @@ import (
 	"os"
 	"os/signal"
 	"sync"
-	"syscall"
 )
 
 // EnvUpgradeState is set in the environment of a program an upgrade
 // exec'd: the number of the descriptor its state is on (package
 // internal/handover).
 const EnvUpgradeState = "HANDOFF_UPGRADE_STATE"
-
-// Signals are the ones a supervisor handles WithSignals.
-var Signals = []os.Signal{
-	syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU,
-}
 
 var caught struct {
 	sync.Mutex
@@ -34,13 +28,13 @@ var caught struct {
 
 func init() {
 	v, ok := os.LookupEnv(EnvUpgradeState)
-	if !ok {
+	if !ok || len(Signals) == 0 { // none: signal.Notify would catch them all
 		return
 	}
 	caught.sigs = make(chan os.Signal, 2048)
 	signal.Notify(caught.sigs, Signals...)
 	if fd, ok := number(v); ok && fd > 2 {
-		syscall.CloseOnExec(fd)
+		closeOnExec(fd)
 	}
 }
 

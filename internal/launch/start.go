@@ -22,12 +22,19 @@ type Spec struct {
 	// Live are the files after ExtraFiles (the liveness pipe's read end); a pinned Exe comes
 	// after them.
 	Live   []*os.File
-	Cred   *syscall.Credential // nil: the supervisor's own
-	Cgroup *os.File            // a cgroup directory to start in (CLONE_INTO_CGROUP); nil: none
+	Cred   *Credential // nil: the supervisor's own
+	Cgroup *os.File    // a cgroup directory to start in (CLONE_INTO_CGROUP); nil: none
 	// Exe, unless nil, is Path's program pinned open, which runs instead of whatever is at
 	// Path now; Self says it is the supervisor's own binary.
 	Exe  *os.File
 	Self bool
+}
+
+// A Credential is the user and groups a worker runs as, by number: syscall.Credential, which
+// Windows does not have.
+type Credential struct {
+	UID, GID uint32
+	Groups   []uint32
 }
 
 // Start starts the process sp describes through rp, with socks from fd 3, in a process group

@@ -9,4 +9,4 @@ import (
 
 // sysProcAttr has nothing to add: starting workers fails earlier, in package
 // reap, with its handoff.ErrNotSupported.
-func sysProcAttr(*syscall.Credential, *os.File) *syscall.SysProcAttr { return nil }
+func sysProcAttr(*Credential, *os.File) *syscall.SysProcAttr { return nil }

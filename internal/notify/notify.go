@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"unicode/utf8"
-
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -210,7 +208,7 @@ type Socket struct {
 	noCredentials, oversized, malformed, fdsClosed, readErrors atomic.Uint64
 
 	// recvmsg is unix.Recvmsg; a test seam.
-	recvmsg func(fd int, p, oob []byte, flags int) (n, oobn, recvflags int, from unix.Sockaddr, err error)
+	recvmsg func(fd int, p, oob []byte, flags int) (n, oobn, recvflags int, from sockaddr, err error)
 }
 
 // Name returns the NOTIFY_SOCKET value for workers: "@name" for an abstract socket, else a path.

@@ -20,6 +20,9 @@ const (
 	maxAncestors = 64
 )
 
+// sockaddr is what the recvmsg seam returns besides the datagram.
+type sockaddr = unix.Sockaddr
+
 // Open binds a new unixgram socket in the abstract namespace, named
 // "@handoff-<getpid>-<16 random hex>", with SO_PASSCRED set before binding so that every datagram
 // carries its sender's credentials. The socket is close-on-exec and non-blocking. An abstract

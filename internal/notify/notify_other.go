@@ -9,6 +9,9 @@ import (
 	"github.com/handoff-dev/handoff"
 )
 
+// sockaddr is the recvmsg seam's, which nothing calls here: Serve fails.
+type sockaddr = any
+
 func notSupported() error {
 	return fmt.Errorf("%w: notify socket on %s", handoff.ErrNotSupported, runtime.GOOS)
 }
