@@ -77,10 +77,11 @@ type scraper struct {
 	mu    sync.Mutex
 	phase string
 	all   []scrape
+	more  chan struct{} // closed when a scrape is appended to all, then replaced
 }
 
 func startScraper(url string, period time.Duration) *scraper {
-	s := &scraper{url: url, stop: make(chan struct{}), done: make(chan struct{}), phase: "start"}
+	s := &scraper{url: url, stop: make(chan struct{}), done: make(chan struct{}), phase: "start", more: make(chan struct{})}
 	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	go func() {
 		defer close(s.done)
@@ -92,6 +93,8 @@ func startScraper(url string, period time.Duration) *scraper {
 			s.mu.Lock()
 			sc.phase = s.phase
 			s.all = append(s.all, sc)
+			close(s.more)
+			s.more = make(chan struct{})
 			s.mu.Unlock()
 			select {
 			case <-s.stop:
@@ -119,6 +122,35 @@ func (s *scraper) get(client *http.Client) scrape {
 		sc.samples, sc.gauges, sc.err = parseMetrics(sc.body)
 	}
 	return sc
+}
+
+// awaitReady returns once a scrape begun after the call counts at least
+// min workers ready. The supervisor publishes what /metrics reports at most
+// every 50 ms in a burst of events, so the gauge may lag the log line that
+// said a worker is ready by as much: a phase that demands N ready begins
+// once a scrape has seen them.
+func (s *scraper) awaitReady(t *testing.T, min float64) {
+	t.Helper()
+	since := time.Now()
+	timeout := time.After(time.Until(deadline(t)))
+	for {
+		s.mu.Lock()
+		more := s.more
+		for _, sc := range s.all {
+			if sc.at.After(since) && sc.err == nil && sc.gauges[`handoff_workers{state=ready}`] >= min {
+				s.mu.Unlock()
+				return
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-more:
+		case <-s.done:
+			t.Fatalf("the scraper stopped before a scrape saw %g workers ready", min)
+		case <-timeout:
+			t.Fatalf("no scrape saw %g workers ready in time", min)
+		}
+	}
 }
 
 func (s *scraper) setPhase(p string) {
@@ -155,6 +187,7 @@ func TestMetricsThroughRestarts(t *testing.T) {
 		}
 	}()
 
+	s.awaitReady(t, n)
 	s.setPhase("rolls")
 	for gen := uint64(2); gen <= 11; gen++ {
 		p.cmd.Process.Signal(syscall.SIGHUP)
@@ -182,6 +215,7 @@ func TestMetricsThroughRestarts(t *testing.T) {
 			return l.Msg == "worker ready" && l.Worker == victim.Slot
 		})
 		statusJSON(t, "-pidfile", pidfile)
+		s.awaitReady(t, n)
 		s.setPhase("after kill")
 	}
 	// Every retired worker has exited: 2 per roll.
