@@ -93,12 +93,10 @@ func (t *table) recycle(w *child) {
 		return
 	}
 	t.log.Info("recycling worker at its maximum lifetime", workerFields(w.info)...)
-	nw, err := t.spawn(sl, w.info.Generation)
-	if err != nil {
+	if err := t.spawn(sl, w.info.Generation, &sl.next); err != nil {
 		t.failNext(sl, err)
 		return
 	}
-	sl.next = nw
 	w.recycled = true
 }
 

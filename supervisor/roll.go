@@ -147,12 +147,10 @@ func (t *table) advanceRoll() {
 		if sl.w == nil || inflight >= limit {
 			continue // an empty slot is filled by schedule, in the roll's generation
 		}
-		w, err := t.spawn(sl, r.gen)
-		if err != nil {
+		if err := t.spawn(sl, r.gen, &sl.next); err != nil {
 			t.abortRoll(fmt.Errorf("starting a new worker for slot %d: %w", sl.index, err))
 			return
 		}
-		sl.next = w
 		inflight++
 	}
 	if !finished {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -234,8 +235,9 @@ func TestHookCallsBack(t *testing.T) {
 	got := make(chan string, 4)
 	f := newFixture(t, "serve", nil, supervisor.WithHooks(supervisor.Hooks{
 		AfterSpawn: func(w supervisor.WorkerInfo) {
-			st := s.Stats()
-			got <- fmt.Sprintf("stats %d", st.Generation)
+			st := s.Stats() // the table as the hook sees it: w in it
+			got <- fmt.Sprintf("stats %d %v", st.Generation,
+				slices.ContainsFunc(st.Workers, func(x supervisor.WorkerInfo) bool { return x.Pid == w.Pid }))
 			rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			got <- fmt.Sprintf("scale %v", s.Scale(rctx, 1))
@@ -245,7 +247,7 @@ func TestHookCallsBack(t *testing.T) {
 	f.run(ctx)
 	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for _, want := range []string{"stats 1", "scale " + supervisor.ErrInHook.Error()} {
+	for _, want := range []string{"stats 1 true", "scale " + supervisor.ErrInHook.Error()} {
 		select {
 		case g := <-got:
 			if !strings.HasPrefix(g, want) {

@@ -25,10 +25,8 @@ func (t *table) schedule() {
 	now := time.Now()
 	for _, sl := range t.slots {
 		if sl.w == nil && !sl.vetoed && !now.Before(sl.notBefore) {
-			if w, err := t.spawn(sl, t.targetGen()); err != nil {
+			if err := t.spawn(sl, t.targetGen(), &sl.w); err != nil {
 				t.startFailed(sl, err)
-			} else {
-				sl.w = w
 			}
 		}
 	}
@@ -42,8 +40,10 @@ func (t *table) targetGen() uint64 {
 	return t.gen
 }
 
-// spawn starts a worker for sl in generation gen.
-func (t *table) spawn(sl *slot, gen uint64) (_ *child, err error) {
+// spawn starts a worker for sl in generation gen and places it in sl
+// (into: &sl.w or &sl.next) before AfterSpawn runs, so that Stats from the
+// hook lists it in Workers.
+func (t *table) spawn(sl *slot, gen uint64, into **child) (err error) {
 	s := t.s
 	rc, ok := t.recipes[gen]
 	if !ok { // the first generation, or one handed over by an upgrade
@@ -70,7 +70,7 @@ func (t *table) spawn(sl *slot, gen uint64) (_ *child, err error) {
 	if h := t.o.hooks.BeforeSpawn; h != nil {
 		t.runHook(func() { err = h(sp) })
 		if err != nil {
-			return nil, fmt.Errorf("before-spawn hook: %w", err)
+			return fmt.Errorf("before-spawn hook: %w", err)
 		}
 	}
 	var cg *os.File
@@ -78,7 +78,7 @@ func (t *table) spawn(sl *slot, gen uint64) (_ *child, err error) {
 		t.cgN++
 		dir := filepath.Join(t.cgBase, fmt.Sprintf("w-%d-%d-%d", sl.index, gen, t.cgN))
 		if cg, err = cgroup.Make(dir); err != nil {
-			return nil, err
+			return err
 		}
 		defer cg.Close()
 	}
@@ -88,7 +88,7 @@ func (t *table) spawn(sl *slot, gen uint64) (_ *child, err error) {
 	}
 	local, remote, err := t.handoverPair()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	proc, err := t.start(sp, socks, cg, exe, rc.self, remote)
 	if remote != nil {
@@ -101,7 +101,7 @@ func (t *table) spawn(sl *slot, gen uint64) (_ *child, err error) {
 		if cg != nil {
 			cgroup.Remove(cg.Name())
 		}
-		return nil, err
+		return err
 	}
 	now := time.Now()
 	w := &child{
@@ -128,6 +128,7 @@ func (t *table) spawn(sl *slot, gen uint64) (_ *child, err error) {
 	t.handoverStarted(w, local)
 	t.countStart()
 	t.log.Info("worker started", workerFields(w.info)...)
+	*into = w
 	if h := t.o.hooks.AfterSpawn; h != nil {
 		t.runHook(func() { h(w.info) })
 	}
@@ -140,7 +141,7 @@ func (t *table) spawn(sl *slot, gen uint64) (_ *child, err error) {
 	case readyNotify:
 		w.deadline = now.Add(t.o.readyTimeout)
 	}
-	return w, nil
+	return nil
 }
 
 // track registers a started or adopted worker and watches for its exit.
