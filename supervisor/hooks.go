@@ -118,13 +118,16 @@ type Spawn struct {
 // runHook calls a hook, f, on a goroutine of its own, locked to its OS
 // thread while f runs, and waits for it. A call back into the supervisor
 // from that goroutine is found by its thread (see Supervisor.inHook), with
-// no goroutine id: Stats answers with the table as the hook sees it (which
-// runHook publishes first), the others refuse with ErrInHook. Requests from
-// other goroutines wait to be taken, as during any event, until the hook
-// and the event that called it are done.
+// no goroutine id: Stats publishes the table as the hook sees it and
+// answers with it (the run goroutine waits for the hook, so the table
+// holds still; a snapshot per hook call, taken whether or not the hook
+// asks, made N workers' start O(N²) with hooks installed), the others
+// refuse with ErrInHook. Requests from other goroutines wait to be taken,
+// as during any event, until the hook and the event that called it are
+// done.
 func (t *table) runHook(f func()) {
-	t.publish()
 	done := make(chan struct{})
+	t.s.hooked = t
 	go func() {
 		defer close(done)
 		// No other goroutine runs on this thread until UnlockOSThread, so
@@ -136,6 +139,7 @@ func (t *table) runHook(f func()) {
 		f()
 	}()
 	<-done
+	t.s.hooked = nil
 }
 
 func (t *table) hookRoll(e RollEvent) {

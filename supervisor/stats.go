@@ -167,15 +167,16 @@ type LastRoll struct {
 // at once, with the table as the hook sees it. Before Run it returns the
 // zero Stats; after Run, the last one. The slices are the caller's.
 func (s *Supervisor) Stats() Stats {
-	if !s.inHook() {
+	if s.inHook() {
+		s.hooked.publish() // set before the hook's goroutine began; the run goroutine waits for it
+	} else {
 		s.call(func(t *table) { t.publish() })
 	}
 	return s.LastStats()
 }
 
 // LastStats returns the Stats the run goroutine published last (after an
-// event, at most publishEvery (50ms) after it in a burst of events, and
-// before every hook), with the accept queues as the kernel
+// event, at most publishEvery (50ms) after it in a burst of events), with the accept queues as the kernel
 // reports them now, without waiting for the run goroutine: for monitoring
 // (package metrics), which must answer while the run goroutine is busy, as
 // during an upgrade's exec, when it waits for the requests its endpoints
@@ -239,8 +240,8 @@ const publishEvery = 50 * time.Millisecond
 
 // publish stores the table's snapshot for Supervisor.Stats. The run loop
 // calls it after every event that may have changed it (all but a worker's
-// watchdog ping; at most every publishEvery) and before
-// every hook; a caller whose Roll or Scale has
+// watchdog ping; at most every publishEvery), and Stats called from a
+// hook (see runHook); a caller whose Roll or Scale has
 // returned waits for the loop's next select, which comes after it (see
 // await), so that it sees its outcome in Stats.
 func (t *table) publish() {

@@ -61,8 +61,10 @@ type Supervisor struct {
 	nPub     atomic.Int64              // snapshots published, for the tests of their pace
 	draining atomic.Bool               // a stop (or its shutdown delay) has begun
 	// hookThread is the OS thread of the goroutine running a hook, locked
-	// to it while the hook runs; 0 when none runs (see runHook).
+	// to it while the hook runs; 0 when none runs (see runHook). hooked is
+	// the table the hook's event is changing, for Stats from the hook.
 	hookThread atomic.Int64
+	hooked     *table
 }
 
 type phase int
