@@ -32,7 +32,8 @@ type Hooks struct {
 	// a start failure (the slot is retried after the backoff).
 	BeforeSpawn func(sp *Spawn) error
 
-	// AfterSpawn is called once the worker process exists.
+	// AfterSpawn is called once the worker process exists and holds its
+	// slot (Stats from the hook lists it in Workers, Starting).
 	AfterSpawn func(w WorkerInfo)
 
 	// OnReady is called when a worker becomes ready (see Readiness); during
