@@ -176,8 +176,9 @@ func (s *Supervisor) Stats() Stats {
 }
 
 // LastStats returns the Stats the run goroutine published last (after an
-// event, at most publishEvery (50ms) after it in a burst of events), with the accept queues as the kernel
-// reports them now, without waiting for the run goroutine: for monitoring
+// event, at most publishEvery (50ms) after it in a burst of events), with
+// the accept queues as the kernel reports them now, without waiting for
+// the run goroutine: for monitoring
 // (package metrics), which must answer while the run goroutine is busy, as
 // during an upgrade's exec, when it waits for the requests its endpoints
 // took to be answered.
